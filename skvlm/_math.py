@@ -1,0 +1,42 @@
+"""Shared numeric helpers (numpy only; no torch at import time).
+
+Every formula that more than one estimator needs lives here exactly once.
+"""
+
+import numpy as np
+
+
+def l2_normalize(X, axis=-1, eps=1e-12):
+    """Rows scaled to unit L2 norm; all-zero rows stay zero (no division by 0)."""
+    X = np.asarray(X)
+    norms = np.linalg.norm(X, axis=axis, keepdims=True)
+    return X / np.maximum(norms, eps)
+
+
+def class_means(X, y_idx, n_classes=None):
+    """Mean row of each class; ``y_idx`` holds integer class indices 0..C-1."""
+    y_idx = np.asarray(y_idx)
+    n_classes = int(y_idx.max()) + 1 if n_classes is None else n_classes
+    sums = np.zeros((n_classes, X.shape[1]), dtype=np.result_type(X.dtype, np.float32))
+    np.add.at(sums, y_idx, X)
+    counts = np.bincount(y_idx, minlength=n_classes).astype(sums.dtype)
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def softmax(scores, axis=-1):
+    """Numerically stable softmax along ``axis``."""
+    shifted = scores - np.max(scores, axis=axis, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(scores, axis=-1):
+    """Numerically stable log-softmax along ``axis``."""
+    shifted = scores - np.max(scores, axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def iter_batches(n, batch_size):
+    """Yield ``slice`` objects covering ``range(n)`` in chunks of ``batch_size``."""
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))

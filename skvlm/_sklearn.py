@@ -1,0 +1,10 @@
+"""The one place that imports scikit-learn's private helpers.
+
+``_fit_context`` and ``_param_validation`` are private in scikit-learn; importing
+them here only means a future rename is fixed in one file.
+"""
+
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, Options, StrOptions, HasMethods
+
+__all__ = ["_fit_context", "Interval", "Options", "StrOptions", "HasMethods"]

@@ -1,0 +1,315 @@
+"""Lazy model loading into one process-wide, thread-safe cache.
+
+The cache is the only global state in skvlm: estimators hold a handle into it, so
+``clone`` and unpickling never reload weights that are already in memory.
+"""
+
+import contextlib
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ._registry import (
+    WeightsUnavailableError,
+    _register_open_clip_configs,
+    check_model_name,
+    is_shared_architecture,
+    open_clip_config,
+    resolve_device,
+    resolve_precision,
+    resolve_pretrained,
+    shared_config,
+    skvlm_model_names,
+    vocab_words,
+)
+
+_RANDOM_INIT_SEED = 0
+_CACHE = {}
+_CACHE_LOCK = threading.Lock()
+_KEY_LOCKS = {}
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode plus what is needed to feed it.
+
+    Attributes
+    ----------
+    name, pretrained : str, str or None
+        The model name and the resolved weights (tag, file path, or None).
+    model : torch.nn.Module
+        In eval mode, on ``device``; weights kept in fp32, half precision is autocast.
+    tokenizer : callable or None
+        list of str -> LongTensor (n, context_length); None for image-only models.
+    preprocess : callable
+        PIL image -> CHW float tensor (the evaluation transform).
+    device : torch.device
+    precision : {"fp32", "fp16", "bf16"}
+    embed_dim : int
+    image_size : tuple of int
+        (height, width) the image tower expects.
+    fingerprint : str
+        Hash of the architecture, the weights' content and the preprocessing, used
+        to content-address cached embeddings.
+    """
+
+    name: str
+    pretrained: Any
+    model: Any
+    tokenizer: Callable
+    preprocess: Callable
+    device: Any
+    precision: str
+    embed_dim: int
+    image_size: tuple
+    fingerprint: str
+    kind: str = "clip"
+    extra: dict = field(default_factory=dict)
+
+    def autocast(self):
+        """fp16/bf16 autocast on the model's device; a no-op for fp32."""
+        import torch
+
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def _state_fingerprint(module, *parts):
+    """Hash of a module's parameters and buffers (bytes) plus descriptive parts."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        digest.update(repr(part).encode())
+    for key, tensor in sorted(module.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _seeded_init():
+    """Deterministic random init without leaving a trace on torch's global RNG."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_RANDOM_INIT_SEED)
+        yield
+
+
+def _describe_preprocess(preprocess):
+    return repr(preprocess)
+
+
+def _compact_tokenizer(words, context_length):
+    from ._tokenizer import CompactTokenizer
+
+    return CompactTokenizer(words, context_length=context_length)
+
+
+def _weights_vocab(path):
+    """The vocabulary stored in a shipped safetensors file's metadata, if any."""
+    if path is None or Path(path).suffix != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    vocab = metadata.get("skvlm_vocab")
+    return vocab.split("\n") if vocab else None
+
+
+def _load_state_dict(path):
+    import torch
+
+    if Path(path).suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _build_open_clip(name, pretrained):
+    import open_clip
+
+    _register_open_clip_configs()
+    kwargs = {}
+    tokenizer = None
+    if name in skvlm_model_names():
+        # The compact vocabulary decides the token table's size; a shipped file
+        # carries the vocabulary it was trained with.
+        words = _weights_vocab(pretrained) or vocab_words()
+        config = open_clip_config(name)
+        tokenizer = _compact_tokenizer(words, config["text_cfg"]["context_length"])
+        kwargs["text_cfg"] = {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}
+    with _seeded_init():
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, pretrained=pretrained, **kwargs
+            )
+        except (OSError, RuntimeError) as exc:
+            if pretrained is not None and not Path(str(pretrained)).exists():
+                raise WeightsUnavailableError(
+                    f"Could not fetch the pretrained weights {pretrained!r} of {name!r}: "
+                    f"{type(exc).__name__}: {str(exc)[:200]}. Without network access, "
+                    f"download the checkpoint elsewhere and pass its local path, e.g. "
+                    f"CLIPEncoder(model={name!r}, pretrained='/path/to/checkpoint.safetensors')."
+                ) from exc
+            raise
+    if tokenizer is None:
+        tokenizer = open_clip.get_tokenizer(name)
+    visual = model.visual
+    image_size = getattr(visual, "image_size", (224, 224))
+    image_size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size,) * 2
+    embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") and model.text_projection is not None else int(visual.output_dim)
+    return model, tokenizer, preprocess, embed_dim, image_size
+
+
+def _build_shared(name, pretrained):
+    from open_clip.transform import image_transform
+
+    from .shared_clip import build_shared_clip
+
+    config = shared_config(name)
+    words = _weights_vocab(pretrained) or vocab_words()
+    tokenizer = _compact_tokenizer(words, config["text_cfg"]["context_length"])
+    config = {**config, "text_cfg": {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}}
+    with _seeded_init():
+        model = build_shared_clip(config)
+    if pretrained is not None:
+        model.load_state_dict(_load_state_dict(pretrained))
+    image_size = config["vision_cfg"]["image_size"]
+    preprocess = image_transform(image_size, is_train=False)
+    return model, tokenizer, preprocess, int(config["embed_dim"]), (image_size, image_size)
+
+
+def _build_timm(name, pretrained):
+    try:
+        import timm
+    except ImportError as exc:
+        raise ImportError(
+            "ImageEncoder needs timm: pip install 'skvlm[timm]'."
+        ) from exc
+    from timm.data import create_transform, resolve_data_config
+
+    kwargs = {"num_classes": 0}
+    if isinstance(pretrained, (str, Path)) and Path(str(pretrained)).exists():
+        kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained)}
+        use_pretrained = True
+    else:
+        use_pretrained = bool(pretrained)
+    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+        import difflib
+
+        close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.5)
+        from ._registry import ModelNotFound
+
+        raise ModelNotFound(
+            f"Unknown timm model {name!r}." + (f" Close matches: {close}." if close else "")
+        )
+    with _seeded_init():
+        try:
+            model = timm.create_model(name, pretrained=use_pretrained, **kwargs)
+        except (OSError, RuntimeError) as exc:
+            if use_pretrained and "file" not in kwargs.get("pretrained_cfg_overlay", {}):
+                raise WeightsUnavailableError(
+                    f"Could not fetch the pretrained weights of timm model {name!r}: "
+                    f"{type(exc).__name__}. Without network access pass a local file: "
+                    f"ImageEncoder(model={name!r}, pretrained='/path/to/weights.safetensors')."
+                ) from exc
+            raise
+    config = resolve_data_config({}, model=model)
+    preprocess = create_transform(**config, is_train=False)
+    image_size = tuple(config["input_size"][1:])
+    return model, None, preprocess, int(model.num_features), image_size
+
+
+def _key_lock(key):
+    with _CACHE_LOCK:
+        return _KEY_LOCKS.setdefault(key, threading.Lock())
+
+
+def load_model(model="ViT-B-32", pretrained="default", device="auto", precision="auto", kind="clip"):
+    """Return the :class:`LoadedModel` for a spec, loading it on first use.
+
+    The cache is keyed by (kind, model, resolved pretrained, device, precision) and is
+    safe to use from several threads: a model is built once even when many threads
+    ask for it at the same time.
+
+    Parameters
+    ----------
+    model : str
+        An open_clip architecture name (``skvlm.models.list_models()``), skvlm's own
+        (``"skvlm-tiny"``, ``"skvlm-tiny-shared"``), or a timm name when ``kind="timm"``.
+    pretrained : "default", str, path or None
+        An open_clip tag, a local checkpoint file, ``None`` (random init, seed 0) or
+        ``"default"`` (see :func:`skvlm.models.resolve_pretrained`).
+    device : "auto", "cpu", "cuda", "cuda:N"
+    precision : "auto", "fp32", "fp16", "bf16"
+        Half precisions are autocast; weights stay in fp32.
+    kind : {"clip", "timm"}
+
+    Examples
+    --------
+    >>> loaded = load_model("skvlm-tiny", pretrained=None, device="cpu")
+    >>> loaded.embed_dim, loaded.image_size, loaded.precision
+    (64, (32, 32), 'fp32')
+    >>> load_model("skvlm-tiny", pretrained=None, device="cpu") is loaded
+    True
+    """
+    device = resolve_device(device)
+    precision = resolve_precision(precision, device)
+    if kind == "timm":
+        resolved = pretrained if not isinstance(pretrained, Path) else str(pretrained)
+        if resolved == "default":
+            resolved = True
+    else:
+        check_model_name(model)
+        resolved = resolve_pretrained(model, pretrained)
+    key = (kind, model, resolved, str(device), precision)
+    with _key_lock(key):
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        if kind == "timm":
+            builder = _build_timm
+        elif is_shared_architecture(model):
+            builder = _build_shared
+        else:
+            builder = _build_open_clip
+        module, tokenizer, preprocess, embed_dim, image_size = builder(model, resolved)
+        module.eval().requires_grad_(False)
+        fingerprint = _state_fingerprint(
+            module, kind, model, _describe_preprocess(preprocess), precision
+        )
+        loaded = LoadedModel(
+            name=model,
+            pretrained=resolved,
+            model=module.to(device),
+            tokenizer=tokenizer,
+            preprocess=preprocess,
+            device=device,
+            precision=precision,
+            embed_dim=embed_dim,
+            image_size=image_size,
+            fingerprint=fingerprint,
+            kind=kind,
+        )
+        _CACHE[key] = loaded
+        return loaded
+
+
+def clear_model_cache():
+    """Drop every loaded model (frees memory; the next call reloads)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _KEY_LOCKS.clear()
+
+
+def cached_models():
+    """The keys of the models currently held in the cache."""
+    with _CACHE_LOCK:
+        return list(_CACHE)

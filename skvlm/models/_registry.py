@@ -1,0 +1,219 @@
+"""Model names, pretrained tags, devices and precisions: resolution only, no loading.
+
+Lookups go through registries, as open_clip's do: skvlm's own configs are added to
+open_clip's config registry (``open_clip.add_model_config``), so ``skvlm-tiny`` is an
+ordinary open_clip architecture; architectures open_clip cannot build (``SharedCLIP``)
+live in ``configs/shared/`` and are listed here.
+"""
+
+import difflib
+import json
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+SHARED_CONFIG_DIR = CONFIG_DIR / "shared"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+VOCAB_FILE = CONFIG_DIR / "skvlm-tiny-vocab.txt"
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+class ModelNotFound(ValueError):
+    """Unknown model name or pretrained tag (the message lists close matches)."""
+
+
+class WeightsUnavailableError(OSError):
+    """Pretrained weights could not be fetched (typically: no network)."""
+
+
+@lru_cache(maxsize=None)
+def _register_open_clip_configs():
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+    return True
+
+
+def skvlm_model_names():
+    """Names of the architectures that ship with skvlm (open_clip and shared)."""
+    own = [p.stem for p in CONFIG_DIR.glob("*.json")]
+    shared = [p.stem for p in SHARED_CONFIG_DIR.glob("*.json")]
+    return sorted(own + shared)
+
+
+def is_shared_architecture(name):
+    return (SHARED_CONFIG_DIR / f"{name}.json").is_file()
+
+
+def shared_config(name):
+    return json.loads((SHARED_CONFIG_DIR / f"{name}.json").read_text())
+
+
+def open_clip_config(name):
+    return json.loads((CONFIG_DIR / f"{name}.json").read_text())
+
+
+def vocab_words():
+    """The compact vocabulary word list of the tiny models (one word per line)."""
+    return [w for w in VOCAB_FILE.read_text().splitlines() if w.strip()]
+
+
+def list_models():
+    """Every model name skvlm can build: open_clip's registry plus skvlm's own.
+
+    Examples
+    --------
+    >>> "skvlm-tiny" in list_models() and "ViT-B-32" in list_models()
+    True
+    """
+    import open_clip
+
+    _register_open_clip_configs()
+    return sorted(set(open_clip.list_models()) | set(skvlm_model_names()))
+
+
+def check_model_name(name):
+    """Raise :class:`ModelNotFound` with close matches for an unknown model name."""
+    if not isinstance(name, str):
+        raise ModelNotFound(f"model must be a model name string, got {name!r}.")
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return name
+    known = list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        hint = f" Close matches: {close}." if close else ""
+        raise ModelNotFound(
+            f"Unknown model {name!r}.{hint} See skvlm.models.list_models() for all "
+            f"{len(known)} names."
+        )
+    return name
+
+
+def shipped_weights(name):
+    """Path of the safetensors file shipped in the package for ``name``, or None."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    return path if path.is_file() else None
+
+
+def resolve_pretrained(name, pretrained):
+    """Turn ``pretrained`` into None (random init), a local file path, or a hub tag.
+
+    ``"default"`` means the model's standard weights: the shipped file for skvlm's
+    own models (random init with a warning while none ships), else ``"openai"``
+    where open_clip has that tag, else its first listed tag.
+    """
+    if pretrained is None:
+        return None
+    if not isinstance(pretrained, (str, Path)):
+        raise ValueError(
+            f"pretrained must be None, 'default', a tag or a file path, got {pretrained!r}."
+        )
+    pretrained = str(pretrained)
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return None if pretrained == "default" else pretrained
+    if pretrained == "default":
+        if name in skvlm_model_names():
+            path = shipped_weights(name)
+            if path is None:
+                warnings.warn(
+                    f"No trained weights ship for {name!r} yet; using a random "
+                    "initialisation (seed 0).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                return None
+            return str(path)
+        import open_clip
+
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if not tags:
+            warnings.warn(
+                f"open_clip lists no pretrained weights for {name!r}; using a random "
+                "initialisation (seed 0).",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
+        return "openai" if "openai" in tags else tags[0]
+    if Path(pretrained).expanduser().exists():
+        return str(Path(pretrained).expanduser().resolve())
+    if name in skvlm_model_names():
+        raise ModelNotFound(
+            f"pretrained={pretrained!r} is neither 'default', None nor an existing file "
+            f"for skvlm's own model {name!r}."
+        )
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    if pretrained not in tags:
+        looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or Path(
+            pretrained
+        ).suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz")
+        if looks_like_path:
+            raise FileNotFoundError(f"Checkpoint file not found: {pretrained!r}.")
+        close = difflib.get_close_matches(pretrained, tags, n=5, cutoff=0.4)
+        raise ModelNotFound(
+            f"Unknown pretrained tag {pretrained!r} for {name!r}. "
+            + (f"Close matches: {close}. " if close else "")
+            + f"Tags for this model: {tags}; or pass a local checkpoint path or None."
+        )
+    return pretrained
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` is CUDA when available, else CPU; a missing CUDA is a ValueError.
+
+    Examples
+    --------
+    >>> str(resolve_device("cpu"))
+    'cpu'
+    """
+    import torch
+
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"Unknown device {device!r}: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available on this "
+                "machine; use device='cpu' or device='auto'."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={str(device)!r} does not exist: {torch.cuda.device_count()} "
+                "CUDA device(s) visible."
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' was requested but MPS is not available.")
+    return device
+
+
+def resolve_precision(precision, device):
+    """``"auto"`` is fp16 autocast on CUDA and fp32 elsewhere.
+
+    Examples
+    --------
+    >>> import torch
+    >>> resolve_precision("auto", torch.device("cpu"))
+    'fp32'
+    """
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if precision not in PRECISIONS:
+        close = difflib.get_close_matches(str(precision), PRECISIONS, n=1)
+        raise ValueError(
+            f"precision={precision!r} is not one of {list(PRECISIONS) + ['auto']}"
+            + (f" (did you mean {close[0]!r}?)" if close else "")
+            + "."
+        )
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError(
+            "precision='fp16' autocast is not supported on the CPU; use 'fp32' or 'bf16'."
+        )
+    return precision
