@@ -222,7 +222,7 @@ def _build_timm(name, pretrained):
                 ) from exc
             raise
     config = resolve_data_config({}, model=model)
-    preprocess = create_transform(**config, is_train=False)
+    preprocess = create_transform(**config, is_training=False)
     image_size = tuple(config["input_size"][1:])
     return model, None, preprocess, int(model.num_features), image_size
 

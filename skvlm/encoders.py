@@ -1,0 +1,575 @@
+"""Encoders: images and text in, L2-normalised float32 embeddings out.
+
+``CLIPEncoder`` wraps any open_clip model (and skvlm's own tiny models);
+``ImageEncoder`` wraps a timm image backbone (DINOv2 and friends). Both are
+stateless transformers (``requires_fit=False``): the model loads lazily from the
+process-wide cache in :mod:`skvlm.models`, and the weights never enter a pickle.
+"""
+
+import functools
+import hashlib
+import math
+import os
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+
+from ._embedding_cache import content_hash, resolve_cache
+from ._math import iter_batches, l2_normalize
+from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+_FILE_HASHES = {}
+
+
+def _file_identity(path):
+    """Content hash of a file, memoised on (path, size, mtime) so a checkpoint is read once."""
+    stat = os.stat(path)
+    memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo_key not in _FILE_HASHES:
+        hasher = hashlib.blake2b(digest_size=20)
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        _FILE_HASHES[memo_key] = hasher.hexdigest()
+    return _FILE_HASHES[memo_key]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _as_items(X):
+    """Turn the accepted containers into a list of items, with clear errors."""
+    if isinstance(X, (str, bytes, Path)):
+        raise ValueError(
+            f"X must be a sequence of images or texts, got a single {type(X).__name__}; "
+            "wrap it in a list: encoder.transform([item])."
+        )
+    if hasattr(X, "iloc"):  # pandas Series / one-column DataFrame
+        values = X.to_numpy()
+        X = values.ravel() if values.ndim == 2 and values.shape[1] == 1 else values
+    if isinstance(X, np.ndarray):
+        if X.ndim == 4:
+            return list(X)
+        if X.ndim == 2 and X.dtype.kind in "fc":
+            raise ValueError(
+                f"X is a 2-D float array of shape {X.shape}: it looks like embeddings. "
+                "Encoders take images (paths, PIL images, HxWxC uint8 arrays) or texts."
+            )
+        if X.ndim == 2 and X.shape[1] == 1:
+            return list(X.ravel())
+        if X.ndim != 1:
+            raise ValueError(
+                f"An array X must be (n, H, W, C) images or 1-D items, got shape {X.shape}; "
+                "pass a single image as a list: [image]."
+            )
+        return list(X)
+    try:
+        return list(X)
+    except TypeError:
+        raise ValueError(
+            f"X must be a sequence of images or texts, got {type(X).__name__}."
+        ) from None
+
+
+def _item_kind(item, modality):
+    """'image' or 'text' for one item, given the requested modality."""
+    from PIL import Image
+
+    if isinstance(item, Image.Image) or isinstance(item, Path):
+        return "image"
+    if isinstance(item, np.ndarray):
+        return "image"
+    if isinstance(item, str):
+        if modality == "text":
+            return "text"
+        if modality == "image":
+            return "image"
+        if os.path.isfile(item):
+            return "image"
+        if item.lower().endswith(_IMAGE_SUFFIXES) and "\n" not in item:
+            raise FileNotFoundError(
+                f"Image file not found: {item!r}. (If this string is meant as text, "
+                "pass modality='text'.)"
+            )
+        return "text"
+    raise ValueError(
+        f"Cannot encode an item of type {type(item).__name__}: expected an image path, "
+        "a PIL image, an HxWxC uint8 array or a string."
+    )
+
+
+def _split_modality(items, modality):
+    kinds = [_item_kind(item, modality) for item in items]
+    if "image" in kinds and "text" in kinds:
+        images = [i for i, k in enumerate(kinds) if k == "image"][:3]
+        texts = [i for i, k in enumerate(kinds) if k == "text"][:3]
+        raise ValueError(
+            f"X mixes images (e.g. items {images}) and texts (e.g. items {texts}) under "
+            "modality='auto'; encode them in separate calls or set modality explicitly."
+        )
+    return kinds[0]
+
+
+def _load_image(item):
+    """A PIL RGB image from a path, a PIL image or an HxW[xC] uint8 array."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(item, (str, Path)):
+        path = str(item)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Image file not found: {path!r}.")
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"Cannot read image file {path!r}: {exc}") from None
+    if isinstance(item, Image.Image):
+        return item.convert("RGB")
+    array = np.asarray(item)
+    if array.dtype != np.uint8:
+        raise ValueError(
+            f"Image arrays must be uint8 (0-255), got dtype {array.dtype}; convert with "
+            "(array * 255).round().astype(np.uint8) if it holds values in [0, 1]."
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"An image array must be HxW, HxWx3 or HxWx4, got shape {array.shape}.")
+    return Image.fromarray(array).convert("RGB")
+
+
+def _image_bytes(item):
+    """The bytes that identify an image's content (file bytes, or pixels + shape)."""
+    from PIL import Image
+
+    if isinstance(item, (str, Path)):
+        path = str(item)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Image file not found: {path!r}.")
+        with open(path, "rb") as handle:
+            return b"file:" + handle.read()
+    if isinstance(item, Image.Image):
+        return f"pil:{item.mode}:{item.size}:".encode() + item.tobytes()
+    array = np.ascontiguousarray(item)
+    return f"array:{array.dtype}:{array.shape}:".encode() + array.tobytes()
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def _normalize_stats(preprocess):
+    """(mean, std) of the Normalize step of a torchvision Compose."""
+    for step in getattr(preprocess, "transforms", []):
+        if type(step).__name__ == "Normalize":
+            return tuple(step.mean), tuple(step.std)
+    return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+
+
+def _augmented_view(image, image_size, mean, std, rng):
+    """Random resized crop (scale 0.5-1, as Tip-Adapter) + horizontal flip, from ``rng``."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as F
+
+    width, height = image.size
+    area = width * height
+    for _ in range(10):
+        target_area = area * rng.uniform(0.5, 1.0)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w = int(round(math.sqrt(target_area * ratio)))
+        h = int(round(math.sqrt(target_area / ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            break
+    else:
+        h, w, top, left = height, width, 0, 0
+    view = F.resized_crop(image, top, left, h, w, list(image_size), InterpolationMode.BICUBIC)
+    if rng.random() < 0.5:
+        view = F.hflip(view)
+    tensor = F.to_tensor(view)
+    return F.normalize(tensor, mean, std).to(torch.float32)
+
+
+# --------------------------------------------------------------------------- estimators
+
+
+class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Shared machinery: lazy model, batching, the embedding cache, pickling."""
+
+    _kind = "clip"
+
+    _parameter_constraints = {
+        "model": [str],
+        "pretrained": [str, os.PathLike, "boolean", None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "precision": [StrOptions({"auto", "fp32", "fp16", "bf16"})],
+        "normalize": ["boolean"],
+        "cache": [str, os.PathLike, HasMethods(["cache"]), None],
+        "n_augmentations": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    @functools.cached_property
+    def _loaded(self):
+        from .models import load_model
+
+        return load_model(
+            self.model, self.pretrained, self.device, self.precision, kind=self._kind
+        )
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        state.pop("_loaded", None)
+        return state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.non_deterministic = self.n_augmentations > 0 and self.random_state is None
+        return tags
+
+    @property
+    def _n_features_out(self):
+        return self._loaded.embed_dim
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X=None, y=None):
+        """No-op (the model is pretrained); validates the parameters.
+
+        Parameters
+        ----------
+        X, y : ignored
+
+        Returns
+        -------
+        self
+        """
+        return self
+
+    def transform(self, X):
+        """Encode images or texts into an (n_samples, embed_dim) float32 array.
+
+        Parameters
+        ----------
+        X : sequence of images or texts
+            Image paths, PIL images, HxWxC uint8 arrays or an (n, H, W, C) array; or
+            strings (see ``modality``).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embed_dim), float32
+        """
+        self._validate_params()
+        return self._encode_items(_as_items(X), augment=False)
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Encode ``X``; with ``n_augmentations > 0``, average that many augmented views.
+
+        Train-time augmentation (Tip-Adapter's and GDA's cache construction) happens
+        here only: ``transform`` never augments, so in a ``Pipeline`` the support
+        set is augmented and the queries are not.
+        """
+        self._validate_params()
+        return self._encode_items(_as_items(X), augment=self.n_augmentations > 0)
+
+    # ----------------------------------------------------------------- internals
+
+    def _spec_fingerprint(self, augment):
+        """Identity of everything that shapes an embedding, without loading the model."""
+        from .models import resolve_device, resolve_precision
+
+        device = resolve_device(self.device)
+        precision = resolve_precision(self.precision, device)
+        weights = self._weights_identity()
+        aug = f"aug{self.n_augmentations}-{self.random_state}" if augment else "noaug"
+        return content_hash(self._kind, self.model, weights, precision, aug)
+
+    def _weights_identity(self):
+        pretrained = self.pretrained
+        if self._kind == "clip":
+            from .models import resolve_pretrained
+            from .models._registry import check_model_name
+
+            import warnings
+
+            check_model_name(self.model)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pretrained = resolve_pretrained(self.model, pretrained)
+        if pretrained is None or pretrained is False:
+            import open_clip
+
+            return f"random-init-seed0-open_clip{open_clip.__version__}"
+        if isinstance(pretrained, (str, Path)) and os.path.isfile(str(pretrained)):
+            return "file:" + _file_identity(str(pretrained))
+        return f"tag:{pretrained}"
+
+    def _encode_items(self, items, augment, modality=None):
+        if len(items) == 0:
+            raise ValueError("X is empty: there is nothing to encode.")
+        kind = self._modality_of(items, modality)
+        cache = resolve_cache(self.cache)
+        if augment and self.random_state is None:
+            cache = None  # unseeded augmentations are not reproducible, so not cacheable
+        if kind == "text":
+            items = [str(item) for item in items]
+        keys = self._item_keys(items, kind, augment) if (cache is not None or augment) else None
+        found = cache.get_many(keys) if cache is not None else {}
+        vectors = [found.get(key) for key in keys] if keys is not None else [None] * len(items)
+        todo = {}
+        for index, vector in enumerate(vectors):
+            if vector is None:
+                todo.setdefault(keys[index] if keys is not None else index, index)
+        if todo:
+            fresh = self._run_model([items[i] for i in todo.values()], kind, augment,
+                                    list(todo.keys()))
+            fresh_by_key = dict(zip(todo.keys(), fresh))
+            if cache is not None:
+                cache.put_many(fresh_by_key)
+            for index in range(len(items)):
+                if vectors[index] is None:
+                    vectors[index] = fresh_by_key[keys[index] if keys is not None else index]
+        out = np.stack(vectors).astype(np.float32, copy=False)
+        if self.normalize:
+            out = l2_normalize(out).astype(np.float32)
+        return out
+
+    def _modality_of(self, items, modality=None):
+        return _split_modality(items, "image")
+
+    def _item_keys(self, items, kind, augment):
+        spec = self._spec_fingerprint(augment)
+        if kind == "text":
+            return [content_hash(spec, "text", item) for item in items]
+        return [content_hash(spec, "image", _image_bytes(item)) for item in items]
+
+    def _run_model(self, items, kind, augment, keys):
+        import torch
+
+        loaded = self._loaded
+        batches = list(iter_batches(len(items), self.batch_size))
+        if self.verbose:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc=f"{type(self).__name__} ({kind})", unit="batch")
+        outputs = []
+        for batch in batches:
+            chunk = items[batch]
+            with torch.inference_mode(), loaded.autocast():
+                if kind == "text":
+                    tokens = loaded.tokenizer(chunk).to(loaded.device)
+                    features = loaded.model.encode_text(tokens)
+                elif augment:
+                    features = self._augmented_features(chunk, keys[batch], loaded)
+                else:
+                    pixels = torch.stack([loaded.preprocess(_load_image(i)) for i in chunk])
+                    features = self._forward_images(loaded, pixels.to(loaded.device))
+            outputs.append(features.float().cpu().numpy())
+        return list(np.concatenate(outputs))
+
+    def _augmented_features(self, chunk, keys, loaded):
+        """Mean of ``n_augmentations`` views' normalised features, per image."""
+        import torch
+
+        mean, std = _normalize_stats(loaded.preprocess)
+        seed = 0 if self.random_state is None else self.random_state
+        if isinstance(seed, np.random.RandomState):
+            seed = int(seed.randint(2**31))
+        total = None
+        views = []
+        for item, key in zip(chunk, keys):
+            # Each image's views depend only on its content and the seed, so the result
+            # does not depend on which other images share its batch.
+            rng = np.random.default_rng([int(seed), int(key[:12], 16)])
+            image = _load_image(item)
+            views.append([_augmented_view(image, loaded.image_size, mean, std, rng)
+                          for _ in range(self.n_augmentations)])
+        for view_index in range(self.n_augmentations):
+            pixels = torch.stack([v[view_index] for v in views]).to(loaded.device)
+            features = self._forward_images(loaded, pixels).float()
+            features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            total = features if total is None else total + features
+        return total / self.n_augmentations
+
+    def _forward_images(self, loaded, pixels):
+        return loaded.model.encode_image(pixels)
+
+
+class CLIPEncoder(_BaseEncoder):
+    """Embed images and texts with a CLIP-style model (open_clip or skvlm's own).
+
+    Parameters
+    ----------
+    model : str, default="ViT-B-32"
+        An open_clip architecture (see ``skvlm.models.list_models()``) or skvlm's
+        ``"skvlm-tiny"`` / ``"skvlm-tiny-shared"``, which ship inside the package.
+    pretrained : str, path or None, default="default"
+        An open_clip tag (``"openai"``, ``"laion2b_s34b_b79k"``...), a local checkpoint
+        file, ``None`` for a random initialisation (seed 0), or ``"default"``: the
+        model's standard weights ("openai" where open_clip has it, else its first
+        tag; the shipped file for skvlm's own models).
+    modality : {"auto", "image", "text"}, default="auto"
+        ``"auto"`` treats strings that are existing files as images and other strings
+        as text; mixing both in one call is an error.
+    batch_size : int, default=64
+    device : str, default="auto"
+        "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+    precision : {"auto", "fp32", "fp16", "bf16"}, default="auto"
+        "auto" is fp16 autocast on CUDA and fp32 on the CPU.
+    normalize : bool, default=True
+        L2-normalise each output row.
+    cache : None, "memory", str, path or joblib.Memory, default=None
+        Content-addressed embedding cache: ``"memory"`` keeps embeddings in this
+        process; a directory (or a ``joblib.Memory``'s location) also stores them on
+        disk, so a second run does not run the model at all.
+    n_augmentations : int, default=0
+        In ``fit_transform`` only, average the normalised features of this many random
+        views (resized crop with scale 0.5-1 and a horizontal flip, as Tip-Adapter
+        builds its cache) of each image. Off by default; it usually helps
+        cache-based classifiers a little and costs ``n_augmentations`` forward passes.
+    random_state : int, RandomState or None, default=None
+        Seeds the augmentations (only used when ``n_augmentations > 0``).
+    verbose : int, default=0
+        Show a progress bar over batches.
+
+    Attributes
+    ----------
+    The model is loaded lazily on first use from a process-wide cache; the encoder
+    has no fitted state, and pickles without its weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvlm import CLIPEncoder
+    >>> encoder = CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cpu")
+    >>> images = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    >>> encoder.transform(images).shape
+    (2, 64)
+    >>> emb = encoder.encode_text(["a photo of a red circle"])
+    >>> round(float(np.linalg.norm(emb)), 5)
+    1.0
+    """
+
+    _parameter_constraints = {
+        **_BaseEncoder._parameter_constraints,
+        "modality": [StrOptions({"auto", "image", "text"})],
+    }
+
+    def __init__(
+        self,
+        model="ViT-B-32",
+        pretrained="default",
+        modality="auto",
+        batch_size=64,
+        device="auto",
+        precision="auto",
+        normalize=True,
+        cache=None,
+        n_augmentations=0,
+        random_state=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.pretrained = pretrained
+        self.modality = modality
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.normalize = normalize
+        self.cache = cache
+        self.n_augmentations = n_augmentations
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def encode_text(self, texts):
+        """Embed strings with the text tower (whatever ``modality`` says).
+
+        Returns
+        -------
+        ndarray of shape (n_texts, embed_dim), float32
+        """
+        self._validate_params()
+        items = _as_items(texts)
+        if items and not all(isinstance(t, str) for t in items):
+            raise ValueError("encode_text takes strings only.")
+        return self._encode_items(items, augment=False, modality="text")
+
+    def encode_images(self, images):
+        """Embed images with the image tower (whatever ``modality`` says).
+
+        Returns
+        -------
+        ndarray of shape (n_images, embed_dim), float32
+        """
+        self._validate_params()
+        return self._encode_items(_as_items(images), augment=False, modality="image")
+
+    def _modality_of(self, items, modality=None):
+        return _split_modality(items, modality or self.modality)
+
+
+class ImageEncoder(_BaseEncoder):
+    """Embed images with a timm backbone (DINOv2, ViT, ConvNeXt...), pooled features.
+
+    Parameters
+    ----------
+    model : str, default="vit_small_patch14_dinov2.lvd142m"
+        A timm model name (``timm.list_models()``).
+    pretrained : bool, "default", path or None, default="default"
+        ``"default"``/``True`` loads timm's pretrained weights (network or the local
+        hub cache); a path loads a local weights file; ``None``/``False`` is a random
+        initialisation (seed 0).
+    batch_size, device, precision, normalize, cache, n_augmentations, random_state, verbose
+        As in :class:`CLIPEncoder`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvlm import ImageEncoder
+    >>> encoder = ImageEncoder(model="test_vit", pretrained=None, device="cpu")
+    >>> encoder.transform(np.zeros((1, 32, 32, 3), dtype=np.uint8)).shape
+    (1, 64)
+    """
+
+    _kind = "timm"
+
+    def __init__(
+        self,
+        model="vit_small_patch14_dinov2.lvd142m",
+        pretrained="default",
+        batch_size=64,
+        device="auto",
+        precision="auto",
+        normalize=True,
+        cache=None,
+        n_augmentations=0,
+        random_state=None,
+        verbose=0,
+    ):
+        self.model = model
+        self.pretrained = pretrained
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.normalize = normalize
+        self.cache = cache
+        self.n_augmentations = n_augmentations
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _weights_identity(self):
+        if self.pretrained in ("default", True):
+            return f"timm-default:{self.model}"
+        return super()._weights_identity()
+
+
+    def _forward_images(self, loaded, pixels):
+        return loaded.model(pixels)
