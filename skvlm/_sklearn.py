@@ -5,6 +5,19 @@ them here only means a future rename is fixed in one file.
 """
 
 from sklearn.base import _fit_context
-from sklearn.utils._param_validation import Interval, Options, StrOptions, HasMethods
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
 
-__all__ = ["_fit_context", "Interval", "Options", "StrOptions", "HasMethods"]
+__all__ = [
+    "_fit_context",
+    "HasMethods",
+    "Interval",
+    "Options",
+    "StrOptions",
+    "validate_parameter_constraints",
+]

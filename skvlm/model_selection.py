@@ -1,0 +1,135 @@
+"""Few-shot cross-validation splits (k labelled shots per class, repeated over seeds)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.model_selection import BaseCrossValidator
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import column_or_1d
+
+from ._sklearn import Interval, validate_parameter_constraints
+
+
+class FewShotSplit(BaseCrossValidator):
+    """k-shot train / test splits: exactly ``n_shots`` training rows per class.
+
+    Each split draws ``n_shots`` rows of every class for training and tests on the
+    rest (or on a random ``test_size`` part of the rest). Usable as ``cv=`` anywhere in
+    scikit-learn. To choose hyper-parameters without touching the test rows, nest a
+    second ``FewShotSplit`` inside the k-shot training rows (CoOp uses
+    ``min(k, 4)`` validation shots), e.g. ``GridSearchCV(..., cv=FewShotSplit(min(k, 4) // 2 or 1))``
+    inside ``cross_validate(..., cv=FewShotSplit(k))``.
+
+    Parameters
+    ----------
+    n_shots : int
+        Training rows per class.
+    n_splits : int, default=3
+        Number of splits (seeds).
+    test_size : int, float or None, default=None
+        ``None``: every row not used for training; an int: that many test rows; a
+        float in (0, 1]: that fraction of the remaining rows.
+    random_state : int, RandomState or None, default=None
+        An int gives the same splits on every call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvlm.model_selection import FewShotSplit
+    >>> y = np.array([0, 0, 0, 1, 1, 1, 1])
+    >>> cv = FewShotSplit(n_shots=2, n_splits=2, random_state=0)
+    >>> [(np.bincount(y[train]).tolist(), len(test)) for train, test in cv.split(y, y)]
+    [([2, 2], 3), ([2, 2], 3)]
+    """
+
+    _parameter_constraints = {
+        "n_shots": [Interval(Integral, 1, None, closed="left")],
+        "n_splits": [Interval(Integral, 1, None, closed="left")],
+        "test_size": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+            None,
+        ],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_shots, n_splits=3, test_size=None, random_state=None):
+        self.n_shots = n_shots
+        self.n_splits = n_splits
+        self.test_size = test_size
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """The number of splits, ``n_splits``."""
+        return self.n_splits
+
+    def split(self, X, y, groups=None):
+        """Yield (train, test) index arrays.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Only its length is used.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        groups : ignored
+
+        Yields
+        ------
+        train, test : ndarray of int
+        """
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            {name: getattr(self, name) for name in self._parameter_constraints},
+            caller_name=type(self).__name__,
+        )
+        if y is None:
+            raise ValueError("FewShotSplit needs the class labels y.")
+        y = column_or_1d(np.asarray(y), warn=False)
+        if X is not None and len(X) != len(y):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
+        classes, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)
+        short = counts < self.n_shots
+        if short.any():
+            examples = ", ".join(
+                f"{classes[i]!r} ({counts[i]} rows)" for i in np.flatnonzero(short)[:5]
+            )
+            raise ValueError(
+                f"n_shots={self.n_shots} but some classes have fewer rows: {examples}."
+            )
+        n_remaining = len(y) - self.n_shots * len(classes)
+        if n_remaining == 0:
+            raise ValueError(
+                f"n_shots={self.n_shots} uses every row of every class: no test rows remain."
+            )
+        n_test = self._n_test(n_remaining)
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_splits)
+        members = [np.flatnonzero(y_idx == c) for c in range(len(classes))]
+        for seed in seeds:
+            split_rng = np.random.default_rng(seed)
+            train = np.concatenate(
+                [split_rng.choice(rows, self.n_shots, replace=False) for rows in members]
+            )
+            mask = np.ones(len(y), dtype=bool)
+            mask[train] = False
+            test = np.flatnonzero(mask)
+            if n_test < len(test):
+                test = np.sort(split_rng.choice(test, n_test, replace=False))
+            yield np.sort(train), test
+
+    def _n_test(self, n_remaining):
+        if self.test_size is None:
+            return n_remaining
+        if isinstance(self.test_size, Integral):
+            if self.test_size > n_remaining:
+                raise ValueError(
+                    f"test_size={self.test_size} exceeds the {n_remaining} rows left after "
+                    "drawing the shots."
+                )
+            return int(self.test_size)
+        return max(1, int(round(self.test_size * n_remaining)))
+
+    def _iter_test_indices(self, X=None, y=None, groups=None):
+        for _, test in self.split(X, y, groups):
+            yield test
