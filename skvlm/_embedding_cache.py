@@ -56,12 +56,23 @@ class _MemoryLayer:
             self._bytes = 0
 
 
-_MEMORY = _MemoryLayer()
+# One memory layer per store (None = memory only, else the disk directory), so that
+# a vector held in memory for one store is still written to another store's disk.
+_MEMORY = {}
+_MEMORY_LOCK = threading.Lock()
+
+
+def _memory_layer(directory):
+    key = None if directory is None else str(Path(directory).resolve())
+    with _MEMORY_LOCK:
+        return _MEMORY.setdefault(key, _MemoryLayer())
 
 
 def clear_memory_cache():
-    """Empty the process-wide memory layer (the disk layer is kept)."""
-    _MEMORY.clear()
+    """Empty the process-wide memory layers (the disk layers are kept)."""
+    with _MEMORY_LOCK:
+        for layer in _MEMORY.values():
+            layer.clear()
 
 
 class _DiskLayer:
@@ -112,18 +123,19 @@ class EmbeddingCache:
     def __init__(self, directory=None):
         self.directory = directory
         self.disk = _DiskLayer(directory) if directory is not None else None
+        self.memory = _memory_layer(directory)
 
     def get_many(self, keys):
-        found = _MEMORY.get_many(keys)
+        found = self.memory.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing and self.disk is not None:
             from_disk = self.disk.get_many(missing)
-            _MEMORY.put_many(from_disk)
+            self.memory.put_many(from_disk)
             found.update(from_disk)
         return found
 
     def put_many(self, items):
-        _MEMORY.put_many(items)
+        self.memory.put_many(items)
         if self.disk is not None:
             self.disk.put_many(items)
 

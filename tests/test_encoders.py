@@ -1,0 +1,252 @@
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from skvlm import CLIPEncoder, ImageEncoder
+from skvlm._embedding_cache import clear_memory_cache
+from skvlm.models import cached_models, clear_model_cache, load_model
+
+TINY = dict(model="skvlm-tiny", pretrained=None, device="cpu")
+
+
+@pytest.fixture
+def encoder():
+    return CLIPEncoder(**TINY)
+
+
+@pytest.fixture
+def image_files(tmp_path, tiny_images):
+    images, _ = tiny_images
+    paths = []
+    for i, image in enumerate(images[:4]):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_clone_and_params_round_trip(encoder):
+    params = encoder.get_params()
+    assert params["model"] == "skvlm-tiny" and params["pretrained"] is None
+    twin = clone(encoder).set_params(batch_size=3)
+    assert twin.batch_size == 3 and encoder.batch_size == 64
+    assert clone(twin).get_params() == twin.get_params()
+
+
+def test_every_image_kind_gives_the_same_embedding(encoder, image_files, tiny_images):
+    images, _ = tiny_images
+    from_paths = encoder.transform(image_files)
+    from_pil = encoder.transform([Image.fromarray(im) for im in images[:4]])
+    from_list = encoder.transform(list(images[:4]))
+    from_array = encoder.transform(images[:4])
+    assert from_paths.shape == (4, 64) and from_paths.dtype == np.float32
+    for other in (from_pil, from_list, from_array):
+        np.testing.assert_allclose(other, from_paths, atol=1e-6)
+    # Different images give different embeddings.
+    assert not np.allclose(from_paths[0], from_paths[1])
+
+
+def test_embeddings_match_a_hand_written_open_clip_loop(encoder, tiny_images):
+    import torch
+
+    images, _ = tiny_images
+    loaded = load_model(**TINY)
+    pixels = torch.stack([loaded.preprocess(Image.fromarray(im)) for im in images])
+    with torch.no_grad():
+        expected = loaded.model.encode_image(pixels)
+    expected = (expected / expected.norm(dim=-1, keepdim=True)).numpy()
+    np.testing.assert_allclose(encoder.transform(images), expected, atol=1e-5)
+
+
+def test_rows_are_unit_norm_unless_normalize_is_off(tiny_images):
+    images, _ = tiny_images
+    normed = CLIPEncoder(**TINY).transform(images[:3])
+    raw = CLIPEncoder(**TINY, normalize=False).transform(images[:3])
+    np.testing.assert_allclose(np.linalg.norm(normed, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), normed, atol=1e-5)
+
+
+def test_batch_size_does_not_change_results(tiny_images):
+    images, _ = tiny_images
+    one = CLIPEncoder(**TINY, batch_size=1).transform(images[:5])
+    many = CLIPEncoder(**TINY, batch_size=4).transform(images[:5])
+    np.testing.assert_allclose(one, many, atol=1e-5)
+
+
+def test_text_and_auto_modality(encoder, image_files):
+    texts = ["a photo of a red circle", "a blue square"]
+    auto = encoder.transform(texts)
+    explicit = encoder.encode_text(texts)
+    np.testing.assert_allclose(auto, explicit)
+    images = encoder.transform(image_files[:2])
+    assert not np.allclose(auto, images)
+    # A file path read as text is encoded as the string, not the image.
+    as_text = CLIPEncoder(**TINY, modality="text").transform(image_files[:1])
+    assert not np.allclose(as_text, images[:1])
+
+
+@pytest.mark.parametrize(
+    "bad, error, message",
+    [
+        ([], ValueError, "empty"),
+        ("a photo", ValueError, "single str"),
+        (np.zeros((3, 64), dtype=np.float32), ValueError, "looks like embeddings"),
+        (["missing_file.png"], FileNotFoundError, "missing_file.png"),
+        ([np.zeros((32, 32, 3), dtype=np.float64)], ValueError, "uint8"),
+        ([object()], ValueError, "Cannot encode"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(encoder, bad, error, message):
+    with pytest.raises(error, match=message):
+        encoder.transform(bad)
+
+
+def test_mixed_images_and_text_under_auto(encoder, image_files):
+    with pytest.raises(ValueError, match="mixes images"):
+        encoder.transform([image_files[0], "a photo of a cat"])
+
+
+def test_unreadable_image_file_is_named(encoder, tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a png")
+    with pytest.raises(ValueError, match="broken.png"):
+        CLIPEncoder(**TINY, modality="image").transform([str(broken)])
+
+
+def test_cuda_without_gpu(tiny_images):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cuda").transform(tiny_images[0][:1])
+
+
+def test_invalid_parameter_is_reported_at_transform(tiny_images):
+    with pytest.raises(ValueError, match="batch_size"):
+        CLIPEncoder(**TINY, batch_size=0).transform(tiny_images[0][:1])
+
+
+def test_input_is_never_mutated(encoder, tiny_images):
+    images, _ = tiny_images
+    before = images.copy()
+    texts = ["a red circle", "a blue star"]
+    encoder.transform(images)
+    encoder.transform(texts)
+    np.testing.assert_array_equal(images, before)
+    assert texts == ["a red circle", "a blue star"]
+
+
+def test_feature_names_and_pandas_output(encoder, tiny_images):
+    images, _ = tiny_images
+    names = encoder.get_feature_names_out()
+    assert len(names) == 64 and names[0] == "clipencoder0"
+    frame = clone(encoder).set_output(transform="pandas").transform(images[:2])
+    assert list(frame.columns) == list(names) and frame.shape == (2, 64)
+
+
+def test_pickled_pipeline_is_small_and_predicts_identically(tiny_images):
+    from skvlm import NearestPrototype
+
+    images, labels = tiny_images
+    pipe = Pipeline([("enc", CLIPEncoder(**TINY)), ("clf", NearestPrototype())]).fit(images, labels)
+    expected = pipe.predict(images)
+    blob = pickle.dumps(pipe)
+    assert len(blob) < 20_000  # kilobytes: the ~1 M weights (4 MB) are not inside
+    assert "_loaded" in pipe.named_steps["enc"].__dict__  # it was loaded before pickling
+    restored = pickle.loads(blob)
+    assert "_loaded" not in restored.named_steps["enc"].__dict__
+    np.testing.assert_array_equal(restored.predict(images), expected)
+
+
+def test_memory_cache_encodes_each_image_once(tiny_images, count_forward):
+    images, _ = tiny_images
+    clear_memory_cache()
+    encoder = CLIPEncoder(**TINY, cache="memory")
+    counts = count_forward(encoder._loaded)
+    first = encoder.transform(images[:6])
+    again = clone(encoder).transform(np.concatenate([images[:6], images[:6]]))
+    assert counts["image"] == 6
+    np.testing.assert_allclose(again[:6], first)
+    np.testing.assert_allclose(again[6:], first)
+
+
+def test_duplicates_within_one_call_are_encoded_once(tiny_images, count_forward):
+    images, _ = tiny_images
+    clear_memory_cache()
+    encoder = CLIPEncoder(**TINY, cache="memory")
+    counts = count_forward(encoder._loaded)
+    encoder.transform(np.concatenate([images[:3], images[:3]]))
+    assert counts["image"] == 3
+
+
+def test_disk_cache_serves_a_second_run_without_loading_the_model(tmp_path, tiny_images):
+    images, _ = tiny_images
+    texts = ["a red circle", "a green ring"]
+    first = CLIPEncoder(**TINY, cache=tmp_path).transform(images[:5])
+    first_text = CLIPEncoder(**TINY, cache=tmp_path).transform(texts)
+    clear_memory_cache()
+    clear_model_cache()
+    second = CLIPEncoder(**TINY, cache=str(tmp_path)).transform(images[:5])
+    second_text = CLIPEncoder(**TINY, cache=str(tmp_path)).transform(texts)
+    assert cached_models() == []  # the model was never even loaded
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(first_text, second_text)
+
+
+def test_joblib_memory_is_accepted_as_cache(tmp_path, tiny_images):
+    from joblib import Memory
+
+    images, _ = tiny_images
+    CLIPEncoder(**TINY, cache=Memory(tmp_path, verbose=0)).transform(images[:2])
+    assert list(tmp_path.rglob("*.sqlite"))
+
+
+def test_cache_key_depends_on_content_not_on_normalize(tmp_path, tiny_images, count_forward):
+    images, _ = tiny_images
+    clear_memory_cache()
+    raw = CLIPEncoder(**TINY, cache="memory", normalize=False)
+    counts = count_forward(raw._loaded)
+    raw_out = raw.transform(images[:2])
+    normed = CLIPEncoder(**TINY, cache="memory").transform(images[:2])
+    assert counts["image"] == 2
+    np.testing.assert_allclose(normed, raw_out / np.linalg.norm(raw_out, axis=1, keepdims=True), atol=1e-6)
+    edited = images[:1].copy()
+    edited[0, 0, 0, 0] ^= 1
+    CLIPEncoder(**TINY, cache="memory").transform(edited)
+    assert counts["image"] == 3  # a one-pixel edit is a different item
+
+
+def test_augmentation_only_in_fit_transform_and_is_reproducible(tiny_images):
+    images, _ = tiny_images
+    encoder = CLIPEncoder(**TINY, n_augmentations=3, random_state=0)
+    plain = encoder.transform(images[:4])
+    augmented = encoder.fit_transform(images[:4])
+    assert not np.allclose(plain, augmented)
+    np.testing.assert_allclose(augmented, clone(encoder).fit_transform(images[:4]), atol=1e-6)
+    # Each image's views depend only on the image and the seed, not on its batch.
+    alone = clone(encoder).fit_transform(images[2:3])
+    np.testing.assert_allclose(alone[0], augmented[2], atol=1e-5)
+    other_seed = clone(encoder).set_params(random_state=1).fit_transform(images[:4])
+    assert not np.allclose(other_seed, augmented)
+
+
+def test_progress_bar_with_verbose(tiny_images, capsys):
+    CLIPEncoder(**TINY, verbose=1).transform(tiny_images[0][:2])
+    assert "CLIPEncoder" in capsys.readouterr().err
+
+
+def test_image_encoder_with_an_offline_timm_model(tiny_images):
+    images, _ = tiny_images
+    encoder = ImageEncoder(model="test_vit", pretrained=None, device="cpu")
+    out = encoder.transform(images[:3])
+    assert out.shape == (3, encoder._loaded.embed_dim)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert len(pickle.dumps(encoder.fit(images[:3]))) < 5_000
+    with pytest.raises(ValueError, match="test_vit"):
+        ImageEncoder(model="test_vitt", pretrained=None, device="cpu").transform(images[:1])
