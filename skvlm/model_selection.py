@@ -92,7 +92,7 @@ class FewShotSplit(BaseCrossValidator):
         short = counts < self.n_shots
         if short.any():
             examples = ", ".join(
-                f"{classes[i]!r} ({counts[i]} rows)" for i in np.flatnonzero(short)[:5]
+                f"{classes[i].item()!r} ({counts[i]} rows)" for i in np.flatnonzero(short)[:5]
             )
             raise ValueError(
                 f"n_shots={self.n_shots} but some classes have fewer rows: {examples}."
