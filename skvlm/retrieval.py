@@ -74,19 +74,36 @@ def _check_retrieval_inputs(queries, query_labels, gallery, gallery_labels, excl
     return queries, codes[: queries.shape[0]], gallery, codes[queries.shape[0] :]
 
 
-def _ranks_in_row(scores, relevant, self_index, n_buckets):
+def _ranks_in_row(scores, relevant, self_index):
     """1-based ranks (ascending) of the relevant items in one row of scores.
 
     A full argsort of the row costs O(G log G); we only need the ranks of the
-    relevant items. Scores are bucketed monotonically (higher score, lower
-    bucket), a cumulative histogram counts the items in strictly better buckets,
-    and only the items that share a bucket with a relevant item (or with the
-    excluded query itself) are ordered exactly, by (-score, gallery index).
+    relevant items. Items scoring below every relevant item cannot precede one,
+    so when they are the majority they are dropped first. The rest are bucketed
+    monotonically (higher score, lower bucket), a cumulative histogram counts the
+    items in strictly better buckets, and only the items that share a bucket with
+    a relevant item (or with the excluded query itself) are ordered exactly, by
+    (-score, gallery index).
     """
+    lowest = scores[relevant].min()
+    n_band = np.count_nonzero(scores >= lowest)
+    if n_band < scores.shape[0] // 2:
+        index = np.flatnonzero(scores >= lowest)
+        if self_index is not None and scores[self_index] < lowest:
+            self_index = None  # ranked below every relevant item: changes nothing
+        # Relevant items and the query, as positions in the band.
+        relevant = np.searchsorted(index, relevant)
+        if self_index is not None:
+            self_index = int(np.searchsorted(index, self_index))
+        scores = scores[index]
+    n_buckets = max(scores.shape[0] // 4, 1)
     top, bottom = scores.max(), scores.min()
     span = float(top) - float(bottom)
     scale = np.float32((n_buckets - 1) / span) if span > 0 else np.float32(0.0)
-    buckets = np.minimum(((top - scores) * scale).astype(np.intp), n_buckets - 1)
+    work = np.subtract(top, scores)
+    work *= scale
+    buckets = work.astype(np.intp)
+    np.minimum(buckets, n_buckets - 1, out=buckets)
     counts = np.bincount(buckets, minlength=n_buckets)
     better = np.cumsum(counts) - counts
 
@@ -94,6 +111,7 @@ def _ranks_in_row(scores, relevant, self_index, n_buckets):
     shared = np.zeros(n_buckets, dtype=bool)
     shared[buckets[marked]] = True
     candidates = np.flatnonzero(shared[buckets])
+    # Positions in the band preserve gallery order, so they break ties correctly.
     candidates = candidates[np.lexsort((candidates, -scores[candidates]))]
     cand_buckets = buckets[candidates]
     first_in_bucket = np.searchsorted(cand_buckets, cand_buckets, side="left")
@@ -113,24 +131,26 @@ def _iter_relevant_ranks(queries, query_codes, gallery, gallery_codes, exclude_s
     """Yield ``(query index, sorted 1-based ranks of its relevant items)``."""
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    n_gallery = gallery.shape[0]
-    n_buckets = max(n_gallery // 4, 1)
-    inverse_norms = (1.0 / np.maximum(np.linalg.norm(gallery, axis=1), 1e-12)).astype(np.float32)
+    # einsum avoids an n_gallery x n_features temporary
+    norms = np.sqrt(np.einsum("ij,ij->i", gallery, gallery, dtype=np.float64))
+    inverse_norms = (1.0 / np.maximum(norms, 1e-12)).astype(np.float32)
     order = np.argsort(gallery_codes, kind="stable")
     starts = np.searchsorted(gallery_codes[order], np.arange(query_codes.max(initial=0) + 2))
+    # One buffer for all batches: the score block is the only large allocation.
+    buffer = np.empty((min(batch_size, queries.shape[0]), gallery.shape[0]), dtype=np.float32)
     for batch in iter_batches(queries.shape[0], batch_size):
-        scores = l2_normalize(queries[batch]) @ gallery.T
+        scores = buffer[: batch.stop - batch.start]
+        np.matmul(l2_normalize(queries[batch]), gallery.T, out=scores)
         scores *= inverse_norms
         for row, query in enumerate(range(batch.start, batch.stop)):
             code = query_codes[query]
             relevant = order[starts[code] : starts[code + 1]]  # ascending gallery indices
-            self_index = query if exclude_self else None
             if exclude_self:
                 relevant = relevant[relevant != query]
             if relevant.shape[0] == 0:
                 yield query, relevant
                 continue
-            yield query, _ranks_in_row(scores[row], relevant, self_index, n_buckets)
+            yield query, _ranks_in_row(scores[row], relevant, query if exclude_self else None)
 
 
 def _per_query(statistic, queries, query_labels, gallery, gallery_labels, exclude_self, batch_size):

@@ -146,6 +146,25 @@ def test_matches_brute_force_ranking_with_many_ties(exclude_self):
     assert recall_at_k(X, y, X, y, k=[1, 5], **kwargs) == pytest.approx(expected_recall)
 
 
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_matches_brute_force_when_relevant_items_lead(exclude_self):
+    # Tight clusters: every relevant item outranks most of the gallery (the pruned
+    # path of the ranking), plus exact duplicates so that ties occur there too.
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((6, 16)) * 5
+    y = rng.integers(0, 6, 150)
+    X = centres[y] + 3.0 * rng.standard_normal((150, 16))
+    X[1::5] = X[0::5][: X[1::5].shape[0]]
+    y[1::5] = y[0::5][: y[1::5].shape[0]]
+    flags = _brute_relevance(X, y, X, y, exclude_self=exclude_self)
+    expected = [_reference_ap(f) if f.any() else np.nan for f in flags]
+    got = average_precision_per_query(X, y, X, y, exclude_self=exclude_self, batch_size=32)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert np.nanmin(got) < 0.9  # not trivially perfect
+    worst_in_top_half = [np.flatnonzero(f).max() < f.size // 2 for f in flags if f.any()]
+    assert np.mean(worst_in_top_half) > 0.5
+
+
 def test_all_scores_equal_ranks_by_position():
     gallery = np.ones((6, 2))
     labels = np.array([0, 1, 0, 0, 1, 0])
