@@ -1,0 +1,200 @@
+"""The ``skvlm`` command line: ``python -m skvlm {demo,fewshot,retrieval,train-tiny}``.
+
+Every sub-command writes a report folder (``report.md``, CSVs, PNGs, ``summary.json``).
+A bad option or bad input ends with one line on stderr (``skvlm: error: ...``) and
+exit status 2, never a traceback.
+"""
+
+import argparse
+import sys
+
+_FEWSHOT_METHODS = ("zeroshot", "prototype", "prototype_pca", "lda", "tip_adapter", "tip_x", "ape")
+_RETRIEVAL_METHODS = ("raw", "inversion", "pca")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_list(text):
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
+
+
+def _positive_int_list(text):
+    values = _int_list(text)
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"shot counts must be positive, got {text!r}")
+    return values
+
+
+def _methods(choices):
+    def parse(text):
+        values = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [v for v in values if v not in choices]
+        if unknown or not values:
+            raise argparse.ArgumentTypeError(
+                f"unknown method(s) {', '.join(unknown) or repr(text)}; choose from {', '.join(choices)}"
+            )
+        return values
+
+    return parse
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_real_data_options(parser, default_out):
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="image folder, one sub-folder per class (root/<class>/<image>)")
+    parser.add_argument("--model", default="ViT-B-32",
+                        help="open_clip model name or skvlm-tiny[-shared] (default: %(default)s)")
+    parser.add_argument("--pretrained", default="default", metavar="TAG_OR_FILE",
+                        help="open_clip pretrained tag or a local checkpoint file "
+                             "(default: the model's standard weights)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="embedding cache folder: a second run does not re-encode")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
+                        help="encoding batch size (default: %(default)s)")
+    parser.add_argument("--out", default=default_out, metavar="DIR",
+                        help="report folder (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser():
+    """The argument parser of ``python -m skvlm``."""
+    parser = _Parser(
+        prog="python -m skvlm",
+        description="Few-shot and retrieval studies of vision-language models, as "
+                    "scikit-learn pipelines. Each command writes report.md, CSV tables, "
+                    "PNG figures and summary.json to a folder.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    demo = commands.add_parser(
+        "demo", help="run every study on the shipped tiny models and generated scenes",
+        description="Few-shot study (shots 1/2/4/8/16 x 3 seeds, labels = shape and "
+                    "background), retrieval study (raw, OTI/OVI, PCA←) and diagnostics of "
+                    "the shipped tiny models, on held-out make_scenes images. No network.",
+    )
+    demo.add_argument("--out", default="skvlm-demo", metavar="DIR",
+                      help="report folder (default: %(default)s)")
+    demo.add_argument("--quick", action="store_true",
+                      help="fewer scenes, queries and inversion steps (a smoke run)")
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    demo.add_argument("--quiet", action="store_true", help="no progress output")
+
+    fewshot = commands.add_parser(
+        "fewshot", help="few-shot classification study on an image folder",
+        description="k-shot classification of an image folder by zero-shot, "
+                    "NearestPrototype (with and without PCA←), LDA, Tip-Adapter and Tip-X.",
+    )
+    _add_real_data_options(fewshot, "skvlm-fewshot")
+    fewshot.add_argument("--shots", type=_positive_int_list, default=[1, 2, 4, 8, 16],
+                         metavar="K,K,...", help="shots per class (default: 1,2,4,8,16)")
+    fewshot.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S,S,...",
+                         help="one few-shot split per seed (default: 0,1,2)")
+    fewshot.add_argument("--methods", type=_methods(_FEWSHOT_METHODS), default=None,
+                         metavar="M,M,...",
+                         help="any of " + ", ".join(_FEWSHOT_METHODS)
+                              + " (default: all but ape)")
+    fewshot.add_argument("--templates", default="openai", choices=["openai", "simple"],
+                         help="prompt templates of the class-name classifier (default: openai)")
+
+    retrieval = commands.add_parser(
+        "retrieval", help="image-to-image retrieval study on an image folder",
+        description="Image→image retrieval mAP (relevant = same class folder) of raw "
+                    "features, OTI query inversion and PCA← onto ImageNet class names.",
+    )
+    _add_real_data_options(retrieval, "skvlm-retrieval")
+    retrieval.add_argument("--methods", type=_methods(_RETRIEVAL_METHODS), default=None,
+                           metavar="M,M,...",
+                           help="any of " + ", ".join(_RETRIEVAL_METHODS) + " (default: all)")
+    retrieval.add_argument("--n-queries", type=_positive_int, default=200, metavar="N",
+                           help="queries drawn at random; the rest is the gallery (default: 200)")
+    retrieval.add_argument("--seeds", type=_int_list, default=[0], metavar="S",
+                           help="seed of the query draw and of OTI (first value used; default: 0)")
+
+    commands.add_parser(
+        "train-tiny", add_help=False,
+        help="train the shipped tiny models (options: python -m skvlm train-tiny --help)",
+    )
+    return parser
+
+
+def _train_tiny(argv):
+    try:
+        from .training import _cli
+    except ImportError as exc:
+        raise RuntimeError(f"train-tiny needs skvlm.training, which is not available here ({exc})") from None
+    return _cli.main(argv)
+
+
+def _run(args):
+    from . import studies
+
+    verbose = 0 if args.quiet else 1
+    if args.command == "demo":
+        studies.run_demo(args.out, quick=args.quick, device=args.device, verbose=verbose)
+        return args.out
+    common = dict(model=args.model, pretrained=args.pretrained, cache=args.cache,
+                  device=args.device, batch_size=args.batch_size, methods=args.methods,
+                  verbose=verbose)
+    if args.command == "fewshot":
+        studies.run_folder_study("fewshot", args.data, args.out, shots=args.shots,
+                                 seeds=args.seeds, templates=args.templates, **common)
+    else:
+        studies.run_folder_study("retrieval", args.data, args.out, n_queries=args.n_queries,
+                                 random_state=args.seeds[0], **common)
+    return args.out
+
+
+def main(argv=None):
+    """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "train-tiny":
+        return _guarded(f"{parser.prog} train-tiny", lambda: _train_tiny(argv[1:]))
+    args = parser.parse_args(argv)
+
+    def run():
+        out = _run(args)
+        print(f"report written to {out}/report.md")
+        return 0
+
+    return _guarded(f"{parser.prog} {args.command}", run)
+
+
+def _guarded(prog, action):
+    """Run ``action``; expected failures become one error line and exit status 2."""
+    try:
+        status = action()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, ImportError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+    return 0 if status is None else int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
