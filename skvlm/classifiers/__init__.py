@@ -4,6 +4,17 @@ They import numpy/scipy/scikit-learn only; a model is loaded (through the encode
 you pass) only when text weights have to be computed from class names.
 """
 
+from ._ape import APEClassifier
+from ._lda import LDAClassifier
 from ._prototype import NearestPrototype
+from ._tip import TipAdapterClassifier, TipXClassifier
+from ._zero_shot import ZeroShotClassifier
 
-__all__ = ["NearestPrototype"]
+__all__ = [
+    "APEClassifier",
+    "LDAClassifier",
+    "NearestPrototype",
+    "TipAdapterClassifier",
+    "TipXClassifier",
+    "ZeroShotClassifier",
+]
