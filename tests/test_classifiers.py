@@ -411,7 +411,8 @@ def test_string_and_integer_labels_give_the_same_decisions(clf, problem):
     strs = clone(clf).fit(X, names[y])
     np.testing.assert_array_equal(names[ints.predict(Q)], strs.predict(Q))
     proba = strs.predict_proba(Q)
-    assert proba.dtype == np.float32 and proba.shape == (30, 5)
+    assert proba.dtype == np.float64 and proba.shape == (30, 5)
+    assert strs.decision_function(Q).dtype == np.float32
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_array_equal(names[proba.argmax(axis=1)], strs.predict(Q))
 

@@ -131,8 +131,8 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         self._fit_cache(X, y, require_text=True)
         if len(self.classes_) < 2:
             raise ValueError(
-                "APEClassifier needs at least 2 classes: its feature criterion compares "
-                f"classes, got the single class {self.classes_[0]!r}."
+                "APEClassifier needs at least 2 classes (its feature criterion compares "
+                f"classes), got one class: {self.classes_[:1].tolist()}."
             )
         keys, text = self.cache_keys_.astype(np.float64), self.text_weights_.astype(np.float64)
         criterion = _selection_criterion(keys, text, self._class_starts, self.variance_weight)
@@ -143,12 +143,12 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         own_prob = key_probs[np.arange(len(keys)), self.cache_classes_]
         divergence = np.log2((1.0 + _KL_EPS) / (own_prob + _KL_EPS))
         self.selected_features_ = selected
-        self.cache_keys_ = keys.astype(np.float32)
+        self.cache_keys_ = keys.astype(self.cache_keys_.dtype)
         self.value_weights_ = np.exp(self.gamma * divergence).astype(np.float32)
         return self
 
     def _scores(self, X):
-        X = validate_queries(self, X).astype(np.float32)
+        X = validate_queries(self, X)
 
         def score_chunk(chunk):
             reduced = l2_normalize(chunk[:, self.selected_features_])

@@ -75,7 +75,8 @@ class _ScoreClassifierMixin:
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self._scores(X), axis=1)]
+        scores = self._scores(X)  # first: it raises NotFittedError before classes_ is read
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def predict_proba(self, X):
         """Softmax of the class scores.
@@ -86,9 +87,12 @@ class _ScoreClassifierMixin:
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes), float32
+        ndarray of shape (n_samples, n_classes), float64
+            float64 like scikit-learn's classifiers: a float32 probability rounds
+            1 - 1e-9 to 1, and ``log(predict_proba)`` would then disagree with
+            ``predict_log_proba``.
         """
-        return softmax(np.asarray(self._scores(X), dtype=np.float64)).astype(np.float32)
+        return softmax(np.asarray(self._scores(X), dtype=np.float64))
 
     def predict_log_proba(self, X):
         """Log-softmax of the class scores.
@@ -99,8 +103,6 @@ class _ScoreClassifierMixin:
 
         Returns
         -------
-        ndarray of shape (n_samples, n_classes), float32
+        ndarray of shape (n_samples, n_classes), float64
         """
-        return log_softmax(np.asarray(self._scores(X), dtype=np.float64)).astype(
-            np.float32
-        )
+        return log_softmax(np.asarray(self._scores(X), dtype=np.float64))

@@ -26,7 +26,7 @@ class _CacheModelMixin:
     def _fit_cache(self, X, y, require_text):
         X, y_idx = validate_support(self, X, y)
         keys, key_classes, starts = sort_by_class(X, y_idx, len(self.classes_))
-        self.cache_keys_ = keys.astype(np.float32)
+        self.cache_keys_ = keys
         self.cache_classes_ = key_classes
         self._class_starts = starts
         needs_text = require_text or uses_text(self)
@@ -66,7 +66,7 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
     ----------
     classes_ : ndarray of shape (n_classes,)
     cache_keys_ : ndarray of shape (n_support, n_features)
-        Normalised training rows, sorted by class.
+        Normalised training rows, sorted by class (float32 or float64 as given).
     cache_classes_ : ndarray of shape (n_support,)
         Class index (into ``classes_``) of each key: the one-hot values.
     text_weights_ : ndarray of shape (n_classes, n_features) or None
@@ -129,7 +129,7 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
         return self
 
     def _scores(self, X):
-        X = validate_queries(self, X).astype(np.float32)
+        X = validate_queries(self, X)
         return chunked_scores(self._score_chunk, X, len(self.classes_), self.batch_size)
 
     def _score_chunk(self, X):
@@ -265,7 +265,7 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         return self
 
     def _log_signatures(self, X):
-        return log_softmax((X @ self.text_weights_.T) / np.float32(self.temperature))
+        return log_softmax((X @ self.text_weights_.T) / X.dtype.type(self.temperature))
 
     def _kl(self, log_p):
         """KL[i, j] of one chunk (queries' log-signatures vs all keys)."""
@@ -287,7 +287,7 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         return (float(a_lo), float(a_hi)), (float(kl_lo), float(kl_hi))
 
     def _scores(self, X):
-        X = validate_queries(self, X).astype(np.float32)
+        X = validate_queries(self, X)
         if self.rescale == "fit":
             affinity_range, kl_range = self.affinity_range_, self.kl_range_
         else:
