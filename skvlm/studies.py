@@ -643,18 +643,29 @@ def _retrieval_gain(results, labeling, task, method, baseline="raw"):
     return float(values[method] - values[baseline])
 
 
-def _verdict(gains, expected_sign):
-    """'holds' when every measured gain has the expected sign, 'mixed' when some do."""
+_TOLERANCE = 0.005  # differences below half a point (or 0.005 in cosine) count as none
+
+
+def _verdict(gains, expected_sign, tol=_TOLERANCE):
+    """Compare measured gains with the claimed sign.
+
+    'holds' / 'does not hold' when every measured gain is at least ``tol`` in the
+    claimed / the opposite direction, 'no clear difference' when all are smaller than
+    ``tol``, 'mixed' otherwise, 'not measured' when there is no number.
+    """
     measured = [g for g in gains if g is not None]
     if not measured:
         return "not measured"
-    agree = [np.sign(g) == expected_sign for g in measured]
-    if all(agree):
+    kinds = {"agree" if g * expected_sign >= tol and g != 0 else
+             "disagree" if -g * expected_sign >= tol and g != 0 else "neutral"
+             for g in measured}
+    if kinds == {"agree"}:
         return "holds"
-    return "mixed" if any(agree) else "does not hold"
-
-
-# --------------------------------------------------------------------------- the demo
+    if kinds == {"disagree"}:
+        return "does not hold"
+    if kinds == {"neutral"}:
+        return "no clear difference"
+    return "mixed"
 
 
 # Prompt templates for the scene factors, written with words of make_scenes' captions
@@ -677,7 +688,7 @@ _BACKGROUND_WORDS = {
 _DEMO_SIZES = {
     False: {"n_scenes": 3000, "n_queries": 200, "oti_steps": 150, "ovi_steps": 300,
             "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2), "recover": True},
-    True: {"n_scenes": 800, "n_queries": 32, "oti_steps": 30, "ovi_steps": 30,
+    True: {"n_scenes": 600, "n_queries": 24, "oti_steps": 20, "ovi_steps": 20,
            "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2), "recover": False},
 }
 
@@ -945,7 +956,8 @@ def _findings(fewshot_summary, retrieval, diagnostics,
             "claim": "image-image similarities are determined by image-text similarities "
                      "(seed 002, App. A): recovered to 1e-6",
             "recovery_max_abs_error": errors,
-            "verdict": _verdict([None if e is None else 1e-6 - e for e in errors.values()], 1),
+            "verdict": _verdict([None if e is None else 1e-6 - e for e in errors.values()], 1,
+                                tol=0.0),
         }
     return findings
 
@@ -1062,8 +1074,10 @@ def _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures):
         rows = [_finding_line(k, f) for k, f in summary["findings"].items()]
         lines += [_markdown_table(["claim", "measured", "verdict"], rows), ""]
         lines.append("Gains are differences of percentages (pts), averaged over shot counts for "
-                     "few-shot accuracy. A verdict is 'holds' when every measured number has the "
-                     "claimed sign, 'mixed' when only some do." + summary.get("caveat", ""))
+                     "few-shot accuracy. A verdict is 'holds' when every measured number goes the "
+                     "claimed way by at least 0.5 pts (0.005 for cosine scores), 'does not hold' "
+                     "when every one goes the other way by that much, 'no clear difference' when "
+                     "all are smaller, 'mixed' otherwise." + summary.get("caveat", ""))
         lines.append("")
     if diagnostics:
         lines += ["## Models", ""]
