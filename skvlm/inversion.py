@@ -92,11 +92,13 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         ----------
         X : array-like of shape (n_samples, embed_dim)
             Embeddings of the source modality.
-        y : ignored
+        y : None
+            Ignored.
 
         Returns
         -------
-        self
+        self : object
+            The fitted inverter.
         """
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         loaded, _ = _resolve_loaded(self.encoder)
@@ -110,11 +112,13 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, embed_dim)
+            Embeddings of the source modality.
 
         Returns
         -------
-        ndarray of shape (n_samples, embed_dim), float32
-            Features of the other tower (L2-normalised when the encoder normalises).
+        features : ndarray of shape (n_samples, embed_dim)
+            Float32 features of the other tower (L2-normalised when the encoder
+            normalises).
         """
         features, _ = self._invert(X)
         return features
@@ -122,9 +126,17 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
     def fit_transform(self, X, y=None):
         """Fit, invert ``X`` and record the loss curve of this inversion.
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, embed_dim)
+            Embeddings of the source modality.
+        y : None
+            Ignored.
+
         Returns
         -------
-        ndarray of shape (n_samples, embed_dim), float32
+        features : ndarray of shape (n_samples, embed_dim)
+            As :meth:`transform`; sets ``loss_curve_`` and ``n_iter_``.
         """
         self.fit(X)
         features, curve = self._invert(X)
@@ -325,6 +337,11 @@ class TextualInverter(_BaseInverter):
     The input is not checked to be *image* embeddings: text embeddings of the same
     model have the same width, and inverting them is allowed (if pointless).
 
+    For Cross the Gap's OTI-to-image retrieval, query a gallery of raw image
+    embeddings with the inverted features:
+    ``Retriever().fit(gallery, labels).score(oti.fit_transform(queries), query_labels)``.
+    In a ``Pipeline`` the inverter transforms the gallery too (OTI against OTI).
+
     Parameters
     ----------
     encoder : CLIPEncoder, str or None, default=None
@@ -338,6 +355,7 @@ class TextualInverter(_BaseInverter):
     n_steps : int, default=150
         Optimisation steps per batch.
     learning_rate : float, default=0.02
+        AdamW's learning rate.
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay.
     batch_size : int, default=64
@@ -353,6 +371,7 @@ class TextualInverter(_BaseInverter):
     Attributes
     ----------
     n_features_in_ : int
+        Width of the embeddings seen in ``fit``.
     loss_curve_ : ndarray of shape (n_iter_,)
         Mean loss over rows at each step of the last ``fit_transform``.
     n_iter_ : int
@@ -495,19 +514,28 @@ class VisualInverter(_BaseInverter):
     n_patches : int, default=1
         Pseudo patches per row (at most the number of patch positions).
     n_steps : int, default=1000
+        Optimisation steps per batch.
     learning_rate : float, default=0.02
+        AdamW's learning rate.
     weight_decay : float, default=0.01
+        AdamW's decoupled weight decay.
     batch_size : int, default=64
+        Rows optimised together (speed only; results do not depend on it).
     tol : float or None, default=None
         Per-row early stop, as for :class:`TextualInverter`.
     random_state : int, RandomState or None, default=None
+        Seeds the initial patches, N(0, 0.02^2), shared by all rows.
     verbose : int, default=0
+        Progress bar over batches.
 
     Attributes
     ----------
     n_features_in_ : int
+        Width of the embeddings seen in ``fit``.
     loss_curve_ : ndarray of shape (n_iter_,)
+        Mean loss over rows at each step of the last ``fit_transform``.
     n_iter_ : int
+        Steps run by the last ``fit_transform``.
 
     References
     ----------

@@ -192,7 +192,7 @@ def _r_precision(ranks):
 
 # --------------------------------------------------------------------------- metrics
 
-_SHARED_PARAMS = """
+_SHARED_HEAD = """
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
@@ -202,7 +202,9 @@ _SHARED_PARAMS = """
     gallery : array-like of shape (n_gallery, n_features)
         Gallery embeddings (of either modality: cross-modal retrieval is the same call).
     gallery_labels : array-like of shape (n_gallery,)
-        Label of each gallery item; an item is relevant to a query with the same label.
+        Label of each gallery item; an item is relevant to a query with the same label."""
+
+_SHARED_TAIL = """
     exclude_self : bool, default=False
         Query ``i`` is gallery item ``i`` and is removed from its own ranking (the
         queries and the gallery must then have the same number of rows).
@@ -210,6 +212,8 @@ _SHARED_PARAMS = """
         Number of queries scored at once; memory is about ``4 * batch_size * n_gallery``
         bytes.
 """
+
+_SHARED_PARAMS = _SHARED_HEAD + _SHARED_TAIL
 
 
 def average_precision_per_query(
@@ -224,7 +228,7 @@ def average_precision_per_query(
     Returns
     -------
     ap : ndarray of shape (n_queries,)
-        float64 values in [0, 1]; NaN for a query with no relevant item.
+        Values in [0, 1] (float64); NaN for a query with no relevant item.
 
     Examples
     --------
@@ -278,6 +282,7 @@ def map_at_r(queries, query_labels, gallery, gallery_labels, exclude_self=False,
     Returns
     -------
     map_at_r : float
+        In [0, 1]; NaN when no query has a relevant item.
 
     Examples
     --------
@@ -299,6 +304,7 @@ def r_precision(queries, query_labels, gallery, gallery_labels, exclude_self=Fal
     Returns
     -------
     r_precision : float
+        In [0, 1]; NaN when no query has a relevant item.
 
     Examples
     --------
@@ -322,8 +328,7 @@ def recall_at_k(
     when the labels identify the matching pairs (e.g. label = image id for captions).
     %s
     k : int or sequence of int, default=1
-        Cut-off(s).
-
+        Cut-off(s).%s
     Returns
     -------
     recall : float or dict
@@ -354,7 +359,7 @@ def recall_at_k(
 
 for _function in (average_precision_per_query, mean_average_precision, map_at_r, r_precision):
     _function.__doc__ = _function.__doc__ % _SHARED_PARAMS
-recall_at_k.__doc__ = recall_at_k.__doc__ % _SHARED_PARAMS.rstrip()
+recall_at_k.__doc__ = recall_at_k.__doc__ % (_SHARED_HEAD, _SHARED_TAIL)
 
 _METRICS = {
     "mAP": mean_average_precision,
@@ -419,7 +424,20 @@ class Retriever(ClassifierMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
-        """Store the gallery ``X`` (and its labels ``y``)."""
+        """Store the gallery ``X`` (and its labels ``y``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_gallery, n_features)
+            Gallery embeddings.
+        y : array-like of shape (n_gallery,), default=None
+            Gallery labels, needed by ``predict`` and ``score``.
+
+        Returns
+        -------
+        self : Retriever
+            The fitted retriever.
+        """
         if y is None:
             X = validate_data(self, X, dtype=[np.float32, np.float64])
             self.gallery_labels_ = None
@@ -442,12 +460,14 @@ class Retriever(ClassifierMixin, BaseEstimator):
         n_neighbors : int, default=None
             Defaults to the ``n_neighbors`` parameter.
         return_distance : bool, default=True
+            Also return the distances.
 
         Returns
         -------
         distances : ndarray of shape (n_queries, n_neighbors)
             Cosine distances ``1 - cos`` (float32); only if ``return_distance``.
         indices : ndarray of shape (n_queries, n_neighbors)
+            Gallery indices of the neighbours, nearest first.
         """
         check_is_fitted(self)
         exclude_self = X is None
@@ -475,6 +495,16 @@ class Retriever(ClassifierMixin, BaseEstimator):
         """Majority label among the ``n_neighbors`` nearest gallery items.
 
         A tie between labels goes to the label of the nearest item among them.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query embeddings.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_queries,)
+            Predicted labels.
         """
         self._check_labelled()
         indices = self.kneighbors(X, return_distance=False)
@@ -488,7 +518,22 @@ class Retriever(ClassifierMixin, BaseEstimator):
         return self.classes_[np.argmax(votes, axis=1)]
 
     def score(self, X, y, sample_weight=None):
-        """Mean average precision of the queries ``X`` (labels ``y``) against the gallery."""
+        """Mean average precision of the queries ``X`` (labels ``y``) against the gallery.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query embeddings.
+        y : array-like of shape (n_queries,)
+            Query labels.
+        sample_weight : None
+            Not supported (must be None).
+
+        Returns
+        -------
+        score : float
+            :func:`mean_average_precision` of the queries.
+        """
         if sample_weight is not None:
             raise ValueError("Retriever.score does not support sample_weight.")
         self._check_labelled()
@@ -539,7 +584,8 @@ def retrieval_scorer(metric="mAP", k=1, exclude_self=False):
 
     Returns
     -------
-    scorer : callable ``scorer(estimator, X, y) -> float``
+    scorer : callable
+        ``scorer(estimator, X, y) -> float``, greater is better.
 
     Examples
     --------
