@@ -37,7 +37,7 @@ class _CacheModelMixin:
         )
 
     def _text_logits(self, X):
-        return LOGIT_SCALE * (X @ self.text_weights_.T)
+        return X @ (LOGIT_SCALE * self.text_weights_.T)  # scale the small matrix
 
 
 class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -181,8 +181,9 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
     text_weights_ : ndarray of shape (n_classes, n_features)
     support_log_signatures_ : ndarray of shape (n_support, n_classes)
         log S, the log class-probability signatures of the keys.
-    affinity_range_, kl_range_ : tuple of float
-        (min, max) of A and KL over support × support; used when ``rescale="fit"``.
+    affinity_range_, kl_range_ : tuple of float or None
+        (min, max) of A and KL over support × support, computed (in chunks) only when
+        ``rescale="fit"``; None otherwise.
     n_features_in_ : int
 
     Notes
@@ -191,8 +192,9 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
     zero KL, rescales test KL with the validation affinities and casts to fp16; this
     class implements the formula above instead. Because the KL logits are linear in
     KL, ``K̃ L = a · KL L + b · 1ᵀL`` with a, b from the global min/max, and
-    ``KL L = (Σ_c P log P) nᵀ − P (log Sᵀ L)``: the scores need one chunked pass, and
-    the KL matrix itself is formed only to find its min and max.
+    ``KL L = (Σ_c P log P) nᵀ − P (log Sᵀ L)``: the scores need one chunked pass, the
+    rescaling is applied once at the end, and the (chunk × n_support) KL matrix is
+    formed only to find its min and max (not at all with ``rescale="fit"``).
 
     References
     ----------
@@ -261,7 +263,10 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         self.support_log_signatures_ = log_s
         # Σ_{j in class c} log S[j, :], so that P (log Sᵀ L) = (P @ this.T).
         self._class_log_signatures = class_sums(log_s.T, self._class_starts).T
-        self.affinity_range_, self.kl_range_ = self._ranges(self.cache_keys_)
+        # The support-vs-support ranges cost O(n_support² · n_classes): only for "fit".
+        self.affinity_range_, self.kl_range_ = (
+            self._ranges(self.cache_keys_) if self.rescale == "fit" else (None, None)
+        )
         return self
 
     def _log_signatures(self, X):
@@ -288,23 +293,49 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
 
     def _scores(self, X):
         X = validate_queries(self, X)
-        if self.rescale == "fit":
-            affinity_range, kl_range = self.affinity_range_, self.kl_range_
-        else:
-            affinity_range, kl_range = self._ranges(X)
-        scale, shift = _rescale_map(kl_range, affinity_range)
+        batch = self.rescale == "batch"
+        n_classes = len(self.classes_)
         counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
-
-        def score_chunk(chunk):
+        partial = np.empty((X.shape[0], n_classes), dtype=np.float32)
+        kl_by_class = np.empty((X.shape[0], n_classes), dtype=np.float32)
+        a_lo = kl_lo = np.inf
+        a_hi = kl_hi = -np.inf
+        # One pass: everything but the KL rescaling, which needs the global min/max
+        # and enters linearly, so it is applied to the (n, C) sums at the end.
+        for rows in iter_batches(X.shape[0], self.batch_size):
+            chunk = X[rows]
+            affinity = chunk @ self.cache_keys_.T
+            if batch:
+                a_lo, a_hi = min(a_lo, affinity.min()), max(a_hi, affinity.max())
+            affinity -= 1.0
+            affinity *= self.beta
+            cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
+            del affinity
             log_p = self._log_signatures(chunk)
             p = np.exp(log_p)
-            kl_by_class = (p * log_p).sum(axis=1, keepdims=True) * counts
-            kl_by_class -= p @ self._class_log_signatures.T
-            kl_logits = -(scale * kl_by_class + shift * counts)
-            cache = cache_logits(chunk, self.cache_keys_, self._class_starts, self.beta)
-            return self._text_logits(chunk) + self.alpha * cache + self.gamma * kl_logits
-
-        return chunked_scores(score_chunk, X, len(self.classes_), self.batch_size)
+            neg_entropy = (p * log_p).sum(axis=1, keepdims=True)
+            if batch:
+                kl = p @ self.support_log_signatures_.T
+                kl_lo = min(kl_lo, (neg_entropy[:, 0] - kl.max(axis=1)).min())
+                kl_hi = max(kl_hi, (neg_entropy[:, 0] - kl.min(axis=1)).max())
+                del kl
+            # KL L = (Σ_c P log P) nᵀ − P (log Sᵀ L)
+            kl_by_class[rows] = neg_entropy * counts - p @ self._class_log_signatures.T
+            partial[rows] = self._text_logits(chunk) + self.alpha * cache
+        if batch:
+            affinity_range, kl_range = (a_lo, a_hi), (kl_lo, kl_hi)
+        elif self.kl_range_ is None:
+            raise ValueError(
+                "TipXClassifier was fitted with rescale='batch'; refit it after "
+                "set_params(rescale='fit') so that the support ranges are computed."
+            )
+        else:
+            affinity_range, kl_range = self.affinity_range_, self.kl_range_
+        scale, shift = _rescale_map(kl_range, affinity_range)
+        kl_by_class *= -self.gamma * scale
+        partial += kl_by_class
+        partial -= self.gamma * shift * counts
+        return partial
 
 
 def _rescale_map(kl_range, affinity_range):

@@ -82,4 +82,4 @@ class ZeroShotClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         X = validate_queries(self, X)
-        return LOGIT_SCALE * (X @ self.text_weights_.T.astype(X.dtype))
+        return X @ (LOGIT_SCALE * self.text_weights_.T).astype(X.dtype)
