@@ -174,19 +174,24 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         init = self._initial_tokens(injector.token_width)
 
         batches = list(iter_batches(X.shape[0], self.batch_size))
+        progress = None
         if self.verbose:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, desc=type(self).__name__, unit="batch")
+            progress = tqdm(total=len(batches) * self.n_steps, desc=type(self).__name__,
+                            unit="step")
         outputs, curve_sum, n_iter = [], np.zeros(self.n_steps), 0
         for batch in batches:
             targets = torch.as_tensor(X[batch], dtype=torch.float32, device=loaded.device)
-            features, history = self._optimise(loaded, injector, init, targets)
+            with torch.enable_grad():  # also when called under torch.no_grad()
+                features, history = self._optimise(loaded, injector, init, targets, progress)
             outputs.append(features)
             n_iter = max(n_iter, history.shape[1])
             # A batch that stopped early keeps its last losses for the remaining steps.
             padded = np.pad(history, ((0, 0), (0, self.n_steps - history.shape[1])), mode="edge")
             curve_sum += padded.sum(axis=0)
+        if progress is not None:
+            progress.close()
         out = np.concatenate(outputs).astype(np.float32)
         if normalize:
             out = l2_normalize(out).astype(np.float32)
@@ -197,7 +202,7 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         draw = rng.standard_normal((self._n_pseudo, width)) * _INIT_STD
         return draw.astype(np.float32)
 
-    def _optimise(self, loaded, injector, init, targets):
+    def _optimise(self, loaded, injector, init, targets, progress=None):
         """Optimise one batch; returns (features (B, d) numpy, per-row losses (B, steps))."""
         import torch
         import torch.nn.functional as F
@@ -222,6 +227,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             losses = 1.0 - F.cosine_similarity(features.float(), targets, dim=-1)
             losses.sum().backward()
             history.append(losses.detach())
+            if progress is not None:
+                progress.update(1)
             if self.tol is not None:
                 improved = losses.detach() < best - self.tol
                 best = torch.minimum(best, losses.detach())
@@ -230,6 +237,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                 frozen[stop] = tokens.detach()[stop]
                 active &= ~stop
                 if not active.any():
+                    if progress is not None:
+                        progress.update(self.n_steps - len(history))
                     break
             optimizer.step()
             if not active.all():
@@ -366,7 +375,7 @@ class TextualInverter(_BaseInverter):
     random_state : int, RandomState or None, default=None
         Seeds the initial tokens, N(0, 0.02^2), shared by all rows.
     verbose : int, default=0
-        Progress bar over batches.
+        Progress bar over the optimisation steps of all batches.
 
     Attributes
     ----------
@@ -526,7 +535,7 @@ class VisualInverter(_BaseInverter):
     random_state : int, RandomState or None, default=None
         Seeds the initial patches, N(0, 0.02^2), shared by all rows.
     verbose : int, default=0
-        Progress bar over batches.
+        Progress bar over the optimisation steps of all batches.
 
     Attributes
     ----------

@@ -197,6 +197,17 @@ def test_tol_stops_each_row_after_ten_steps_without_improvement(encoder, image_e
     np.testing.assert_allclose(keep, ten, atol=1e-6)
 
 
+def test_verbose_progress_bar_and_no_grad_context(encoder, image_embeddings, capsys):
+    X = image_embeddings[:2]
+    quiet = TextualInverter(encoder, n_steps=3, random_state=0).fit_transform(X)
+    assert "TextualInverter" not in capsys.readouterr().err
+    with torch.no_grad():  # the optimisation re-enables gradients for itself
+        loud = TextualInverter(encoder, n_steps=3, random_state=0, verbose=1).fit_transform(X)
+    err = capsys.readouterr().err
+    assert "TextualInverter" in err and "3/3" in err
+    np.testing.assert_array_equal(loud, quiet)
+
+
 # ------------------------------------------------------------------- OVI
 
 
