@@ -74,7 +74,8 @@ def _problem(n_classes, n_shots, dim, n_queries, seed=0):
 
 def ref_prototype(X, y, Q, W):
     C = y.max() + 1
-    protos = _unit(np.stack([_unit(X)[y == c].mean(axis=0) for c in range(C)]))
+    vecs = _unit(X)
+    protos = _unit(np.stack([vecs[y == c].mean(axis=0) for c in range(C)]))
     return np.argmax(_unit(Q) @ protos.T, axis=1)
 
 

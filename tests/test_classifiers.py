@@ -474,3 +474,26 @@ def test_pickled_classifier_with_encoder_is_small_and_predicts_the_same(problem)
     blob = pickle.dumps(clf)
     assert len(blob) < 200_000
     np.testing.assert_array_equal(pickle.loads(blob).predict(Q @ P), clf.predict(Q @ P))
+
+
+def test_imagenet_class_names_select_rows_by_name_and_integer_labels_index_them():
+    from skvlm._text import resolve_class_names
+
+    names = resolve_class_names("imagenet")
+    W = np.random.default_rng(0).normal(size=(1000, 8))
+    X = np.eye(8)[:3]
+    labels = [names[7], names[3], names[999]]
+    by_name = ZeroShotClassifier(class_names="imagenet", text_weights=W).fit(X, labels)
+    expected_rows = [names.index(label) for label in sorted(labels)]
+    np.testing.assert_allclose(by_name.text_weights_, _unit(W[expected_rows]), atol=1e-6)
+    by_index = ZeroShotClassifier(class_names=np.array(names), text_weights=W).fit(X, [999, 3, 7])
+    np.testing.assert_allclose(by_index.text_weights_, _unit(W[[3, 7, 999]]), atol=1e-6)
+
+
+def test_tipx_fitted_in_batch_mode_refuses_fit_rescale_until_refit(problem):
+    X, y, Q, _, W = problem
+    clf = TipXClassifier(text_weights=W).fit(X, y)
+    assert clf.kl_range_ is None
+    with pytest.raises(ValueError, match="refit it after"):
+        clf.set_params(rescale="fit").predict(Q)
+    assert clf.fit(X, y).kl_range_ is not None

@@ -27,8 +27,10 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
     constant log(1/C): every query gets ``classes_[0]`` (chance accuracy, the 1-shot
     "LDA" column of seed 002). This is the reference behaviour, kept on purpose and
     announced by a ``UserWarning``; with text weights the model reduces to zero-shot.
-    Several augmented views per shot (``CLIPEncoder(n_augmentations=...)``) or
-    more shots avoid it.
+    More shots avoid it, and so do augmented views kept as separate rows (the
+    reference stacks ``augment_epoch`` = 10 views of every shot). Averaged views, as
+    ``CLIPEncoder(n_augmentations=...)`` produces for Tip-Adapter's cache, are still
+    one row per shot and do not.
 
     Parameters
     ----------
@@ -106,8 +108,9 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
                 "covariance is 0, the GDA precision is 0 and the image-only scores are "
                 f"the constant log(1/{n_classes}): every query is classified as "
                 f"{self.classes_[:1].tolist()[0]!r} (chance accuracy, the 1-shot LDA collapse of the "
-                "reference). Use more shots or several augmented views per shot; with "
-                "text weights the classifier reduces to zero-shot.",
+                "reference). Use more shots, or augmented views of each shot as separate "
+                "rows (averaged views do not help); with text weights the classifier "
+                "reduces to zero-shot.",
                 UserWarning,
             )
         self.means_ = means.astype(np.float32)

@@ -21,7 +21,7 @@ from .._math import l2_normalize
 from .._sklearn import HasMethods, StrOptions
 
 TEXT_PARAMETER_CONSTRAINTS = {
-    "class_names": [list, tuple, StrOptions({"imagenet", "labels"}), None],
+    "class_names": ["array-like", StrOptions({"imagenet", "labels"}), None],
     "templates": [str, list, tuple, None],
     "encoder": [HasMethods(["encode_text"]), None],
     "text_weights": ["array-like", callable, None],

@@ -293,49 +293,68 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
 
     def _scores(self, X):
         X = validate_queries(self, X)
-        batch = self.rescale == "batch"
-        n_classes = len(self.classes_)
-        counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
-        partial = np.empty((X.shape[0], n_classes), dtype=np.float32)
-        kl_by_class = np.empty((X.shape[0], n_classes), dtype=np.float32)
-        a_lo = kl_lo = np.inf
-        a_hi = kl_hi = -np.inf
-        # One pass: everything but the KL rescaling, which needs the global min/max
-        # and enters linearly, so it is applied to the (n, C) sums at the end.
-        for rows in iter_batches(X.shape[0], self.batch_size):
-            chunk = X[rows]
-            affinity = chunk @ self.cache_keys_.T
-            if batch:
-                a_lo, a_hi = min(a_lo, affinity.min()), max(a_hi, affinity.max())
-            affinity -= 1.0
-            affinity *= self.beta
-            cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
-            del affinity
-            log_p = self._log_signatures(chunk)
-            p = np.exp(log_p)
-            neg_entropy = (p * log_p).sum(axis=1, keepdims=True)
-            if batch:
-                kl = p @ self.support_log_signatures_.T
-                kl_lo = min(kl_lo, (neg_entropy[:, 0] - kl.max(axis=1)).min())
-                kl_hi = max(kl_hi, (neg_entropy[:, 0] - kl.min(axis=1)).max())
-                del kl
-            # KL L = (Σ_c P log P) nᵀ − P (log Sᵀ L)
-            kl_by_class[rows] = neg_entropy * counts - p @ self._class_log_signatures.T
-            partial[rows] = self._text_logits(chunk) + self.alpha * cache
-        if batch:
-            affinity_range, kl_range = (a_lo, a_hi), (kl_lo, kl_hi)
-        elif self.kl_range_ is None:
+        if self.rescale == "fit" and self.kl_range_ is None:
             raise ValueError(
                 "TipXClassifier was fitted with rescale='batch'; refit it after "
                 "set_params(rescale='fit') so that the support ranges are computed."
             )
+        n_classes = len(self.classes_)
+        partial = np.empty((X.shape[0], n_classes), dtype=np.float32)
+        kl_by_class = np.empty((X.shape[0], n_classes), dtype=np.float32)
+        ranges = _RunningRanges()
+        # One pass: everything but the KL rescaling, which needs the global min/max
+        # and enters linearly, so it is applied to the (n, C) sums at the end.
+        for rows in iter_batches(X.shape[0], self.batch_size):
+            partial[rows], kl_by_class[rows] = self._chunk_terms(
+                X[rows], ranges if self.rescale == "batch" else None
+            )
+        if self.rescale == "batch":
+            affinity_range, kl_range = ranges.affinity, ranges.kl
         else:
             affinity_range, kl_range = self.affinity_range_, self.kl_range_
         scale, shift = _rescale_map(kl_range, affinity_range)
+        counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
         kl_by_class *= -self.gamma * scale
         partial += kl_by_class
         partial -= self.gamma * shift * counts
         return partial
+
+    def _chunk_terms(self, chunk, ranges):
+        """Text + cache logits and KL L of one chunk; updates ``ranges`` when given."""
+        affinity = chunk @ self.cache_keys_.T
+        if ranges is not None:
+            ranges.update_affinity(affinity)
+        affinity -= 1.0
+        affinity *= self.beta
+        cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
+        del affinity
+        log_p = self._log_signatures(chunk)
+        p = np.exp(log_p)
+        neg_entropy = (p * log_p).sum(axis=1, keepdims=True)
+        if ranges is not None:
+            cross = p @ self.support_log_signatures_.T  # KL = neg_entropy - cross
+            ranges.update_kl(neg_entropy[:, 0] - cross.max(axis=1), neg_entropy[:, 0] - cross.min(axis=1))
+            del cross
+        counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
+        # KL L = (Σ_c P log P) nᵀ − P (log Sᵀ L)
+        kl_by_class = neg_entropy * counts - p @ self._class_log_signatures.T
+        return self._text_logits(chunk) + self.alpha * cache, kl_by_class
+
+
+class _RunningRanges:
+    """Global (min, max) of A and KL accumulated over chunks."""
+
+    def __init__(self):
+        self.affinity = (np.inf, -np.inf)
+        self.kl = (np.inf, -np.inf)
+
+    def update_affinity(self, affinity):
+        lo, hi = self.affinity
+        self.affinity = (min(lo, float(affinity.min())), max(hi, float(affinity.max())))
+
+    def update_kl(self, row_min, row_max):
+        lo, hi = self.kl
+        self.kl = (min(lo, float(row_min.min())), max(hi, float(row_max.max())))
 
 
 def _rescale_map(kl_range, affinity_range):
