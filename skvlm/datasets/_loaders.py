@@ -119,7 +119,7 @@ def _scan_files(folder, extensions):
 
 
 def _check_folder(root, what="root"):
-    root = os.fspath(root)
+    root = os.path.expanduser(os.fspath(root))
     if not os.path.isdir(root):
         kind = "is not a folder" if os.path.exists(root) else "does not exist"
         raise FileNotFoundError(f"The {what} folder {root!r} {kind}.")
@@ -430,7 +430,7 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True):
     if split_json is None and spec["split"] is not None:
         split_json = os.path.join(dataset_dir, spec["split"])
     if split_json is not None:
-        split_json = os.fspath(split_json)
+        split_json = os.path.expanduser(os.fspath(split_json))
         rows = _parse_split(_read_json(split_json), split_json)
     elif name == "FGVCAircraft":
         rows = _read_fgvc(dataset_dir)
@@ -547,7 +547,7 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
     >>> pairs.captions, pairs.image_ids.tolist(), len(pairs.unique_paths)
     (['a red circle', 'a blue star', 'red round thing'], [0, 1, 0], 2)
     """
-    path = os.fspath(path)
+    path = os.path.expanduser(os.fspath(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Captions file not found: {path!r}.")
     records, columns = _read_records(path)
@@ -555,7 +555,8 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
         raise ValueError(f"The captions file {path!r} has no rows.")
     path_key = _pick_column(columns, path_column, _PATH_COLUMNS, path, "path")
     caption_key = _pick_column(columns, caption_column, _CAPTION_COLUMNS, path, "caption")
-    base = os.path.dirname(os.path.abspath(path)) if root is None else os.fspath(root)
+    base = os.path.dirname(os.path.abspath(path)) if root is None else os.path.expanduser(
+        os.fspath(root))
     paths, captions = [], []
     for number, record in enumerate(records, 1):
         image, caption = record.get(path_key), record.get(caption_key)
