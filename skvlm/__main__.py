@@ -77,8 +77,12 @@ def _add_real_data_options(parser, default_out):
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def build_parser():
-    """The argument parser of ``python -m skvlm``."""
+def build_parser(with_train_tiny=False):
+    """The argument parser of ``python -m skvlm``.
+
+    ``train-tiny``'s own options come from :mod:`skvlm.training` (which imports torch),
+    so they are only registered when that command is being run.
+    """
     parser = _Parser(
         prog="python -m skvlm",
         description="Few-shot and retrieval studies of vision-language models, as "
@@ -132,24 +136,23 @@ def build_parser():
     retrieval.add_argument("--seeds", type=_int_list, default=[0], metavar="S",
                            help="seed of the query draw and of OTI (first value used; default: 0)")
 
-    commands.add_parser(
-        "train-tiny", add_help=False,
-        help="train the shipped tiny models (options: python -m skvlm train-tiny --help)",
-    )
+    if with_train_tiny:
+        from .training._cli import add_train_tiny_parser
+
+        add_train_tiny_parser(commands)
+    else:
+        commands.add_parser(
+            "train-tiny", add_help=False,
+            help="train the shipped tiny models (options: python -m skvlm train-tiny --help)",
+        )
     return parser
-
-
-def _train_tiny(argv):
-    try:
-        from .training import _cli
-    except ImportError as exc:
-        raise RuntimeError(f"train-tiny needs skvlm.training, which is not available here ({exc})") from None
-    return _cli.main(argv)
 
 
 def _run(args):
     from . import studies
 
+    if args.command == "train-tiny":
+        return args.func(args)
     verbose = 0 if args.quiet else 1
     if args.command == "demo":
         studies.run_demo(args.out, quick=args.quick, device=args.device, verbose=verbose)
@@ -169,15 +172,21 @@ def _run(args):
 def main(argv=None):
     """Entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    if argv and argv[0] == "train-tiny":
-        return _guarded(f"{parser.prog} train-tiny", lambda: _train_tiny(argv[1:]))
+    train_tiny = bool(argv) and argv[0] == "train-tiny"
+    try:
+        parser = build_parser(with_train_tiny=train_tiny)
+    except ImportError as exc:
+        print(f"python -m skvlm train-tiny: error: skvlm.training is not available ({exc})",
+              file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
 
     def run():
         out = _run(args)
-        print(f"report written to {out}/report.md")
-        return 0
+        if args.command != "train-tiny":
+            print(f"report written to {out}/report.md")
+            return 0
+        return out
 
     return _guarded(f"{parser.prog} {args.command}", run)
 

@@ -170,7 +170,8 @@ def run_fewshot_study(
     runs : pandas.DataFrame
         One row per (method, shots, seed): ``method``, ``label``, ``shots``, ``seed``,
         ``acc1`` (accuracy), ``mean_per_class_recall`` (balanced accuracy), ``n_test``.
-        ``runs.attrs["skipped"]`` maps each method that could not run to the reason.
+        ``runs.attrs["skipped"]`` maps each method that could not run to the reason;
+        ``runs.attrs["warnings"]`` lists the distinct warnings the methods raised.
 
     Examples
     --------
@@ -206,7 +207,7 @@ def run_fewshot_study(
             skipped[method] = pipe
         else:
             pipelines[method] = pipe
-    rows = []
+    rows, notes = [], {}
     for k in shots:
         k = int(k)
         if k < 1 or k >= counts.min():
@@ -221,8 +222,14 @@ def run_fewshot_study(
         for seed in seeds:
             train, test = next(FewShotSplit(k, n_splits=1, random_state=int(seed)).split(X, y))
             for method, template in pipelines.items():
-                pipe = clone(template).fit(X[train], y[train])
-                predicted = pipe.predict(X[test])
+                # Expected warnings (e.g. LDA's 1-shot collapse) are kept as notes
+                # instead of being printed once per split.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    pipe = clone(template).fit(X[train], y[train])
+                    predicted = pipe.predict(X[test])
+                for w in caught:
+                    notes.setdefault(f"{FEWSHOT_METHODS[method]}: {w.message}", k)
                 rows.append(
                     {
                         "method": method,
@@ -237,6 +244,7 @@ def run_fewshot_study(
     columns = ["method", "label", "shots", "seed", "acc1", "mean_per_class_recall", "n_test"]
     runs = pd.DataFrame(rows, columns=columns)
     runs.attrs["skipped"] = skipped
+    runs.attrs["warnings"] = [f"{message} (first at {k} shots)" for message, k in notes.items()]
     return runs
 
 
@@ -820,7 +828,7 @@ def run_demo(out, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), devic
 
     # (a) few-shot
     labelings = [f for f in ("shape", "background") if f in factors]
-    fewshot_runs, skipped = [], {}
+    fewshot_runs, skipped, study_notes = [], {}, []
     for labeling in labelings:
         y = factors[labeling].astype(str).to_numpy()
         names = list(np.unique(y))
@@ -834,6 +842,7 @@ def run_demo(out, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), devic
         runs.insert(0, "labeling", labeling)
         fewshot_runs.append(runs)
         skipped.update({f"few-shot {k}": v for k, v in runs.attrs["skipped"].items()})
+        study_notes += [f"few-shot ({labeling}) {w}" for w in runs.attrs["warnings"]]
     fewshot_runs = pd.concat(fewshot_runs, ignore_index=True)
     fewshot_summary = summarize_fewshot(fewshot_runs)
 
@@ -876,6 +885,7 @@ def run_demo(out, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), devic
         sizes, quick, models, main_model, unavailable, skipped, fewshot_runs, fewshot_summary,
         retrieval, diagnostics, progress, scene_seed,
     )
+    summary["notes"] = study_notes
     _write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnostics,
                   distributions, progress)
     return summary
@@ -1135,6 +1145,8 @@ def _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures):
                   _markdown_table(header, rows), ""]
         for model, name in figures.get("histograms", {}).items():
             lines += [f"![similarities {model}]({name})", ""]
+    if summary.get("notes"):
+        lines += ["## Notes", ""] + [f"- {note}" for note in summary["notes"]] + [""]
     if summary.get("skipped") or summary.get("unavailable"):
         lines += ["## Not run", ""]
         for what, why in {**summary.get("unavailable", {}), **summary.get("skipped", {})}.items():
@@ -1299,7 +1311,7 @@ def run_folder_study(
 
     out.mkdir(parents=True, exist_ok=True)
     fewshot_runs = fewshot_summary = retrieval = None
-    skipped = {}
+    skipped, study_notes = {}, []
     config = {"study": study, "data": str(data), "n_images": len(labels), "n_classes": len(names),
               "model": model, "pretrained": str(pretrained), "methods": methods}
     if study == "fewshot":
@@ -1315,6 +1327,7 @@ def run_folder_study(
         skipped.update({f"few-shot {k}": v for k, v in fewshot_runs.attrs["skipped"].items()})
         fewshot_runs.insert(0, "labeling", labeling)
         fewshot_summary = summarize_fewshot(fewshot_runs)
+        study_notes = list(fewshot_runs.attrs["warnings"])
         config.update(shots=list(shots), seeds=list(seeds), templates=templates)
     else:
         pca_text = pca_rows("imagenet", None) if "pca" in methods else None
@@ -1339,6 +1352,7 @@ def run_folder_study(
         "fewshot": _fewshot_summary_dict(fewshot_summary, fewshot_runs) if fewshot_runs is not None else {},
         "retrieval": _retrieval_summary_dict(retrieval) if retrieval is not None else {},
         "findings": _findings(fewshot_summary, retrieval, None, expectations=((labeling, 1),)),
+        "notes": study_notes,
     }
     _write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, None, None, progress)
     return summary

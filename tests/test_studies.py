@@ -302,3 +302,12 @@ def test_no_warning_leaks_from_fewshot_study_on_clean_input():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         run_fewshot_study(X, y, methods=["prototype"], shots=[2], seeds=[0])
+
+
+def test_train_tiny_options_come_from_the_training_package(capsys):
+    pytest.importorskip("skvlm.training._cli")
+    with pytest.raises(SystemExit) as exc:
+        main(["train-tiny", "--steps", "many"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--steps" in err
