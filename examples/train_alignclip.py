@@ -31,7 +31,7 @@ def geometry(weights, images, captions):
 
 
 def main(small=False, out=None):
-    n_steps, batch_size, n_train = (4, 32, 256) if small else (400, 128, 20000)
+    n_steps, batch_size, n_train = (2, 16, 64) if small else (400, 128, 20000)
     folder = Path(out or tempfile.mkdtemp(prefix="skvlm-alignclip-"))
     train = make_scenes(n_train, random_state=0)
     held_out = make_scenes(200, random_state=1)
