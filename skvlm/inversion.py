@@ -7,11 +7,15 @@ embedding, pseudo-patch tokens that make the image tower's feature match the tex
 Intra-modal tasks (image-image retrieval) can then use the inter-modal geometry
 that the contrastive loss trained (Mistretta et al., "Cross the Gap", ICLR 2025).
 
-The towers run exactly as the model runs them: the pseudo tokens are injected by a
-forward hook on the token embedding (OTI) or on the patch embedding (OVI), so the
+The towers run as the model runs them: the pseudo tokens are injected by a forward
+hook on the token embedding (OTI) or on the patch embedding (OVI), so the
 positional embedding, the attention mask, end-of-text pooling, layer norms and
 projection are the model's own code. The hook only fires for the tensors this
-module passes in, so other users of the shared, cached model are unaffected.
+module passes in, so other users of the shared, cached model are unaffected. For
+open_clip's ``CLIP`` (causal text mask, end-of-text pooling) OTI instead runs the
+same steps on the positions up to the end-of-text token only, which gives the
+same features several times faster (the tests check both against
+``encode_text``).
 
 The loss is the *sum* over rows of 1 - cos, not the mean: AdamW is element-wise,
 so with a summed loss each row is optimised exactly as if it were alone, whatever
@@ -222,8 +226,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         marker = injector.marker(n_rows)
         for _ in range(self.n_steps):
             optimizer.zero_grad(set_to_none=True)
-            with loaded.autocast(), injector.inject(marker, tokens):
-                features = injector.forward(marker)
+            with loaded.autocast():
+                features = injector.forward(marker, tokens)
             losses = 1.0 - F.cosine_similarity(features.float(), targets, dim=-1)
             losses.sum().backward()
             history.append(losses.detach())
@@ -244,8 +248,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             if not active.all():
                 with torch.no_grad():
                     tokens[~active] = frozen[~active]
-        with torch.no_grad(), loaded.autocast(), injector.inject(marker, tokens):
-            features = injector.forward(marker).float()
+        with torch.no_grad(), loaded.autocast():
+            features = injector.forward(marker, tokens).float()
         return features.cpu().numpy(), torch.stack(history, dim=1).cpu().numpy()
 
 
@@ -253,33 +257,85 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
 
 
 class _TextInjector:
-    """Feeds pseudo-word embeddings into the text tower at the template's placeholder."""
+    """Feeds pseudo-word embeddings into the text tower at the template's placeholder.
 
-    def __init__(self, loaded, template, n_tokens):
+    For open_clip's ``CLIP`` with a causal text mask and end-of-text pooling, the
+    positions after the pooled token cannot influence it, so the sequence is cut
+    right after it: "a photo of *" runs on 6 positions instead of 77 (ViT-B-32) or
+    24 (skvlm-tiny), with the same result. Other text towers run in full, through
+    their own ``encode_text``, with the pseudo tokens injected by a forward hook.
+    """
+
+    def __init__(self, loaded, template, n_tokens, truncate=True):
         model = loaded.model
         self.loaded = loaded
         self.embedding = _token_embedding(model, loaded.name)
         self.token_width = int(self.embedding.weight.shape[1])
         self.row, self.start = _template_tokens(loaded.tokenizer, template, n_tokens)
         self.n_tokens = n_tokens
+        self.length = _pooled_position(model, self.row) + 1 if truncate else None
+        if self.length is not None:
+            self.row = self.row[: self.length]
 
     def marker(self, n_rows):
         row = self.row.to(self.loaded.device)
         return row.expand(n_rows, row.shape[0]).clone()
 
-    def inject(self, marker, tokens):
+    def _splice(self, embedded, tokens):
         import torch
 
         start, stop = self.start, self.start + self.n_tokens
+        pseudo = tokens.to(embedded.dtype)
+        return torch.cat([embedded[:, :start], pseudo, embedded[:, stop:]], dim=1)
 
-        def replace(embedded):
-            pseudo = tokens.to(embedded.dtype)
-            return torch.cat([embedded[:, :start], pseudo, embedded[:, stop:]], dim=1)
+    def forward(self, marker, tokens):
+        model = self.loaded.model
+        if self.length is None:
+            with _replace_output(self.embedding, marker, lambda out: self._splice(out, tokens)):
+                return model.encode_text(marker)
+        return _encode_text_prefix(model, marker, self._splice(self.embedding(marker), tokens))
 
-        return _replace_output(self.embedding, marker, replace)
 
-    def forward(self, marker):
-        return self.loaded.model.encode_text(marker)
+def _pooled_position(model, row):
+    """Index of the token open_clip's CLIP pools, or None when cutting there is unsafe."""
+    import torch
+    from open_clip.model import CLIP
+
+    if type(model).encode_text is not CLIP.encode_text:
+        return None
+    mask = getattr(model, "attn_mask", None)
+    if mask is None or mask.ndim != 2:
+        return None
+    causal = torch.full_like(mask, float("-inf")).triu_(1)
+    if not torch.equal(mask, causal):
+        return None
+    if model.text_pool_type == "argmax":
+        return int(row.argmax())
+    if model.text_pool_type == "eos" and getattr(model, "text_eos_id", None) is not None:
+        hits = (row == model.text_eos_id).nonzero()
+        return int(hits[0, 0]) if hits.shape[0] else None
+    return None
+
+
+def _encode_text_prefix(model, ids, embedded):
+    """open_clip ``CLIP.encode_text`` on the first ``ids.shape[1]`` positions only.
+
+    Same steps as open_clip 3.x: + positional embedding, transformer with the
+    (sliced) causal mask, ln_final, pooling, projection.
+    """
+    import torch
+    from open_clip.transformer import text_global_pool
+
+    length = ids.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = embedded.to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    projection = model.text_projection
+    if projection is None:
+        return x
+    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
 
 
 def _token_embedding(model, name):
@@ -474,7 +530,7 @@ class _PatchInjector:
         height, width = self.loaded.image_size
         return torch.zeros((n_rows, 3, height, width), device=self.loaded.device)
 
-    def inject(self, marker, tokens):
+    def forward(self, marker, tokens):
         import torch
 
         # As Cross the Gap does with nearest interpolation: grid position i holds
@@ -486,10 +542,8 @@ class _PatchInjector:
             grid = tokens[:, source].to(patches.dtype)  # (B, n_grid, width)
             return grid.permute(0, 2, 1).reshape(batch, width, grid_h, grid_w)
 
-        return _replace_output(self.conv, marker, replace)
-
-    def forward(self, marker):
-        return self.loaded.model.encode_image(marker)
+        with _replace_output(self.conv, marker, replace):
+            return self.loaded.model.encode_image(marker)
 
 
 def _vit_tower(model, name):

@@ -83,25 +83,38 @@ def test_template_tokens_match_the_tokenizer(loaded, template):
         assert start == 1 + len(tokenizer([template.split("{}")[0]])[0].nonzero()) - 2
 
 
-def test_pseudo_tokens_equal_to_word_embeddings_reproduce_encode_text(loaded):
+@pytest.mark.parametrize("truncate", [True, False])
+def test_pseudo_tokens_equal_to_word_embeddings_reproduce_encode_text(loaded, truncate):
     # Injecting the embedding rows of real words must give exactly the model's
-    # encode_text of the sentence: same position, EOT pooling, mask and projection.
+    # encode_text of the sentence: same position, EOT pooling, mask and projection,
+    # both on the cut sequence (up to end-of-text) and through the hook (full length).
     tok = loaded.tokenizer
-    injector = _TextInjector(loaded, "a photo of a {} on a dark background", 2)
+    injector = _TextInjector(loaded, "a photo of a {} on a dark background", 2, truncate)
+    assert injector.length == (12 if truncate else None)  # SOT + 10 tokens + EOT
     words = [("red", "circle"), ("blue", "star")]
     ids = torch.stack([torch.stack([tok([w])[0][1] for w in pair]) for pair in words])
     pseudo = loaded.model.token_embedding.weight[ids].clone()  # (2, 2, width)
     marker = injector.marker(2)
-    with torch.no_grad(), injector.inject(marker, pseudo):
-        injected = injector.forward(marker)
+    with torch.no_grad():
+        injected = injector.forward(marker, pseudo)
         sentences = [f"a photo of a {a} {b} on a dark background" for a, b in words]
         expected = loaded.model.encode_text(tok(sentences))
-        other = loaded.model.encode_text(marker.clone())  # the hook ignores other inputs
-    with torch.no_grad():
-        plain = loaded.model.encode_text(marker)  # and is gone after the context
-    torch.testing.assert_close(injected, expected, rtol=0, atol=1e-6)
+        plain = loaded.model.encode_text(tok(["a photo of a x x on a dark background"] * 2))
+    torch.testing.assert_close(injected, expected, rtol=0, atol=1e-5)
     assert not torch.allclose(plain, expected, atol=1e-3)
-    torch.testing.assert_close(other, plain)
+
+
+def test_text_hook_is_gone_and_ignores_other_inputs(loaded):
+    injector = _TextInjector(loaded, "a photo of {}", 1, truncate=False)
+    marker = injector.marker(1)
+    pseudo = torch.randn(1, 1, injector.token_width)
+    with torch.no_grad():
+        before = loaded.model.encode_text(marker.clone())
+        injected = injector.forward(marker, pseudo)
+        after = loaded.model.encode_text(marker)
+    torch.testing.assert_close(before, after)
+    assert not torch.allclose(injected, after, atol=1e-3)
+    assert not loaded.model.token_embedding._forward_hooks
 
 
 def test_pseudo_patches_equal_to_patch_embeddings_reproduce_encode_image(loaded):
@@ -110,9 +123,7 @@ def test_pseudo_patches_equal_to_patch_embeddings_reproduce_encode_image(loaded)
     with torch.no_grad():
         patches = visual.conv1(images).flatten(2).permute(0, 2, 1)  # (3, 16, width)
         injector = _PatchInjector(loaded, patches.shape[1])
-        marker = injector.marker(3)
-        with injector.inject(marker, patches):
-            injected = injector.forward(marker)
+        injected = injector.forward(injector.marker(3), patches)
         expected = loaded.model.encode_image(images)
     torch.testing.assert_close(injected, expected, rtol=0, atol=1e-6)
 
@@ -125,10 +136,8 @@ def test_fewer_pseudo_patches_are_repeated_over_the_grid_by_nearest(loaded):
     two, sixteen = _PatchInjector(loaded, 2), _PatchInjector(loaded, 16)
     with torch.no_grad():
         marker = two.marker(1)
-        with two.inject(marker, pseudo):
-            a = two.forward(marker)
-        with sixteen.inject(marker, full):
-            b = sixteen.forward(marker)
+        a = two.forward(marker, pseudo)
+        b = sixteen.forward(marker, full)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
