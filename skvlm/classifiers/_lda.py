@@ -127,11 +127,13 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def _scores(self, X):
         X = validate_queries(self, X)
-        scores = X @ self.coef_.T.astype(X.dtype) + self.intercept_
+        scores = X @ self.coef_.T.astype(X.dtype)
+        scores += self.intercept_
         if self.text_weights_ is None:
             return scores
-        text = LOGIT_SCALE * (X @ self.text_weights_.T.astype(X.dtype))
-        return text + self.alpha * scores
+        scores *= self.alpha  # in place: the (n, C) matrices are the big ones here
+        scores += X @ (LOGIT_SCALE * self.text_weights_.T).astype(X.dtype)
+        return scores
 
 
 def _shrunk_precision(centered):
