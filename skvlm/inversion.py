@@ -273,7 +273,8 @@ class _TextInjector:
         self.token_width = int(self.embedding.weight.shape[1])
         self.row, self.start = _template_tokens(loaded.tokenizer, template, n_tokens)
         self.n_tokens = n_tokens
-        self.length = _pooled_position(model, self.row) + 1 if truncate else None
+        pooled = _pooled_position(model, self.row) if truncate else None
+        self.length = None if pooled is None else pooled + 1
         if self.length is not None:
             self.row = self.row[: self.length]
 

@@ -316,3 +316,27 @@ def test_pipeline_in_gridsearch_reuses_the_encoder_cache(monkeypatch, tmp_path, 
     assert 0 < search.best_score_ <= 1
     # Every image went through the model once: later fits read the disk cache.
     assert sum(calls) == len(scenes.images)
+
+
+def test_shared_clip_is_inverted_through_the_hooks():
+    # AlignCLIP's SharedCLIP mirrors open_clip's attribute names but not its
+    # encode_text, so OTI takes the full-length hook path; both towers match.
+    shared = load_model("skvlm-tiny-shared", pretrained=None, device="cpu")
+    tok = shared.tokenizer
+    injector = _TextInjector(shared, "a photo of {}", 1)
+    assert injector.length is None
+    pseudo = shared.model.token_embedding.weight[tok(["red"])[0][1]][None, None].clone()
+    images = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        text = injector.forward(injector.marker(1), pseudo)
+        patches = shared.model.visual.conv1(images).flatten(2).permute(0, 2, 1)
+        patch_injector = _PatchInjector(shared, patches.shape[1])
+        image = patch_injector.forward(patch_injector.marker(2), patches)
+        torch.testing.assert_close(text, shared.model.encode_text(tok(["a photo of red"])),
+                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(image, shared.model.encode_image(images), rtol=0, atol=1e-5)
+    encoder = CLIPEncoder("skvlm-tiny-shared", pretrained=None, device="cpu")
+    X = encoder.transform(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+    oti = TextualInverter(encoder, n_steps=8, random_state=0)
+    oti.fit_transform(X)
+    assert oti.loss_curve_[-1] < oti.loss_curve_[0]
