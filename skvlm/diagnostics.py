@@ -248,8 +248,9 @@ def recover_intra_similarity(S_inter, rank=None):
     ``Q = C Cᵀ`` symmetric. Unit image rows give one linear equation per image,
     ``v_iᵀ Q v_i = 1`` (Eq. 9), in the ``d(d+1)/2`` unknowns of ``Q``; with at least that
     many images in general position the system has exactly one solution, which is
-    solved by least squares and substituted into Eq. 10. The image-image geometry is
-    therefore fixed by the image-text geometry: there is no degree of freedom left.
+    substituted into Eq. 10. The image-image geometry is therefore fixed by the
+    image-text geometry: there is no degree of freedom left. The system is solved
+    through its normal equations (Cholesky, plus one step of iterative refinement).
 
     Parameters
     ----------
@@ -320,17 +321,38 @@ def recover_intra_similarity(S_inter, rank=None):
         raise ValueError(f"Recovery needs at least d = {d} texts, but S_inter has {n_texts} rows.")
 
     V = Vt[:d].T
-    A = _quadratic_form_design(V)
-    coef, _, a_rank, _ = np.linalg.lstsq(A, np.ones(n_images), rcond=None)
-    if a_rank < n_unknowns:
-        raise ValueError(
-            f"The {n_images} images do not determine Q uniquely (the system has rank "
-            f"{a_rank} < {n_unknowns} unknowns); they are not in general position."
-        )
+    coef = _solve_unit_diagonal(_quadratic_form_design(V), n_images, n_unknowns)
     Q = np.zeros((d, d))
     Q[np.triu_indices(d)] = coef
     Q = Q + np.triu(Q, k=1).T
     return V @ Q @ V.T
+
+
+def _solve_unit_diagonal(A, n_images, n_unknowns):
+    """Least-squares solution of ``A x = 1`` by the normal equations.
+
+    Cholesky of ``AᵀA`` costs about a fifth of an SVD-based ``lstsq`` (which takes
+    minutes for d = 64 on two cores); one step of iterative refinement on the
+    residual restores the accuracy the squared condition number costs. A pivot of the
+    factor that is numerically zero means the system has no unique solution.
+    """
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    b = np.ones(A.shape[0])
+    gram = A.T @ A
+    not_unique = ValueError(
+        f"The {n_images} images do not determine Q uniquely (the system in its "
+        f"{n_unknowns} unknowns is rank deficient); they are not in general position."
+    )
+    try:
+        factor = cho_factor(gram, check_finite=False)
+    except LinAlgError:
+        raise not_unique from None
+    pivots = np.abs(np.diag(factor[0]))
+    if (pivots.min() / pivots.max()) ** 2 < n_unknowns * np.finfo(np.float64).eps:
+        raise not_unique
+    x = cho_solve(factor, A.T @ b, check_finite=False)
+    return x + cho_solve(factor, A.T @ (b - A @ x), check_finite=False)
 
 
 def _quadratic_form_design(V):

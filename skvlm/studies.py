@@ -75,6 +75,16 @@ class _Progress:
         return time.perf_counter() - self.start
 
 
+def _pandas():
+    try:
+        import pandas
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "skvlm's studies write pandas tables; install the extra: pip install 'skvlm[pandas]'"
+        ) from exc
+    return pandas
+
+
 # --------------------------------------------------------------------------- few-shot
 
 
@@ -185,7 +195,7 @@ def run_fewshot_study(
     >>> runs[["method", "shots", "acc1"]].to_dict("records")
     [{'method': 'prototype', 'shots': 1, 'acc1': 1.0}, {'method': 'prototype', 'shots': 2, 'acc1': 1.0}]
     """
-    import pandas as pd
+    pd = _pandas()
     from sklearn.base import clone
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
     from sklearn.utils import check_array
@@ -375,7 +385,7 @@ def run_retrieval_study(
     >>> res[["task", "method", "mAP"]].to_dict("records")
     [{'task': 'image→image', 'method': 'raw', 'mAP': 1.0}]
     """
-    import pandas as pd
+    pd = _pandas()
     from sklearn.utils import check_array
 
     methods = _check_methods(methods, RETRIEVAL_METHODS, tuple(RETRIEVAL_METHODS))
@@ -793,7 +803,7 @@ def run_demo(out, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), devic
     summary : dict
         What ``summary.json`` holds.
     """
-    import pandas as pd
+    pd = _pandas()
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1040,7 +1050,7 @@ def _retrieval_figure(out, retrieval):
 
 
 def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
-    import pandas as pd
+    pd = _pandas()
 
     written = []
     if fewshot_runs is not None:
