@@ -186,3 +186,18 @@ def test_recover_intra_similarity_repeated_images_do_not_determine_q():
     X_T = _unit_rows(rng, 20, d)
     with pytest.raises(ValueError, match="not determine Q uniquely"):
         recover_intra_similarity(X_T @ X_I.T, rank=3)
+
+
+def test_recover_intra_similarity_in_a_narrow_cone_like_clip():
+    # CLIP-like geometry: each modality in its own narrow cone (rows share a large
+    # common direction), which makes the system on Q much worse conditioned.
+    rng = np.random.default_rng(10)
+    d, n = 12, 200
+    shift_i, shift_t = np.zeros(d), np.zeros(d)
+    shift_i[0], shift_t[1] = 5.0, 5.0
+    X_I = rng.normal(size=(n, d)) + shift_i
+    X_T = rng.normal(size=(n, d)) + shift_t
+    X_I /= np.linalg.norm(X_I, axis=1, keepdims=True)
+    X_T /= np.linalg.norm(X_T, axis=1, keepdims=True)
+    assert (X_I @ X_I.T).mean() > 0.6  # really a cone
+    np.testing.assert_allclose(recover_intra_similarity(X_T @ X_I.T), X_I @ X_I.T, atol=1e-6)
