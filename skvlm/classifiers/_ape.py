@@ -5,7 +5,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .._math import l2_normalize, softmax
+from .._math import l2_normalize
 from .._sklearn import Interval, _fit_context
 from ._base import BATCH_SIZE_CONSTRAINT, _ScoreClassifierMixin, validate_queries
 from ._cache import cache_logits, chunked_scores, class_sums
@@ -138,12 +138,11 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         criterion = _selection_criterion(keys, text, self._class_starts, self.variance_weight)
         k = min(self.n_features_to_select, self.n_features_in_)
         selected = np.argsort(-criterion, kind="stable")[:k]
-        keys = l2_normalize(keys[:, selected])
-        key_probs = softmax(keys @ l2_normalize(text[:, selected]).T)
-        own_prob = key_probs[np.arange(len(keys)), self.cache_classes_]
+        keys = l2_normalize(keys[:, selected]).astype(self.cache_keys_.dtype)
+        own_prob = _own_class_probability(keys, l2_normalize(text[:, selected]), self.cache_classes_)
         divergence = np.log2((1.0 + _KL_EPS) / (own_prob + _KL_EPS))
         self.selected_features_ = selected
-        self.cache_keys_ = keys.astype(self.cache_keys_.dtype)
+        self.cache_keys_ = keys
         self.value_weights_ = np.exp(self.gamma * divergence).astype(np.float32)
         return self
 
@@ -158,6 +157,16 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
             return self._text_logits(chunk) + self.alpha * cache
 
         return chunked_scores(score_chunk, X, len(self.classes_), self.batch_size)
+
+
+def _own_class_probability(keys, text, key_classes):
+    """softmax(keys textᵀ)[j, y_j], with one (n_support, n_classes) buffer."""
+    logits = keys @ text.T.astype(keys.dtype)
+    own = logits[np.arange(len(keys)), key_classes].astype(np.float64)
+    top = logits.max(axis=1)
+    logits -= top[:, None]
+    total = np.exp(logits, out=logits).sum(axis=1, dtype=np.float64)
+    return np.exp(own - top) / total
 
 
 def _selection_criterion(keys, text, starts, variance_weight):
