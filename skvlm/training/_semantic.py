@@ -53,10 +53,10 @@ def caption_distance(captions, stop_words=STOP_WORDS):
 
     Examples
     --------
-    >>> caption_distance(["a photo of a red circle.", "a red square.", "a red circle"])
-    array([[0.        , 0.6666667 , 0.        ],
-           [0.6666667 , 0.        , 0.6666667 ],
-           [0.        , 0.6666667 , 0.        ]], dtype=float32)
+    >>> caption_distance(["a photo of a red circle.", "a red square.", "a red circle"]).round(3)
+    array([[0.   , 0.667, 0.   ],
+           [0.667, 0.   , 0.667],
+           [0.   , 0.667, 0.   ]], dtype=float32)
     """
     stop_words = frozenset(stop_words)
     word_sets = [_content_words(caption, stop_words) for caption in captions]

@@ -76,7 +76,7 @@ def cosine_schedule(step, n_steps, warmup_steps, learning_rate, min_ratio=0.0):
     Examples
     --------
     >>> [round(cosine_schedule(s, 10, 2, 1.0), 3) for s in (0, 1, 2, 6, 9)]
-    [0.5, 1.0, 1.0, 0.5, 0.03]
+    [0.5, 1.0, 1.0, 0.5, 0.038]
     """
     if step < warmup_steps:
         return learning_rate * (step + 1) / warmup_steps
