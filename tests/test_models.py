@@ -140,3 +140,17 @@ def test_tiny_model_size_is_small():
     with torch.no_grad():
         out = loaded.model.encode_image(torch.zeros(2, 3, 32, 32))
     assert out.shape == (2, 64) and np.isfinite(out.numpy()).all()
+
+
+def test_default_weights_of_the_tiny_models_are_the_shipped_files(recwarn):
+    from skvlm.models import resolve_pretrained
+    from skvlm.models._registry import WEIGHTS_DIR
+
+    for name in ("skvlm-tiny", "skvlm-tiny-shared"):
+        path = resolve_pretrained(name, "default")
+        assert path == str(WEIGHTS_DIR / f"{name}.safetensors")
+        loaded = load_model(name, device="cpu")
+        assert loaded.pretrained == path
+        # The compact vocabulary comes from the file's own metadata.
+        assert loaded.tokenizer.vocab_size == loaded.model.token_embedding.num_embeddings
+    assert not [w for w in recwarn if "random" in str(w.message)]
