@@ -74,7 +74,14 @@ def _add_real_data_options(parser, default_out):
                         help="encoding batch size (default: %(default)s)")
     parser.add_argument("--out", default=default_out, metavar="DIR",
                         help="report folder (default: %(default)s)")
+    _add_threads_option(parser)
+
+
+def _add_threads_option(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help="torch CPU threads for this run (default: torch's choice); 1 is "
+                             "much faster for the tiny models on a machine whose cores are busy")
 
 
 def build_parser(with_train_tiny=False):
@@ -103,7 +110,7 @@ def build_parser(with_train_tiny=False):
     demo.add_argument("--quick", action="store_true",
                       help="fewer scenes, queries and inversion steps (a smoke run)")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    demo.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_threads_option(demo)
 
     fewshot = commands.add_parser(
         "fewshot", help="few-shot classification study on an image folder",
@@ -153,6 +160,12 @@ def _run(args):
 
     if args.command == "train-tiny":
         return args.func(args)
+    if args.threads is not None:
+        # The command line owns its process, so it may set torch's thread count; the
+        # library never does.
+        import torch
+
+        torch.set_num_threads(args.threads)
     verbose = 0 if args.quiet else 1
     if args.command == "demo":
         studies.run_demo(args.out, quick=args.quick, device=args.device, verbose=verbose)
