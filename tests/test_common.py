@@ -7,31 +7,35 @@ and a fixed array could only match one. Encoders, whose input is images or text,
 the checks that apply to them.
 """
 
-import importlib
-
 import numpy as np
 import pytest
 from sklearn.utils import estimator_checks as checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skvlm import CLIPEncoder, ClassSubspaceProjector, ImageEncoder, ModalityMeanShift
+from skvlm import CLIPEncoder, ClassSubspaceProjector, ImageEncoder, ModalityMeanShift, Retriever
 
 
-def _text_rows(n_features):
-    """Eight random unit rows of the requested width (stand-in class-name embeddings)."""
-    rows = np.random.default_rng(0).normal(size=(8, n_features))
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+class TextRows:
+    """Eight random unit rows of the requested width (stand-in class-name embeddings).
+
+    A class with a stable ``repr``: test ids must not contain memory addresses, or
+    pytest-xdist workers collect different ids.
+    """
+
+    def __call__(self, n_features):
+        rows = np.random.default_rng(0).normal(size=(8, n_features))
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    def __repr__(self):
+        return "TextRows()"
 
 
-def _optional(module, factory):
-    """Estimators from modules that may not be importable in a partial checkout."""
-    try:
-        return factory(importlib.import_module(module))
-    except (ImportError, AttributeError):
-        return []
+_text_rows = TextRows()
 
-
+# The classifiers' checks are in tests/test_common_classifiers.py.
 NUMERIC_ESTIMATORS = [
+    Retriever(),
+    Retriever(n_neighbors=1),
     ClassSubspaceProjector(text_embeddings=_text_rows),
     ClassSubspaceProjector(text_embeddings=_text_rows, reproject=False, normalize=True),
     ClassSubspaceProjector(text_embeddings=_text_rows, center=False, n_components=0.8),
