@@ -169,6 +169,17 @@ def test_shared_clip_mirrors_open_clip_names(tokenizer):
     assert float(scale.detach()) == pytest.approx(1 / 0.07, rel=1e-5)
 
 
+def test_shared_clip_copies_keep_the_sharing(tokenizer):
+    import copy
+    import pickle
+
+    model = _micro_shared(tokenizer)
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert other.visual.transformer is other.transformer
+        assert other.visual.proj is other.projection
+        assert other.transformer is not model.transformer
+
+
 def test_shared_clip_rejects_unknown_config_keys(tokenizer):
     with pytest.raises(ValueError, match="Unknown SharedCLIP config keys"):
         build_shared_clip({"embed_dim": 8, "widht": 4})
