@@ -24,7 +24,7 @@ def _search(cache_dir):
             "passthrough",
             ClassSubspaceProjector(encoder=text_encoder, class_names="labels", n_components=1),
             ClassSubspaceProjector(encoder=text_encoder, class_names="labels", templates=None),
-            ClassSubspaceProjector(encoder=text_encoder, n_components=8),
+            ClassSubspaceProjector(encoder=text_encoder, templates=None, n_components=8),
         ]
     }
     return GridSearchCV(pipe, grid, cv=FewShotSplit(n_shots=2, n_splits=3, random_state=0))

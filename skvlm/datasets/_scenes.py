@@ -281,14 +281,14 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True):
     Returns
     -------
     scenes : Bunch
-        images : ndarray of shape (n_samples, image_size, image_size, 3), uint8
-        captions : list of str
-        factors : DataFrame (or dict) with string columns shape, colour, size,
-            position, background
-        factor_names : dict mapping each factor to its ordered list of values,
-            e.g. ``factor_names["shape"]`` are the class names of a shape labelling
-        codes : dict mapping each factor to an int array of indices into
-            ``factor_names[factor]``
+        - ``images``: ndarray of shape (n_samples, image_size, image_size, 3), uint8
+        - ``captions``: list of str
+        - ``factors``: DataFrame (or dict) with string columns shape, colour, size,
+          position, background
+        - ``factor_names``: dict mapping each factor to its ordered list of values,
+          e.g. ``factor_names["shape"]`` are the class names of a shape labelling
+        - ``codes``: dict mapping each factor to an int array of indices into
+          ``factor_names[factor]``
 
     Examples
     --------
