@@ -1,6 +1,8 @@
+import re
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -154,3 +156,194 @@ def test_default_weights_of_the_tiny_models_are_the_shipped_files(recwarn):
         # The compact vocabulary comes from the file's own metadata.
         assert loaded.tokenizer.vocab_size == loaded.model.token_embedding.num_embeddings
     assert not [w for w in recwarn if "random" in str(w.message)]
+
+
+# ----------------------------------------------------------------- checkpoint safety
+
+
+class _RunsCodeWhenUnpickled:
+    """A pickle payload that would create ``marker`` if a loader ever executed it."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _tiny_state():
+    model = load_model("skvlm-tiny", pretrained=None, device="cpu").model
+    return {key: value.clone() for key, value in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".bin"])
+def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path, suffix):
+    from skvlm.models import CheckpointError
+
+    marker = tmp_path / "code-ran"
+    state = _tiny_state()
+    state["visual.proj"] = _RunsCodeWhenUnpickled(marker)
+    path = tmp_path / f"evil{suffix}"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="weights_only=True") as info:
+        load_model("skvlm-tiny", pretrained=str(path), device="cpu")
+    assert str(path) in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_a_torchscript_archive_is_refused_without_running_it(tmp_path):
+    from skvlm.models import CheckpointError
+
+    path = tmp_path / "jit.pt"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+    with pytest.raises(CheckpointError, match="TorchScript archive"):
+        load_model("skvlm-tiny", pretrained=str(path), device="cpu")
+
+
+def test_a_plain_torch_checkpoint_in_a_training_wrapper_loads_like_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _tiny_state()
+    state["visual.proj"] = state["visual.proj"] * 3
+    save_file(state, str(tmp_path / "w.safetensors"))
+    wrapped = {"epoch": 3, "state_dict": {"module." + k: v for k, v in state.items()}}
+    torch.save(wrapped, tmp_path / "w.pt")
+    from_safetensors = load_model("skvlm-tiny", str(tmp_path / "w.safetensors"), "cpu")
+    from_torch = load_model("skvlm-tiny", str(tmp_path / "w.pt"), "cpu")
+    assert from_torch is not from_safetensors
+    assert from_torch.fingerprint == from_safetensors.fingerprint
+    torch.testing.assert_close(from_torch.model.visual.proj, state["visual.proj"])
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_a_misshapen_tensor_is_named_with_both_shapes(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    expected_shape = tuple(state["visual.proj"].shape)
+    state["visual.proj"] = torch.zeros(expected_shape[0] + 1, expected_shape[1])
+    path = tmp_path / f"wrong{suffix}"
+    save_file(state, str(path)) if suffix == ".safetensors" else torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        load_model("skvlm-tiny", pretrained=str(path), device="cpu")
+    message = str(info.value)
+    assert "'visual.proj'" in message
+    assert str((expected_shape[0] + 1, expected_shape[1])) in message
+    assert str(expected_shape) in message
+
+
+def test_the_first_mismatched_tensor_is_the_one_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    names = list(state)
+    first, later = names[1], names[-1]
+    state[first] = torch.zeros(7, 7, 7)
+    state[later] = torch.zeros(5)
+    save_file(state, str(tmp_path / "two.safetensors"))
+    with pytest.raises(CheckpointError, match=re.escape(repr(first))):
+        load_model("skvlm-tiny", pretrained=str(tmp_path / "two.safetensors"), device="cpu")
+
+
+def test_missing_and_unexpected_tensors_are_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    dropped = next(iter(state))
+    del state[dropped]
+    state["extra.weight"] = torch.zeros(2)
+    save_file(state, str(tmp_path / "keys.safetensors"))
+    with pytest.raises(CheckpointError) as info:
+        load_model("skvlm-tiny", pretrained=str(tmp_path / "keys.safetensors"), device="cpu")
+    assert repr(dropped) in str(info.value) and "'extra.weight'" in str(info.value)
+
+
+def test_a_truncated_or_foreign_file_is_a_checkpoint_error(tmp_path):
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    path = tmp_path / "cut.safetensors"
+    save_file(_tiny_state(), str(path))
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cut.safetensors"):
+        load_model("skvlm-tiny", pretrained=str(path), device="cpu")
+    not_weights = tmp_path / "list.pt"
+    torch.save([1, 2, 3], not_weights)
+    with pytest.raises(CheckpointError, match="state_dict"):
+        load_model("skvlm-tiny", pretrained=str(not_weights), device="cpu")
+
+
+def test_the_shared_architecture_checks_shapes_too(tmp_path):
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    model = load_model("skvlm-tiny-shared", pretrained=None, device="cpu").model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    name = next(k for k, v in state.items() if v.ndim == 2)
+    state[name] = state[name][:, :-1].contiguous()
+    save_file(state, str(tmp_path / "shared.safetensors"))
+    with pytest.raises(CheckpointError, match=re.escape(repr(name))):
+        load_model("skvlm-tiny-shared", pretrained=str(tmp_path / "shared.safetensors"), device="cpu")
+
+
+def test_a_timm_checkpoint_loads_without_its_head_and_is_checked(tmp_path):
+    pytest.importorskip("timm")
+    import timm
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        source = timm.create_model("test_vit", num_classes=10)  # with a classifier head
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    save_file(state, str(tmp_path / "vit.safetensors"))
+    loaded = load_model("test_vit", str(tmp_path / "vit.safetensors"), "cpu", kind="timm")
+    backbone = loaded.model.state_dict()
+    assert "head.weight" not in backbone
+    for key, value in backbone.items():
+        torch.testing.assert_close(value, state[key])
+    state["cls_token"] = torch.zeros(1, 1, 3)
+    save_file(state, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(CheckpointError, match="'cls_token'"):
+        load_model("test_vit", str(tmp_path / "bad.safetensors"), "cpu", kind="timm")
+
+
+def test_concurrent_transforms_from_joblib_threads_load_the_model_once(monkeypatch, tiny_images):
+    from joblib import Parallel, delayed
+
+    from skvlm import CLIPEncoder
+    from skvlm.models import _loading, clear_model_cache
+
+    clear_model_cache()
+    builds = []
+    real_build = _loading._build_open_clip
+
+    def slow_counted_build(name, pretrained):
+        builds.append(name)
+        time.sleep(0.2)  # widen the window in which a racing second load would start
+        return real_build(name, pretrained)
+
+    monkeypatch.setattr(_loading, "_build_open_clip", slow_counted_build)
+    # (On Python < 3.12 functools.cached_property serialises first accesses across
+    # instances; the per-key lock in load_model is what makes this hold on 3.12+,
+    # and test_concurrent_loads_build_one_model races load_model itself.)
+    images, _ = tiny_images
+    encoders = [CLIPEncoder(model="skvlm-tiny", device="cpu") for _ in range(8)]
+    outputs = Parallel(n_jobs=8, backend="threading")(
+        delayed(encoder.transform)(images[i : i + 3]) for i, encoder in enumerate(encoders)
+    )
+    assert builds == ["skvlm-tiny"]
+    assert len({id(encoder._loaded) for encoder in encoders}) == 1
+    reference = CLIPEncoder(model="skvlm-tiny", device="cpu").transform(images[:10])
+    for i, output in enumerate(outputs):
+        np.testing.assert_allclose(output, reference[i : i + 3], atol=1e-6)

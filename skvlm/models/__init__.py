@@ -2,6 +2,7 @@
 
 from ._loading import LoadedModel, cached_models, clear_model_cache, load_model
 from ._registry import (
+    CheckpointError,
     ModelNotFound,
     WeightsUnavailableError,
     list_models,
@@ -11,6 +12,7 @@ from ._registry import (
 )
 
 __all__ = [
+    "CheckpointError",
     "LoadedModel",
     "ModelNotFound",
     "WeightsUnavailableError",

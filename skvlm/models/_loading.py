@@ -6,12 +6,15 @@ The cache is the only global state in skvlm: estimators hold a handle into it, s
 
 import contextlib
 import hashlib
+import logging
+import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ._registry import (
+    CheckpointError,
     WeightsUnavailableError,
     _register_open_clip_configs,
     check_model_name,
@@ -99,6 +102,27 @@ def _seeded_init():
         yield
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _quiet_random_init_warning():
+    """Silence open_clip's "initialized randomly" log line while skvlm builds a model.
+
+    skvlm asks for the random init on purpose: either ``pretrained=None`` was requested,
+    or a local checkpoint is about to be loaded by :func:`_load_checked`.
+    """
+    root = logging.getLogger()
+    quiet = _DropRandomInitWarning()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def _describe_preprocess(preprocess):
     return repr(preprocess)
 
@@ -113,23 +137,134 @@ def _weights_vocab(path):
     """The vocabulary stored in a shipped safetensors file's metadata, if any."""
     if path is None or Path(path).suffix != ".safetensors":
         return None
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(path, framework="pt") as handle:
-        metadata = handle.metadata() or {}
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"Cannot read the safetensors checkpoint {str(path)!r}: {exc}") from None
     vocab = metadata.get("skvlm_vocab")
     return vocab.split("\n") if vocab else None
 
 
+_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+
+
 def _load_state_dict(path):
+    """Tensors of a local checkpoint, read without ever running code from the file.
+
+    ``.safetensors`` files hold raw tensors; anything else goes through
+    ``torch.load(weights_only=True)``, whose restricted unpickler refuses the
+    arbitrary callables a crafted pickle would need to execute code.
+    """
     import torch
 
-    if Path(path).suffix == ".safetensors":
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+        try:
+            state = load_file(path)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"Cannot read the safetensors checkpoint {path!r}: {exc}") from None
+    else:
+        if _is_torchscript_archive(path):
+            raise CheckpointError(
+                f"Refusing to load {path!r}: it is a TorchScript archive (such as OpenAI's "
+                "original CLIP .pt files), and loading one runs the code stored in it. "
+                "Use the open_clip tag instead (pretrained='openai'), or convert it once in "
+                "a trusted session: save torch.jit.load(path).state_dict() with "
+                "safetensors.torch.save_file."
+            )
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(
+                f"Refusing to load {path!r}: it is not a plain tensor checkpoint, and "
+                "skvlm only loads checkpoints with torch.load(weights_only=True), which "
+                f"cannot run code stored in the file ({str(exc).splitlines()[0][:200]}). "
+                "Convert it to .safetensors or save only the state_dict."
+            ) from None
+        except (RuntimeError, OSError, EOFError, ValueError) as exc:
+            raise CheckpointError(f"Cannot read the checkpoint {path!r}: {exc}") from None
+    return _unwrap_state_dict(state, path)
+
+
+def _is_torchscript_archive(path):
+    """True for a torch.jit.save zip (it holds serialized code next to the tensors)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def _unwrap_state_dict(state, path):
+    """The name -> tensor mapping inside the usual training-checkpoint wrappers."""
+    import torch
+
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise CheckpointError(
+            f"{path!r} does not hold a state_dict (a mapping of names to tensors)."
+        )
+    if state and all(key.startswith("module.") for key in state):  # saved from DataParallel
+        state = {key[len("module."):]: value for key, value in state.items()}
+    return state
+
+
+def _check_state_dict(module, state, path, name):
+    """Raise CheckpointError unless ``state`` has exactly ``module``'s tensors and shapes."""
+    expected = module.state_dict()
+    for key, tensor in expected.items():
+        if key in state and tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"Checkpoint {path!r} does not fit {name!r}: tensor {key!r} has shape "
+                f"{tuple(state[key].shape)} in the file but {tuple(tensor.shape)} in the model."
+            )
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensor(s) missing from the file, first {missing[0]!r}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s), first {unexpected[0]!r}")
+        raise CheckpointError(f"Checkpoint {path!r} does not fit {name!r}: {'; '.join(parts)}.")
+
+
+def _load_checked(module, path, name, state=None):
+    """Load a local checkpoint into ``module`` after checking every tensor's shape."""
+    state = _load_state_dict(path) if state is None else state
+    _check_state_dict(module, state, path, name)
+    module.load_state_dict(state, strict=True)
+
+
+def _is_local_file(pretrained):
+    return isinstance(pretrained, (str, Path)) and Path(str(pretrained)).is_file()
+
+
+def _adapt_open_clip_state(model, state):
+    """open_clip's own fixes for older or third-party layouts (no file access)."""
+    from open_clip.factory import convert_state_dict, resize_pos_embed, resize_text_pos_embed
+
+    state = convert_state_dict(model, state)
+    if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
+        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    # Text towers from newer transformers no longer register position_ids.
+    position_ids = "text.transformer.embeddings.position_ids"
+    if position_ids in state and position_ids not in model.state_dict():
+        del state[position_ids]
+    resize_pos_embed(state, model)
+    resize_text_pos_embed(state, model)
+    return state
 
 
 def _build_open_clip(name, pretrained):
@@ -145,11 +280,15 @@ def _build_open_clip(name, pretrained):
         config = open_clip_config(name)
         tokenizer = _compact_tokenizer(words, config["text_cfg"]["context_length"])
         kwargs["text_cfg"] = {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}
+    local_file = _is_local_file(pretrained)
     with _seeded_init():
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                name, pretrained=pretrained, **kwargs
-            )
+            # A local file is loaded by skvlm itself (safely, with a shape check);
+            # open_clip only fetches and loads its own hub tags.
+            with _quiet_random_init_warning():
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    name, pretrained=None if local_file else pretrained, **kwargs
+                )
         except (OSError, RuntimeError) as exc:
             if pretrained is not None and not Path(str(pretrained)).exists():
                 raise WeightsUnavailableError(
@@ -159,6 +298,14 @@ def _build_open_clip(name, pretrained):
                     f"CLIPEncoder(model={name!r}, pretrained='/path/to/checkpoint.safetensors')."
                 ) from exc
             raise
+    if local_file:
+        if str(pretrained).endswith((".npz", ".npy")):
+            # big_vision (SigLIP) numpy weights: open_clip reads them with np.load,
+            # whose default allow_pickle=False cannot run code.
+            open_clip.load_checkpoint(model, str(pretrained))
+        else:
+            state = _adapt_open_clip_state(model, _load_state_dict(pretrained))
+            _load_checked(model, pretrained, name, state)
     if tokenizer is None:
         tokenizer = open_clip.get_tokenizer(name)
     visual = model.visual
@@ -180,7 +327,7 @@ def _build_shared(name, pretrained):
     with _seeded_init():
         model = build_shared_clip(config)
     if pretrained is not None:
-        model.load_state_dict(_load_state_dict(pretrained))
+        _load_checked(model, pretrained, name)
     image_size = config["vision_cfg"]["image_size"]
     preprocess = image_transform(image_size, is_train=False)
     return model, tokenizer, preprocess, int(config["embed_dim"]), (image_size, image_size)
@@ -196,11 +343,8 @@ def _build_timm(name, pretrained):
     from timm.data import create_transform, resolve_data_config
 
     kwargs = {"num_classes": 0}
-    if isinstance(pretrained, (str, Path)) and Path(str(pretrained)).exists():
-        kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained)}
-        use_pretrained = True
-    else:
-        use_pretrained = bool(pretrained)
+    local_file = _is_local_file(pretrained)
+    use_pretrained = bool(pretrained) and not local_file
     if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
         import difflib
 
@@ -214,17 +358,32 @@ def _build_timm(name, pretrained):
         try:
             model = timm.create_model(name, pretrained=use_pretrained, **kwargs)
         except (OSError, RuntimeError) as exc:
-            if use_pretrained and "file" not in kwargs.get("pretrained_cfg_overlay", {}):
+            if use_pretrained:
                 raise WeightsUnavailableError(
                     f"Could not fetch the pretrained weights of timm model {name!r}: "
                     f"{type(exc).__name__}. Without network access pass a local file: "
                     f"ImageEncoder(model={name!r}, pretrained='/path/to/weights.safetensors')."
                 ) from exc
             raise
+    if local_file:
+        _load_checked(model, pretrained, name, _timm_backbone_state(model, pretrained))
     config = resolve_data_config({}, model=model)
     preprocess = create_transform(**config, is_training=False)
     image_size = tuple(config["input_size"][1:])
     return model, None, preprocess, int(model.num_features), image_size
+
+
+def _timm_backbone_state(model, path):
+    """A timm checkpoint's tensors minus its classifier head (skvlm uses pooled features)."""
+    state = _load_state_dict(path)
+    heads = getattr(model, "pretrained_cfg", {}).get("classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    expected = model.state_dict()
+    return {
+        key: value
+        for key, value in state.items()
+        if key in expected or not any(key.startswith(head + ".") for head in heads)
+    }
 
 
 def _key_lock(key):

@@ -28,6 +28,14 @@ class WeightsUnavailableError(OSError):
     """Pretrained weights could not be fetched (typically: no network)."""
 
 
+class CheckpointError(ValueError):
+    """A local checkpoint cannot be used: unsafe to load, unreadable, or the wrong shape.
+
+    The message names the file and, for a shape mismatch, the first tensor that does
+    not fit and both shapes.
+    """
+
+
 @lru_cache(maxsize=None)
 def _register_open_clip_configs():
     import open_clip
