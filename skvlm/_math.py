@@ -6,11 +6,25 @@ Every formula that more than one estimator needs lives here exactly once.
 import numpy as np
 
 
-def l2_normalize(X, axis=-1, eps=1e-12):
-    """Rows scaled to unit L2 norm; all-zero rows stay zero (no division by 0)."""
+def l2_normalize(X, axis=-1):
+    """Rows scaled to unit L2 norm, whatever their magnitude.
+
+    An all-zero row has no direction: it stays zero (its cosine with anything is 0),
+    as in :func:`sklearn.preprocessing.normalize`. Every other row comes out with unit
+    norm, including rows of subnormal or near-overflow entries.
+    """
     X = np.asarray(X)
-    norms = np.linalg.norm(X, axis=axis, keepdims=True)
-    return X / np.maximum(norms, eps)
+    # Squaring overflows above ~1e154 (float64) / ~1e19 (float32) and underflows to 0
+    # below the square roots of the smallest normals, so the plain norm turns huge rows
+    # into zeros and tiny ones into not-unit rows. Dividing by the row's largest |x|
+    # first puts every squared entry in [0, 1] and the sum of squares in [1, d].
+    scale = np.max(np.abs(X), axis=axis, keepdims=True)
+    scale[scale == 0] = 1  # zero rows: 0 / 1 keeps them zero without a 0 / 0
+    unit = X / scale
+    norms = np.sqrt(np.sum(np.square(unit), axis=axis, keepdims=True))
+    norms[norms == 0] = 1
+    unit /= norms
+    return unit
 
 
 def class_means(X, y_idx, n_classes=None):

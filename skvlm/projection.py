@@ -168,7 +168,13 @@ class ClassSubspaceProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             )
         text = text.astype(np.float64)
         self.text_mean_ = text.mean(axis=0) if self.center else np.zeros(text.shape[1])
-        _, singular_values, components = np.linalg.svd(text - self.text_mean_, full_matrices=False)
+        centered = text - self.text_mean_
+        # The directions and variance ratios ignore an overall scale, but squaring the
+        # singular values of rows near 1e300 overflows and of subnormal rows underflows.
+        peak = np.abs(centered).max()
+        _, singular_values, components = np.linalg.svd(
+            centered / peak if peak > 0 else centered, full_matrices=False
+        )
         tol = singular_values.max(initial=0.0) * max(text.shape) * np.finfo(np.float64).eps
         rank = int((singular_values > tol).sum())
         if rank == 0:

@@ -45,12 +45,24 @@ __all__ = [
 
 # --------------------------------------------------------------------------- ranks
 
+_FLOAT_DTYPES = [np.float32, np.float64]
+
+
+def _unit_float32(X):
+    """Unit rows as float32, normalised before the cast.
+
+    Cosine ranking ignores each row's norm, so float64 rows beyond float32's range
+    (1e300, 1e-310) are valid input: cast first, they would become inf or 0. Unit
+    float32 rows also keep the score matrix product from overflowing.
+    """
+    return l2_normalize(X).astype(np.float32, copy=False)
+
 
 def _check_retrieval_inputs(queries, query_labels, gallery, gallery_labels, exclude_self):
-    gallery = check_array(gallery, dtype=np.float32, ensure_min_samples=0, input_name="gallery")
+    gallery = check_array(gallery, dtype=_FLOAT_DTYPES, ensure_min_samples=0, input_name="gallery")
     if gallery.shape[0] == 0:
         raise ValueError("The gallery is empty: at least one gallery item is needed to rank.")
-    queries = check_array(queries, dtype=np.float32, input_name="queries")
+    queries = check_array(queries, dtype=_FLOAT_DTYPES, input_name="queries")
     if queries.shape[1] != gallery.shape[1]:
         raise ValueError(
             f"queries have {queries.shape[1]} features but the gallery has "
@@ -71,7 +83,10 @@ def _check_retrieval_inputs(queries, query_labels, gallery, gallery_labels, excl
         )
     _, codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
     codes = codes.ravel()
-    return queries, codes[: queries.shape[0]], gallery, codes[queries.shape[0] :]
+    return (
+        _unit_float32(queries), codes[: queries.shape[0]],
+        _unit_float32(gallery), codes[queries.shape[0] :],
+    )
 
 
 def _ranks_in_row(scores, relevant, self_index):
@@ -131,17 +146,13 @@ def _iter_relevant_ranks(queries, query_codes, gallery, gallery_codes, exclude_s
     """Yield ``(query index, sorted 1-based ranks of its relevant items)``."""
     if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    # einsum avoids an n_gallery x n_features temporary
-    norms = np.sqrt(np.einsum("ij,ij->i", gallery, gallery, dtype=np.float64))
-    inverse_norms = (1.0 / np.maximum(norms, 1e-12)).astype(np.float32)
     order = np.argsort(gallery_codes, kind="stable")
     starts = np.searchsorted(gallery_codes[order], np.arange(query_codes.max(initial=0) + 2))
     # One buffer for all batches: the score block is the only large allocation.
     buffer = np.empty((min(batch_size, queries.shape[0]), gallery.shape[0]), dtype=np.float32)
     for batch in iter_batches(queries.shape[0], batch_size):
         scores = buffer[: batch.stop - batch.start]
-        np.matmul(l2_normalize(queries[batch]), gallery.T, out=scores)
-        scores *= inverse_norms
+        np.matmul(queries[batch], gallery.T, out=scores)  # both unit rows (checked above)
         for row, query in enumerate(range(batch.start, batch.stop)):
             code = query_codes[query]
             relevant = order[starts[code] : starts[code + 1]]  # ascending gallery indices
@@ -439,14 +450,14 @@ class Retriever(ClassifierMixin, BaseEstimator):
             The fitted retriever.
         """
         if y is None:
-            X = validate_data(self, X, dtype=[np.float32, np.float64])
+            X = validate_data(self, X, dtype=_FLOAT_DTYPES)
             self.gallery_labels_ = None
         else:
-            X, y = validate_data(self, X, y, dtype=[np.float32, np.float64])
+            X, y = validate_data(self, X, y, dtype=_FLOAT_DTYPES)
             check_classification_targets(y)
             self.classes_ = np.unique(y)
             self.gallery_labels_ = y
-        self.gallery_ = l2_normalize(X.astype(np.float32))
+        self.gallery_ = _unit_float32(X)
         return self
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
@@ -543,8 +554,8 @@ class Retriever(ClassifierMixin, BaseEstimator):
         )
 
     def _validate_queries(self, X):
-        X = validate_data(self, X, reset=False, dtype=[np.float32, np.float64])
-        return l2_normalize(X.astype(np.float32))
+        X = validate_data(self, X, reset=False, dtype=_FLOAT_DTYPES)
+        return _unit_float32(X)
 
     def _check_labelled(self):
         check_is_fitted(self)
