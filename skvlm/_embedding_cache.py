@@ -1,23 +1,47 @@
-"""Content-addressed embedding cache: a process-wide memory layer over SQLite on disk.
+"""Content-addressed embedding cache: a process-wide memory layer over files on disk.
 
 An embedding's key hashes the encoder's spec (model, weights identity, precision,
-preprocessing, augmentation) and the item's content (the bytes of an image file or
-array, or the text), never its position or name: a renamed copy of an image hits,
-an edited file misses. The disk layer is one SQLite file per cache directory (WAL
-mode), so a million images do not become a million files and several processes
-(Dask workers, ``n_jobs``) can share it.
+augmentation, library versions) and the item's content (the bytes of an image file or
+array, or the text), never its position or name: a renamed copy of an image hits, an
+edited file misses.
+
+On disk every entry is one small file, ``<dir>/skvlm-embeddings-v2/<key[:2]>/<key>.emb``,
+so that a cache folder can be shared between processes and machines, network
+filesystems included (where SQLite's locking is unreliable). The format is raw bytes,
+read with ``np.frombuffer``, so opening an entry can never run code::
+
+    magic (8 bytes) | n_values (uint32 LE) | blake2b-16(key + payload) | float32 LE payload
+
+Writes go to a temporary file in the same folder and are renamed into place
+(``os.replace`` is atomic), so a reader sees a whole entry or none, and two processes
+writing the same entry both leave a whole one. No fsync: a write torn by a power loss
+fails its checksum and is recomputed, like any other damaged entry. The checksum covers
+the key, so a file copied under another entry's name is rejected too.
 """
 
+import contextlib
 import hashlib
-import sqlite3
+import os
+import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-_DB_NAME = "skvlm-embeddings.sqlite"
+_STORE_NAME = "skvlm-embeddings-v2"
+_LEGACY_FILES = ("skvlm-embeddings.sqlite", "skvlm-embeddings.sqlite-wal", "skvlm-embeddings.sqlite-shm")
+_SUFFIX = ".emb"
+_TEMP_PREFIX = ".tmp-"
+_MAGIC = b"SKVLMEV2"
+_DIGEST_SIZE = 16
+_HEADER_SIZE = len(_MAGIC) + 4 + _DIGEST_SIZE
 _MEMORY_LIMIT_BYTES = 1 << 30  # the memory layer's bound: 1 GiB of vectors
+
+
+class CacheCorruptionWarning(UserWarning):
+    """Damaged on-disk cache entries were found; they were recomputed and rewritten."""
 
 
 class _MemoryLayer:
@@ -75,46 +99,82 @@ def clear_memory_cache():
             layer.clear()
 
 
+def _entry_digest(key, payload):
+    digest = hashlib.blake2b(key.encode("ascii"), digest_size=_DIGEST_SIZE)
+    digest.update(payload)
+    return digest.digest()
+
+
+def _encode_entry(key, vector):
+    payload = np.ascontiguousarray(vector, dtype="<f4").tobytes()
+    count = (len(payload) // 4).to_bytes(4, "little")
+    return _MAGIC + count + _entry_digest(key, payload) + payload
+
+
+def _decode_entry(key, data):
+    """The vector stored in ``data``, or a string saying why the entry is damaged."""
+    if len(data) < _HEADER_SIZE or data[: len(_MAGIC)] != _MAGIC:
+        return f"not an skvlm cache entry ({len(data)} bytes, bad header)"
+    count = int.from_bytes(data[len(_MAGIC) : len(_MAGIC) + 4], "little")
+    payload = data[_HEADER_SIZE:]
+    if len(payload) != 4 * count:
+        return f"truncated ({len(payload)} of {4 * count} payload bytes)"
+    if data[len(_MAGIC) + 4 : _HEADER_SIZE] != _entry_digest(key, payload):
+        return "checksum mismatch"
+    return np.frombuffer(payload, dtype="<f4").astype(np.float32)
+
+
+def _write_atomically(path, data):
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 class _DiskLayer:
-    """Vectors in one SQLite table keyed by their content hash."""
+    """One checksummed file per entry under ``<directory>/skvlm-embeddings-v2``."""
 
     def __init__(self, directory):
-        self.path = Path(directory) / _DB_NAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self.root = Path(directory) / _STORE_NAME
+        self.root.mkdir(parents=True, exist_ok=True)
 
-    def _connection(self):
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(self.path, timeout=60)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS embeddings (key TEXT PRIMARY KEY, vector BLOB)"
-            )
-            self._local.connection = connection
-        return connection
+    def _path(self, key):
+        return self.root / key[:2] / f"{key}{_SUFFIX}"
 
     def get_many(self, keys):
-        found = {}
-        connection = self._connection()
-        keys = list(keys)
-        for start in range(0, len(keys), 500):  # SQLite caps the number of parameters
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = connection.execute(
-                f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk
+        found, damaged = {}, []
+        for key in keys:
+            path = self._path(key)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            vector = _decode_entry(key, data)
+            if isinstance(vector, str):
+                damaged.append((path, vector))
+            else:
+                found[key] = vector
+        if damaged:
+            path, reason = damaged[0]
+            warnings.warn(
+                f"{len(damaged)} damaged embedding cache entr{'y' if len(damaged) == 1 else 'ies'} "
+                f"in {str(self.root)!r} (e.g. {path.name}: {reason}); "
+                f"{'it was' if len(damaged) == 1 else 'they were'} recomputed and rewritten.",
+                CacheCorruptionWarning,
+                stacklevel=5,
             )
-            for key, blob in rows:
-                found[key] = np.frombuffer(blob, dtype=np.float32).copy()
         return found
 
     def put_many(self, items):
-        connection = self._connection()
-        with connection:  # one transaction: all rows land or none do
-            connection.executemany(
-                "INSERT OR IGNORE INTO embeddings (key, vector) VALUES (?, ?)",
-                [(key, np.ascontiguousarray(v, dtype=np.float32).tobytes()) for key, v in items.items()],
-            )
+        for key, vector in items.items():
+            _write_atomically(self._path(key), _encode_entry(key, vector))
 
 
 class EmbeddingCache:
@@ -163,3 +223,116 @@ def content_hash(*parts):
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
     return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- maintenance
+
+
+def _cache_folder(directory):
+    """The folder holding the store: ``directory`` itself, or ``directory/skvlm``
+    (where a ``joblib.Memory(location=directory)`` cache puts it)."""
+    directory = Path(directory)
+    for folder in (directory, directory / "skvlm"):
+        if (folder / _STORE_NAME).is_dir() or any((folder / name).is_file() for name in _LEGACY_FILES):
+            return folder
+    raise ValueError(
+        f"{str(directory)!r} holds no skvlm embedding cache (no {_STORE_NAME!r} folder in it "
+        "or in its 'skvlm' sub-folder); pass the folder given as the encoder's cache=."
+    )
+
+
+def _store_files(root):
+    """(entries, temporary files) under a store root; nothing else is ever touched."""
+    entries, temporary = [], []
+    if not root.is_dir():
+        return entries, temporary
+    for shard in root.iterdir():
+        if not (shard.is_dir() and len(shard.name) == 2):
+            continue
+        for path in shard.iterdir():
+            if path.name.startswith(_TEMP_PREFIX):
+                temporary.append(path)
+            elif path.suffix == _SUFFIX and path.stem.startswith(shard.name):
+                entries.append(path)
+    return entries, temporary
+
+
+def cache_info(directory, verify=False):
+    """Describe an on-disk embedding cache.
+
+    Parameters
+    ----------
+    directory : str or path
+        The folder given as an encoder's ``cache=`` (or a ``joblib.Memory`` location).
+    verify : bool, default=False
+        Read every entry and check its checksum (slower: reads the whole cache).
+
+    Returns
+    -------
+    dict
+        ``folder``, ``entries``, ``bytes`` (entries and temporary files together),
+        ``temporary_files`` (left by writers that were killed), ``damaged`` (with
+        ``verify``, else None) and ``legacy_sqlite`` (a pre-0.1 SQLite cache file that
+        is no longer read).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skvlm.encoders import CLIPEncoder, cache_info
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = CLIPEncoder("skvlm-tiny", modality="text", cache=folder).transform(["a red circle"])
+    >>> cache_info(folder)["entries"]
+    1
+    """
+    folder = _cache_folder(directory)
+    entries, temporary = _store_files(folder / _STORE_NAME)
+    damaged = None
+    if verify:
+        damaged = sum(
+            isinstance(_decode_entry(path.stem, path.read_bytes()), str) for path in entries
+        )
+    legacy = [folder / name for name in _LEGACY_FILES if (folder / name).is_file()]
+    return {
+        "folder": str(folder),
+        "entries": len(entries),
+        "bytes": sum(path.stat().st_size for path in entries + temporary),
+        "temporary_files": len(temporary),
+        "damaged": damaged,
+        "legacy_sqlite": bool(legacy),
+    }
+
+
+def clear_cache(directory):
+    """Delete an on-disk embedding cache's entries and temporary files.
+
+    Only files skvlm wrote are removed (entries, temporary files, the legacy SQLite
+    file); anything else in the folder is left where it is. The process's memory
+    layer for that folder is emptied too.
+
+    Parameters
+    ----------
+    directory : str or path
+        The folder given as an encoder's ``cache=`` (or a ``joblib.Memory`` location).
+
+    Returns
+    -------
+    dict
+        ``folder``, ``files_removed`` and ``bytes_freed``.
+    """
+    folder = _cache_folder(directory)
+    root = folder / _STORE_NAME
+    entries, temporary = _store_files(root)
+    legacy = [folder / name for name in _LEGACY_FILES if (folder / name).is_file()]
+    removed, freed = 0, 0
+    for path in entries + temporary + legacy:
+        with contextlib.suppress(FileNotFoundError):  # another process got there first
+            size = path.stat().st_size
+            path.unlink()
+            removed, freed = removed + 1, freed + size
+    for shard in list(root.iterdir()) if root.is_dir() else []:
+        with contextlib.suppress(OSError):  # not empty: it holds files skvlm did not write
+            shard.rmdir()
+    with contextlib.suppress(OSError):
+        root.rmdir()
+    _memory_layer(folder).clear()
+    return {"folder": str(folder), "files_removed": removed, "bytes_freed": freed}

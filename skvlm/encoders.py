@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
-from ._embedding_cache import content_hash, resolve_cache
+from ._embedding_cache import (
+    CacheCorruptionWarning,
+    cache_info,
+    clear_cache,
+    content_hash,
+    resolve_cache,
+)
 from ._math import iter_batches, l2_normalize
 from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
 
@@ -35,6 +41,29 @@ def _file_identity(path):
                 hasher.update(block)
         _FILE_HASHES[memo_key] = hasher.hexdigest()
     return _FILE_HASHES[memo_key]
+
+
+@functools.lru_cache(maxsize=None)  # package metadata is read once per process
+def _library_versions(kind):
+    """Versions of the libraries whose code shapes an embedding: decoding (Pillow),
+    preprocessing and the forward pass (torch, torchvision, open_clip or timm), and
+    skvlm's own image handling. A cache entry written under other versions misses.
+
+    Normalisation is not part of a key: entries hold the raw model output, and
+    ``normalize`` is applied after the cache.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    packages = ["torch", "torchvision", "pillow", "timm" if kind == "timm" else "open_clip_torch"]
+    found = [f"skvlm={__version__}"]
+    for package in packages:
+        try:
+            found.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            found.append(f"{package}=absent")
+    return ";".join(found)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -290,7 +319,9 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         precision = resolve_precision(self.precision, device)
         weights = self._weights_identity()
         aug = f"aug{self.n_augmentations}-{self.random_state}" if augment else "noaug"
-        return content_hash(self._kind, self.model, weights, precision, aug)
+        return content_hash(
+            self._kind, self.model, weights, precision, aug, _library_versions(self._kind)
+        )
 
     def _weights_identity(self):
         pretrained = self.pretrained

@@ -204,7 +204,7 @@ def test_joblib_memory_is_accepted_as_cache(tmp_path, tiny_images):
 
     images, _ = tiny_images
     CLIPEncoder(**TINY, cache=Memory(tmp_path, verbose=0)).transform(images[:2])
-    assert list(tmp_path.rglob("*.sqlite"))
+    assert len(list((tmp_path / "skvlm").rglob("*.emb"))) == 2
 
 
 def test_cache_key_depends_on_content_not_on_normalize(tmp_path, tiny_images, count_forward):
