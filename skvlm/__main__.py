@@ -1,6 +1,6 @@
-"""The ``skvlm`` command line: ``python -m skvlm {demo,fewshot,retrieval,train-tiny}``.
+"""The ``skvlm`` command line: ``python -m skvlm {demo,fewshot,retrieval,train-tiny,cache}``.
 
-Every sub-command writes a report folder (``report.md``, CSVs, PNGs, ``summary.json``).
+Every study sub-command writes a report folder (``report.md``, CSVs, PNGs, ``summary.json``).
 A bad option or bad input ends with one line on stderr (``skvlm: error: ...``) and
 exit status 2, never a traceback.
 """
@@ -143,6 +143,17 @@ def build_parser(with_train_tiny=False):
     retrieval.add_argument("--seeds", type=_int_list, default=[0], metavar="S",
                            help="seed of the query draw and of OTI (first value used; default: 0)")
 
+    cache = commands.add_parser(
+        "cache", help="report on or empty an embedding cache folder",
+        description="Inspect (info) or delete (clear) the embedding cache in DIR, the "
+                    "folder given as an encoder's cache= (or a joblib.Memory location). "
+                    "clear removes only the files skvlm wrote.",
+    )
+    cache.add_argument("action", choices=["info", "clear"])
+    cache.add_argument("directory", metavar="DIR", help="the cache folder")
+    cache.add_argument("--verify", action="store_true",
+                       help="info: read every entry and count the damaged ones")
+
     if with_train_tiny:
         from .training._cli import add_train_tiny_parser
 
@@ -153,6 +164,34 @@ def build_parser(with_train_tiny=False):
             help="train the shipped tiny models (options: python -m skvlm train-tiny --help)",
         )
     return parser
+
+
+def _size(n_bytes):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return None  # unreachable
+
+
+def _run_cache(args):
+    from ._embedding_cache import cache_info, clear_cache
+
+    if args.action == "clear":
+        freed = clear_cache(args.directory)
+        print(f"removed {freed['files_removed']} files ({_size(freed['bytes_freed'])}) "
+              f"from {freed['folder']}")
+        return 0
+    info = cache_info(args.directory, verify=args.verify)
+    lines = [f"folder: {info['folder']}", f"entries: {info['entries']}",
+             f"size: {_size(info['bytes'])}",
+             f"temporary files: {info['temporary_files']}"]
+    if info["damaged"] is not None:
+        lines.append(f"damaged entries: {info['damaged']}")
+    if info["legacy_sqlite"]:
+        lines.append("legacy SQLite cache: present (no longer read; 'clear' removes it)")
+    print("\n".join(lines))
+    return 0
 
 
 def _run(args):
@@ -193,6 +232,9 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+
+    if args.command == "cache":
+        return _guarded(f"{parser.prog} cache {args.action}", lambda: _run_cache(args))
 
     def run():
         out = _run(args)

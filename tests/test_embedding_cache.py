@@ -1,0 +1,288 @@
+"""The on-disk embedding cache: format, atomic writes, damage detection, keys, sharing."""
+
+import multiprocessing
+import os
+import pickle
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+from skvlm import CLIPEncoder
+from skvlm import _embedding_cache as store
+from skvlm.__main__ import main
+from skvlm._embedding_cache import clear_memory_cache
+from skvlm.encoders import CacheCorruptionWarning, cache_info, clear_cache
+
+TINY = dict(model="skvlm-tiny", device="cpu")
+
+
+def _entries(folder):
+    return sorted((folder / "skvlm-embeddings-v2").rglob("*.emb"))
+
+
+def _encode_cold(images, folder, **params):
+    """Encode through the disk layer only (the process memory layer emptied first)."""
+    clear_memory_cache()
+    return CLIPEncoder(**TINY, cache=str(folder), **params).transform(images)
+
+
+# ----------------------------------------------------------------------------- format
+
+
+def test_entry_layout_is_magic_count_checksum_then_float32_payload():
+    key = "ab" * 20
+    vector = np.array([1.0, -2.5, 0.0], dtype=np.float64)
+    data = store._encode_entry(key, vector)
+    assert data[:8] == b"SKVLMEV2"
+    assert int.from_bytes(data[8:12], "little") == 3
+    assert data[28:] == np.array([1.0, -2.5, 0.0], dtype="<f4").tobytes()
+    decoded = store._decode_entry(key, data)
+    assert decoded.dtype == np.float32 and decoded.tolist() == [1.0, -2.5, 0.0]
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda data: data[:-2], "truncated"),
+        (lambda data: data[:10], "bad header"),
+        (lambda data: b"", "bad header"),
+        (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "checksum"),
+        (lambda data: data + b"\0\0\0\0", "truncated"),
+    ],
+)
+def test_damaged_bytes_are_rejected_with_a_reason(damage, reason):
+    key = "cd" * 20
+    data = store._encode_entry(key, np.arange(4, dtype=np.float32))
+    assert reason in store._decode_entry(key, damage(data))
+
+
+def test_an_entry_under_another_key_fails_its_checksum():
+    data = store._encode_entry("aa" * 20, np.ones(4, dtype=np.float32))
+    assert store._decode_entry("bb" * 20, data) == "checksum mismatch"
+
+
+def test_a_failed_write_leaves_neither_entry_nor_temporary_file(tmp_path, monkeypatch):
+    layer = store._DiskLayer(tmp_path)
+
+    def crash(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        layer.put_many({"ef" * 20: np.ones(8, dtype=np.float32)})
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# ----------------------------------------------------------------------------- damage
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _truncate(path, tmp_path):
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _flip_a_payload_bit(path, tmp_path):
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def _empty(path, tmp_path):
+    path.write_bytes(b"")
+
+
+def _pickle(path, tmp_path):
+    path.write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(tmp_path / "code-ran")))
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_payload_bit, _empty, _pickle])
+def test_a_damaged_entry_is_recomputed_rewritten_and_reported_once(tmp_path, tiny_images, damage):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    expected = CLIPEncoder(**TINY).transform(images[:4])
+    _encode_cold(images[:4], folder)
+    entries = _entries(folder)
+    assert len(entries) == 4
+    for path in entries[:2]:
+        damage(path, tmp_path)
+
+    with pytest.warns(CacheCorruptionWarning, match="2 damaged") as record:
+        again = _encode_cold(images[:4], folder)
+    assert len([w for w in record if w.category is CacheCorruptionWarning]) == 1
+    np.testing.assert_allclose(again, expected, atol=1e-6)
+    assert not (tmp_path / "code-ran").exists()  # the pickle was never loaded
+    assert cache_info(folder, verify=True)["damaged"] == 0  # rewritten whole
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheCorruptionWarning)
+        np.testing.assert_allclose(_encode_cold(images[:4], folder), expected, atol=1e-6)
+
+
+def test_an_entry_copied_under_another_name_is_not_returned(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    expected = CLIPEncoder(**TINY).transform(images[:2])
+    _encode_cold(images[:2], folder)
+    first, second = _entries(folder)
+    second.write_bytes(first.read_bytes())  # both files now hold the first's vector
+    with pytest.warns(CacheCorruptionWarning, match="checksum"):
+        again = _encode_cold(images[:2], folder)
+    np.testing.assert_allclose(again, expected, atol=1e-6)
+    assert not np.allclose(again[0], again[1])
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def _spec(**params):
+    return CLIPEncoder(**{**TINY, **params})._spec_fingerprint(augment=True)
+
+
+def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    from skvlm.models._registry import resolve_pretrained
+
+    shipped = resolve_pretrained("skvlm-tiny", "default")
+    shutil.copyfile(shipped, tmp_path / "same.safetensors")
+    state = load_file(shipped)
+    state["visual.proj"] = state["visual.proj"] * 2
+    save_file(state, str(tmp_path / "other.safetensors"))
+
+    base = _spec(n_augmentations=2, random_state=0)
+    variants = {
+        "model": _spec(model="skvlm-tiny-shared", n_augmentations=2, random_state=0),
+        "random init": _spec(pretrained=None, n_augmentations=2, random_state=0),
+        "other file": _spec(pretrained=str(tmp_path / "other.safetensors"),
+                            n_augmentations=2, random_state=0),
+        "precision": _spec(precision="bf16", n_augmentations=2, random_state=0),
+        "augmentations": _spec(n_augmentations=3, random_state=0),
+        "seed": _spec(n_augmentations=2, random_state=1),
+    }
+    for name, spec in variants.items():
+        assert spec != base, name
+    # Weights are identified by content: a byte-identical copy of the shipped file
+    # shares the cache, an edited one does not.
+    copy = _spec(pretrained=str(tmp_path / "same.safetensors"), n_augmentations=2, random_state=0)
+    assert copy == base
+
+    import importlib.metadata
+
+    from skvlm import encoders
+
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version",
+        lambda name: "999.0" if name == "torch" else real_version(name),
+    )
+    encoders._library_versions.cache_clear()
+    try:
+        assert _spec(n_augmentations=2, random_state=0) != base
+    finally:
+        monkeypatch.undo()
+        encoders._library_versions.cache_clear()
+    assert _spec(n_augmentations=2, random_state=0) == base
+
+
+def test_normalize_true_and_false_share_a_folder_and_both_are_right(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    raw = CLIPEncoder(**TINY, normalize=False).transform(images[:3])
+    unit = CLIPEncoder(**TINY, normalize=True).transform(images[:3])
+    _encode_cold(images[:3], folder, normalize=False)
+    np.testing.assert_allclose(_encode_cold(images[:3], folder, normalize=True), unit, atol=1e-6)
+    np.testing.assert_allclose(_encode_cold(images[:3], folder, normalize=False), raw, atol=1e-6)
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _encode_in_a_child(folder, images, start):
+    import torch
+
+    torch.set_num_threads(1)
+    start.wait(timeout=120)  # both children write at the same time
+    CLIPEncoder(**TINY, cache=folder).transform(images)
+
+
+def test_two_processes_filling_one_folder_leave_whole_correct_entries(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = str(tmp_path / "shared")
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    children = [
+        context.Process(target=_encode_in_a_child, args=(folder, images, start)) for _ in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=300)
+    assert [child.exitcode for child in children] == [0, 0]
+
+    info = cache_info(folder, verify=True)
+    assert info["entries"] == len(images)
+    assert info["damaged"] == 0 and info["temporary_files"] == 0
+    expected = CLIPEncoder(**TINY).transform(images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheCorruptionWarning)
+        np.testing.assert_allclose(_encode_cold(images, folder), expected, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- maintenance
+
+
+def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    _encode_cold(images[:5], folder)
+    entries = _entries(folder)
+    (entries[0].parent / ".tmp-leftover").write_bytes(b"half")
+    (entries[1].parent / "notes.txt").write_text("mine")
+    (folder / "skvlm-embeddings.sqlite").write_bytes(b"old")
+    _flip_a_payload_bit(entries[2], tmp_path)
+
+    info = cache_info(folder, verify=True)
+    assert info["entries"] == 5 and info["temporary_files"] == 1 and info["damaged"] == 1
+    assert info["legacy_sqlite"] is True
+    assert info["bytes"] == sum(p.stat().st_size for p in entries) + 4
+
+    assert main(["cache", "info", str(folder), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "entries: 5" in out and "damaged entries: 1" in out and "temporary files: 1" in out
+
+    assert main(["cache", "clear", str(folder)]) == 0
+    assert "removed 7 files" in capsys.readouterr().out
+    assert (entries[1].parent / "notes.txt").read_text() == "mine"
+    assert _entries(folder) == [] and not (folder / "skvlm-embeddings.sqlite").exists()
+    # The memory layer was emptied too: the next encode goes back to the model.
+    again = CLIPEncoder(**TINY, cache=str(folder)).transform(images[:5])
+    assert len(_entries(folder)) == 5 and np.isfinite(again).all()
+
+
+def test_a_joblib_memory_location_is_found(tmp_path, tiny_images):
+    from joblib import Memory
+
+    images, _ = tiny_images
+    CLIPEncoder(**TINY, cache=Memory(tmp_path, verbose=0)).transform(images[:2])
+    assert cache_info(tmp_path)["entries"] == 2
+    assert clear_cache(tmp_path)["files_removed"] == 2
+
+
+def test_a_folder_without_a_cache_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    assert main(["cache", "clear", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no skvlm embedding cache" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "photo.jpg").exists()
+    with pytest.raises(ValueError, match="no skvlm embedding cache"):
+        cache_info(tmp_path / "missing")
+    assert os.listdir(tmp_path) == ["photo.jpg"]
