@@ -460,7 +460,9 @@ class CLIPEncoder(_BaseEncoder):
     cache : None, "memory", str, path or joblib.Memory, default=None
         Content-addressed embedding cache: ``"memory"`` keeps embeddings in this
         process; a directory (or a ``joblib.Memory``'s location) also stores them on
-        disk, so a second run does not run the model at all.
+        disk, one checksummed file per embedding written atomically, so a second run
+        does not run the model at all and several processes can share the folder.
+        Damaged entries are recomputed with a ``CacheCorruptionWarning``.
     n_augmentations : int, default=0
         In ``fit_transform`` only, average the normalised features of this many random
         views (resized crop with scale 0.5-1 and a horizontal flip, as Tip-Adapter
