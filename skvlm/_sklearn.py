@@ -12,9 +12,11 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
+from sklearn.utils._set_output import _get_output_config
 
 __all__ = [
     "_fit_context",
+    "_get_output_config",
     "HasMethods",
     "Interval",
     "Options",

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import math
 import os
+import warnings
 from numbers import Integral
 from pathlib import Path
 
@@ -23,8 +24,13 @@ from ._embedding_cache import (
     content_hash,
     resolve_cache,
 )
+from ._images import UnreadableImageError, load_rgb
 from ._math import iter_batches, l2_normalize
 from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
+
+class UnreadableImageWarning(UserWarning):
+    """``on_error="skip"`` dropped images that could not be read (each is named)."""
+
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 _FILE_HASHES = {}
@@ -142,32 +148,11 @@ def _split_modality(items, modality):
     return kinds[0]
 
 
-def _load_image(item):
-    """A PIL RGB image from a path, a PIL image or an HxW[xC] uint8 array."""
-    from PIL import Image, UnidentifiedImageError
-
-    if isinstance(item, (str, Path)):
-        path = str(item)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Image file not found: {path!r}.")
-        try:
-            with Image.open(path) as image:
-                return image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ValueError(f"Cannot read image file {path!r}: {exc}") from None
-    if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    array = np.asarray(item)
-    if array.dtype != np.uint8:
-        raise ValueError(
-            f"Image arrays must be uint8 (0-255), got dtype {array.dtype}; convert with "
-            "(array * 255).round().astype(np.uint8) if it holds values in [0, 1]."
-        )
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ValueError(f"An image array must be HxW, HxWx3 or HxWx4, got shape {array.shape}.")
-    return Image.fromarray(array).convert("RGB")
+def _describe(item, index):
+    """How messages name an item: its path, or its position for in-memory images."""
+    if isinstance(item, (str, os.PathLike)):
+        return repr(os.fspath(item))
+    return f"item {index}"
 
 
 def _image_bytes(item):
@@ -240,6 +225,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "normalize": ["boolean"],
         "cache": [str, os.PathLike, HasMethods(["cache"]), None],
         "n_augmentations": [Interval(Integral, 0, None, closed="left")],
+        "on_error": [StrOptions({"raise", "skip"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -283,7 +269,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         return self
 
-    def transform(self, X):
+    def transform(self, X, return_indices=False):
         """Encode images or texts into an (n_samples, embed_dim) float32 array.
 
         Parameters
@@ -291,23 +277,58 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         X : sequence of images or texts
             Image paths, PIL images, HxWxC uint8 arrays or an (n, H, W, C) array; or
             strings (see ``modality``).
+        return_indices : bool, default=False
+            Also return the positions in ``X`` of the rows returned. With
+            ``on_error="skip"`` unreadable images have no row, so this is how to keep
+            labels aligned: ``Z, kept = encoder.transform(X, return_indices=True)``,
+            then ``y[kept]``.
 
         Returns
         -------
-        ndarray of shape (n_samples, embed_dim), float32
+        embeddings : ndarray of shape (n_kept, embed_dim), float32
+            One row per readable item, in the order of ``X`` (all of them unless
+            ``on_error="skip"`` dropped some).
+        kept_indices : ndarray of shape (n_kept,), int
+            Only with ``return_indices=True``.
         """
         self._validate_params()
-        return self._encode_items(_as_items(X), augment=False)
+        return self._encode_checked(X, augment=False, return_indices=return_indices)
 
-    def fit_transform(self, X, y=None, **fit_params):
+    def fit_transform(self, X, y=None, return_indices=False):
         """Encode ``X``; with ``n_augmentations > 0``, average that many augmented views.
 
         Train-time augmentation (Tip-Adapter's and GDA's cache construction) happens
         here only: ``transform`` never augments, so in a ``Pipeline`` the support
-        set is augmented and the queries are not.
+        set is augmented and the queries are not. ``return_indices`` is as in
+        :meth:`transform`.
         """
         self._validate_params()
-        return self._encode_items(_as_items(X), augment=self.n_augmentations > 0)
+        return self._encode_checked(
+            X, augment=self.n_augmentations > 0, return_indices=return_indices
+        )
+
+    def _encode_checked(self, X, augment, return_indices):
+        embeddings, kept = self._encode_items(_as_items(X), augment=augment)
+        embeddings = self._keep_input_index(embeddings, X, kept)
+        return (embeddings, kept) if return_indices else embeddings
+
+    def _keep_input_index(self, embeddings, X, kept):
+        """With pandas output and dropped rows, label the rows by the input's index.
+
+        scikit-learn's ``set_output`` would otherwise reuse the full index of a pandas
+        input for fewer rows and fail.
+        """
+        if len(kept) == len(X) or not hasattr(X, "index") or not hasattr(X, "iloc"):
+            return embeddings
+        from ._sklearn import _get_output_config
+
+        if _get_output_config("transform", self)["dense"] != "pandas":
+            return embeddings
+        import pandas as pd
+
+        return pd.DataFrame(
+            embeddings, index=X.index[kept], columns=self.get_feature_names_out()
+        )
 
     # ----------------------------------------------------------------- internals
 
@@ -344,70 +365,134 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return f"tag:{pretrained}"
 
     def _encode_items(self, items, augment, modality=None):
+        """(embeddings of the readable items, their positions in ``items``)."""
         if len(items) == 0:
             raise ValueError("X is empty: there is nothing to encode.")
         kind = self._modality_of(items, modality)
+        skip = self.on_error == "skip" and kind == "image"
         cache = resolve_cache(self.cache)
         if augment and self.random_state is None:
             cache = None  # unseeded augmentations are not reproducible, so not cacheable
         if kind == "text":
             items = [str(item) for item in items]
-        keys = self._item_keys(items, kind, augment) if (cache is not None or augment) else None
-        found = cache.get_many(keys) if cache is not None else {}
+        failures = {}  # position -> reason; only ever filled when skipping
+        keys = None
+        if cache is not None or augment:
+            keys = self._item_keys(items, kind, augment, failures if skip else None)
+        found = cache.get_many([k for k in keys if k is not None]) if cache is not None else {}
         vectors = [found.get(key) for key in keys] if keys is not None else [None] * len(items)
-        todo = {}
+        todo = {}  # identity (key, or position without keys) -> first position
         for index, vector in enumerate(vectors):
-            if vector is None:
+            if vector is None and index not in failures:
                 todo.setdefault(keys[index] if keys is not None else index, index)
         if todo:
-            fresh = self._run_model([items[i] for i in todo.values()], kind, augment,
-                                    list(todo.keys()))
-            fresh_by_key = dict(zip(todo.keys(), fresh))
+            positions = list(todo.values())
+            fresh, failed = self._run_model(items, positions, kind, augment, keys, skip)
+            fresh_by_id = {ident: vector for ident, vector in zip(todo, fresh) if vector is not None}
+            failed_ids = {ident: failed[pos] for ident, pos in zip(todo, positions) if pos in failed}
             if cache is not None:
-                cache.put_many(fresh_by_key)
+                cache.put_many(fresh_by_id)
             for index in range(len(items)):
-                if vectors[index] is None:
-                    vectors[index] = fresh_by_key[keys[index] if keys is not None else index]
-        out = np.stack(vectors).astype(np.float32, copy=False)
+                if vectors[index] is None and index not in failures:
+                    ident = keys[index] if keys is not None else index
+                    if ident in failed_ids:
+                        failures[index] = failed_ids[ident]
+                    else:
+                        vectors[index] = fresh_by_id[ident]
+        kept = np.array([i for i in range(len(items)) if i not in failures], dtype=np.intp)
+        if failures:
+            self._report_skipped(items, failures)
+        out = np.stack([vectors[i] for i in kept]).astype(np.float32, copy=False)
         if self.normalize:
             out = l2_normalize(out).astype(np.float32)
-        return out
+        return out, kept
+
+    def _report_skipped(self, items, failures):
+        listed = "; ".join(failures[i] for i in sorted(failures)[:20])
+        more = f"; and {len(failures) - 20} more" if len(failures) > 20 else ""
+        if len(failures) == len(items):
+            raise UnreadableImageError(
+                f"None of the {len(items)} images could be read: {listed}{more}"
+            )
+        warnings.warn(
+            f"on_error='skip' dropped {len(failures)} of {len(items)} images (positions "
+            f"{sorted(failures)[:20]}{'...' if len(failures) > 20 else ''}): {listed}{more}. "
+            "Use transform(X, return_indices=True) to keep labels aligned.",
+            UnreadableImageWarning,
+            stacklevel=4,
+        )
 
     def _modality_of(self, items, modality=None):
         return _split_modality(items, "image")
 
-    def _item_keys(self, items, kind, augment):
+    def _item_keys(self, items, kind, augment, failures=None):
+        """Content keys; with ``failures`` given, an unreadable file gets ``None``."""
         spec = self._spec_fingerprint(augment)
         if kind == "text":
             return [content_hash(spec, "text", item) for item in items]
-        return [content_hash(spec, "image", _image_bytes(item)) for item in items]
+        keys = []
+        for index, item in enumerate(items):
+            try:
+                keys.append(content_hash(spec, "image", _image_bytes(item)))
+            except (OSError, UnreadableImageError) as exc:
+                if failures is None:
+                    raise
+                failures[index] = f"{_describe(item, index)}: {exc}"
+                keys.append(None)
+        return keys
 
-    def _run_model(self, items, kind, augment, keys):
+    def _run_model(self, items, positions, kind, augment, keys, skip):
+        """Embed ``items[positions]``: (one vector or None per position, failures).
+
+        Images are decoded batch by batch; with ``skip`` an image that fails to decode
+        is left out of its batch and reported in ``failures`` (position -> reason).
+        """
         import torch
 
         loaded = self._loaded
-        batches = list(iter_batches(len(items), self.batch_size))
+        batches = list(iter_batches(len(positions), self.batch_size))
         if self.verbose:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"{type(self).__name__} ({kind})", unit="batch")
-        outputs = []
+        vectors, failures = [], {}
         for batch in batches:
-            chunk = items[batch]
-            with torch.inference_mode(), loaded.autocast():
-                if kind == "text":
-                    tokens = loaded.tokenizer(chunk).to(loaded.device)
-                    features = loaded.model.encode_text(tokens)
-                elif augment:
-                    features = self._augmented_features(chunk, keys[batch], loaded)
-                else:
-                    pixels = torch.stack([loaded.preprocess(_load_image(i)) for i in chunk])
-                    features = self._forward_images(loaded, pixels.to(loaded.device))
-            outputs.append(features.float().cpu().numpy())
-        return list(np.concatenate(outputs))
+            chunk = positions[batch]
+            if kind == "text":
+                readable = chunk
+            else:
+                images, readable = self._decode(items, chunk, failures, skip)
+            features = None
+            if readable:
+                with torch.inference_mode(), loaded.autocast():
+                    if kind == "text":
+                        tokens = loaded.tokenizer([items[i] for i in chunk]).to(loaded.device)
+                        features = loaded.model.encode_text(tokens)
+                    elif augment:
+                        features = self._augmented_features(
+                            images, [keys[i] for i in readable], loaded
+                        )
+                    else:
+                        pixels = torch.stack([loaded.preprocess(image) for image in images])
+                        features = self._forward_images(loaded, pixels.to(loaded.device))
+                features = iter(features.float().cpu().numpy())
+            vectors.extend(None if i in failures else next(features) for i in chunk)
+        return vectors, failures
 
-    def _augmented_features(self, chunk, keys, loaded):
-        """Mean of ``n_augmentations`` views' normalised features, per image."""
+    def _decode(self, items, chunk, failures, skip):
+        images, readable = [], []
+        for index in chunk:
+            try:
+                images.append(load_rgb(items[index], name=_describe(items[index], index)))
+                readable.append(index)
+            except (OSError, UnreadableImageError) as exc:
+                if not skip:
+                    raise
+                failures[index] = f"{_describe(items[index], index)}: {exc}"
+        return images, readable
+
+    def _augmented_features(self, images, keys, loaded):
+        """Mean of ``n_augmentations`` views' normalised features, per decoded image."""
         import torch
 
         mean, std = _normalize_stats(loaded.preprocess)
@@ -416,11 +501,10 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             seed = int(seed.randint(2**31))
         total = None
         views = []
-        for item, key in zip(chunk, keys):
+        for image, key in zip(images, keys):
             # Each image's views depend only on its content and the seed, so the result
             # does not depend on which other images share its batch.
             rng = np.random.default_rng([int(seed), int(key[:12], 16)])
-            image = _load_image(item)
             views.append([_augmented_view(image, loaded.image_size, mean, std, rng)
                           for _ in range(self.n_augmentations)])
         for view_index in range(self.n_augmentations):
@@ -468,10 +552,24 @@ class CLIPEncoder(_BaseEncoder):
         views (resized crop with scale 0.5-1 and a horizontal flip, as Tip-Adapter
         builds its cache) of each image. Off by default; it usually helps
         cache-based classifiers a little and costs ``n_augmentations`` forward passes.
+    on_error : {"raise", "skip"}, default="raise"
+        What an unreadable image (missing, truncated, corrupt, or over Pillow's
+        decompression-bomb limit) does: ``"raise"`` an error naming the file (or the
+        position of an in-memory image); ``"skip"`` drop it, list every dropped item
+        in one ``UnreadableImageWarning``, and return only the readable rows (get their
+        positions with ``transform(X, return_indices=True)``). Texts never fail.
     random_state : int, RandomState or None, default=None
         Seeds the augmentations (only used when ``n_augmentations > 0``).
     verbose : int, default=0
         Show a progress bar over batches.
+
+    Notes
+    -----
+    Images are decoded as a person sees them: EXIF orientation is applied,
+    transparency is composited over white, 16-bit greyscale is scaled to 8 bits (not
+    clipped), CMYK and palette images are converted to RGB. A truncated or corrupt
+    file is an ``UnreadableImageError`` (a ``ValueError``) naming it, never a
+    partly grey image.
 
     Attributes
     ----------
@@ -507,6 +605,7 @@ class CLIPEncoder(_BaseEncoder):
         normalize=True,
         cache=None,
         n_augmentations=0,
+        on_error="raise",
         random_state=None,
         verbose=0,
     ):
@@ -519,6 +618,7 @@ class CLIPEncoder(_BaseEncoder):
         self.normalize = normalize
         self.cache = cache
         self.n_augmentations = n_augmentations
+        self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
 
@@ -533,17 +633,23 @@ class CLIPEncoder(_BaseEncoder):
         items = _as_items(texts)
         if items and not all(isinstance(t, str) for t in items):
             raise ValueError("encode_text takes strings only.")
-        return self._encode_items(items, augment=False, modality="text")
+        return self._encode_items(items, augment=False, modality="text")[0]
 
-    def encode_images(self, images):
+    def encode_images(self, images, return_indices=False):
         """Embed images with the image tower (whatever ``modality`` says).
+
+        ``return_indices`` is as in :meth:`transform` (it matters with
+        ``on_error="skip"``).
 
         Returns
         -------
-        ndarray of shape (n_images, embed_dim), float32
+        embeddings : ndarray of shape (n_kept, embed_dim), float32
+        kept_indices : ndarray of shape (n_kept,), int
+            Only with ``return_indices=True``.
         """
         self._validate_params()
-        return self._encode_items(_as_items(images), augment=False, modality="image")
+        embeddings, kept = self._encode_items(_as_items(images), augment=False, modality="image")
+        return (embeddings, kept) if return_indices else embeddings
 
     def _modality_of(self, items, modality=None):
         return _split_modality(items, modality or self.modality)
@@ -560,7 +666,7 @@ class ImageEncoder(_BaseEncoder):
         ``"default"``/``True`` loads timm's pretrained weights (network or the local
         hub cache); a path loads a local weights file; ``None``/``False`` is a random
         initialisation (seed 0).
-    batch_size, device, precision, normalize, cache, n_augmentations, random_state, verbose
+    batch_size, device, precision, normalize, cache, n_augmentations, on_error, random_state, verbose
         As in :class:`CLIPEncoder`.
 
     Examples
@@ -584,6 +690,7 @@ class ImageEncoder(_BaseEncoder):
         normalize=True,
         cache=None,
         n_augmentations=0,
+        on_error="raise",
         random_state=None,
         verbose=0,
     ):
@@ -595,6 +702,7 @@ class ImageEncoder(_BaseEncoder):
         self.normalize = normalize
         self.cache = cache
         self.n_augmentations = n_augmentations
+        self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
 

@@ -1,0 +1,179 @@
+"""Turn any accepted image input into a correct 8-bit RGB PIL image, or say why not.
+
+The rules, each chosen so that the model sees what a person looking at the file sees:
+
+* The file is fully decoded inside a ``try``; truncated, corrupt and non-image files
+  are an :class:`UnreadableImageError` that names the file. Pillow's
+  ``LOAD_TRUNCATED_IMAGES`` is never switched on (a half-grey image is a wrong input,
+  not a readable one).
+* Images with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's
+  decompression-bomb limit, about 89 megapixels) are refused from their header, before
+  anything is decoded.
+* EXIF orientation is applied, so a phone photo is upright.
+* Transparency (RGBA, LA, PA, palette images with a transparent index, HxWx4 arrays)
+  is composited over white. (open_clip's own ``convert("RGB")`` keeps the hidden
+  colour of transparent pixels instead, often black.)
+* 16-bit greyscale (``I;16`` and 16-bit data in ``I``) is scaled to 8 bits
+  (65535 -> 255); Pillow's ``convert("RGB")`` would clip it to white. Float images
+  (``F``) are taken as [0, 1] or [0, 255] intensities; other ranges are refused.
+* CMYK, YCbCr, LAB, HSV, greyscale and 1-bit images are converted with Pillow.
+"""
+
+import os
+
+import numpy as np
+
+_TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class UnreadableImageError(ValueError):
+    """An image that cannot be decoded, or that skvlm refuses to decode (too large)."""
+
+
+def load_rgb(item, name=None):
+    """An RGB PIL image from a path, a PIL image or an HxW[x1|3|4] uint8 array.
+
+    Parameters
+    ----------
+    item : str, path, PIL.Image.Image or ndarray
+    name : str, optional
+        How errors refer to an in-memory item (e.g. ``"item 3"``); files are named
+        by their path.
+
+    Returns
+    -------
+    PIL.Image.Image in mode ``"RGB"``
+    """
+    from PIL import Image
+
+    if isinstance(item, (str, os.PathLike)):
+        return _load_file(os.fspath(item))
+    name = name or "the image"
+    if isinstance(item, Image.Image):
+        described = getattr(item, "filename", "") or name
+        return _decoded(lambda: _to_rgb(_loaded(item)), described)
+    return _decoded(lambda: _array_to_rgb(item), name)
+
+
+def _load_file(path):
+    from PIL import Image
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image file not found: {path!r}.")
+
+    def decode():
+        with Image.open(path) as image:
+            _check_size(image, repr(path))
+            return _to_rgb(_loaded(image))
+
+    return _decoded(decode, repr(path))
+
+
+def _decoded(decode, described):
+    """Run ``decode``; any decoding failure becomes an error naming the image."""
+    try:
+        return decode()
+    except (UnreadableImageError, MemoryError):
+        raise
+    except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, ValueError...
+        reason = str(exc).strip() or type(exc).__name__
+        raise UnreadableImageError(f"Cannot read image {described}: {reason}") from None
+
+
+def _check_size(image, described):
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = image.size
+    if limit is not None and width * height > limit:
+        raise UnreadableImageError(
+            f"Image {described} has {width}x{height} = {width * height} pixels, more than "
+            f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (Pillow's decompression-bomb limit); "
+            "raise that limit if the file is trusted."
+        )
+
+
+def _loaded(image):
+    image.load()  # decode everything now, so that a truncated file fails here
+    return image
+
+
+def _to_rgb(image):
+    from PIL import ImageOps
+
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"the image is empty ({image.width}x{image.height})")
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a damaged EXIF block: keep the pixels as stored
+        pass
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode.startswith("I;16") or mode == "I":
+        return _deep_grey_to_rgb(np.asarray(image), mode)
+    if mode == "F":
+        return _float_grey_to_rgb(np.asarray(image, dtype=np.float32))
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _TRANSPARENT_MODES:
+        return _over_white(image.convert("RGBA"))
+    return image.convert("RGB")
+
+
+def _over_white(rgba):
+    from PIL import Image
+
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _grey_to_rgb(values):
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), mode="L").convert("RGB")
+
+
+def _deep_grey_to_rgb(values, mode):
+    values = values.astype(np.int64)
+    if values.min() < 0 or values.max() > 65535:
+        raise ValueError(
+            f"{mode} pixels range over [{values.min()}, {values.max()}], outside 8- or 16-bit"
+        )
+    if mode == "I" and values.max() <= 255:
+        return _grey_to_rgb(values)  # 8-bit data stored in a 32-bit mode
+    return _grey_to_rgb(np.rint(values / 257.0))  # 65535 / 257 = 255 exactly
+
+
+def _float_grey_to_rgb(values):
+    if not np.isfinite(values).all():
+        raise ValueError("the float image holds NaN or infinite pixels")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0 and high <= 1:
+        return _grey_to_rgb(np.rint(values * 255))
+    if low >= 0 and high <= 255:
+        return _grey_to_rgb(np.rint(values))
+    raise ValueError(
+        f"float pixels range over [{low:g}, {high:g}]; expected [0, 1] or [0, 255]"
+    )
+
+
+def _array_to_rgb(array):
+    from PIL import Image
+
+    array = np.asarray(array)
+    if array.dtype != np.uint8:
+        raise ValueError(
+            f"image arrays must be uint8 (0-255), got dtype {array.dtype}; convert with "
+            "(array * 255).round().astype(np.uint8) if it holds values in [0, 1]"
+        )
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(
+            f"an image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {array.shape}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"the image array is empty, shape {array.shape}")
+    image = Image.fromarray(np.ascontiguousarray(array))
+    return _over_white(image) if image.mode == "RGBA" else image.convert("RGB")
