@@ -55,11 +55,25 @@ def load_rgb(item, name=None):
     return _decoded(lambda: _array_to_rgb(item), name)
 
 
+def require_file(path):
+    """Raise FileNotFoundError naming ``path`` unless it is a file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"Image file not found: {path!r}. (If this string is meant as text, pass "
+            "modality='text'.)"
+        )
+
+
+def pil_bytes(image, name):
+    """The decoded pixels of a PIL image, with decoding errors naming the image."""
+    described = getattr(image, "filename", "") or name
+    return _decoded(lambda: image.tobytes(), described)
+
+
 def _load_file(path):
     from PIL import Image
 
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Image file not found: {path!r}.")
+    require_file(path)
 
     def decode():
         with Image.open(path) as image:

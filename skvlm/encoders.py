@@ -24,7 +24,7 @@ from ._embedding_cache import (
     content_hash,
     resolve_cache,
 )
-from ._images import UnreadableImageError, load_rgb
+from ._images import UnreadableImageError, load_rgb, pil_bytes, require_file
 from ._math import iter_batches, l2_normalize
 from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
 
@@ -125,10 +125,7 @@ def _item_kind(item, modality):
         if os.path.isfile(item):
             return "image"
         if item.lower().endswith(_IMAGE_SUFFIXES) and "\n" not in item:
-            raise FileNotFoundError(
-                f"Image file not found: {item!r}. (If this string is meant as text, "
-                "pass modality='text'.)"
-            )
+            return "image"  # a missing image file: reported (or skipped) when it is read
         return "text"
     raise ValueError(
         f"Cannot encode an item of type {type(item).__name__}: expected an image path, "
@@ -155,18 +152,17 @@ def _describe(item, index):
     return f"item {index}"
 
 
-def _image_bytes(item):
+def _image_bytes(item, index):
     """The bytes that identify an image's content (file bytes, or pixels + shape)."""
     from PIL import Image
 
-    if isinstance(item, (str, Path)):
-        path = str(item)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Image file not found: {path!r}.")
+    if isinstance(item, (str, os.PathLike)):
+        path = os.fspath(item)
+        require_file(path)
         with open(path, "rb") as handle:
             return b"file:" + handle.read()
     if isinstance(item, Image.Image):
-        return f"pil:{item.mode}:{item.size}:".encode() + item.tobytes()
+        return f"pil:{item.mode}:{item.size}:".encode() + pil_bytes(item, f"item {index}")
     array = np.ascontiguousarray(item)
     return f"array:{array.dtype}:{array.shape}:".encode() + array.tobytes()
 
@@ -433,7 +429,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         keys = []
         for index, item in enumerate(items):
             try:
-                keys.append(content_hash(spec, "image", _image_bytes(item)))
+                keys.append(content_hash(spec, "image", _image_bytes(item, index)))
             except (OSError, UnreadableImageError) as exc:
                 if failures is None:
                     raise

@@ -1,0 +1,279 @@
+"""Hostile and unusual image files: decoded correctly, or refused with the file named."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skvlm import CLIPEncoder
+from skvlm._images import load_rgb
+from skvlm.encoders import UnreadableImageError, UnreadableImageWarning
+
+TINY = dict(model="skvlm-tiny", device="cpu")
+
+
+def _gradient(height=24, width=40):
+    """An RGB image with no symmetry, so any rotation or flip changes it."""
+    rows = np.arange(height)[:, None] * 9
+    cols = np.arange(width)[None, :] * 5
+    return np.stack([rows + 0 * cols, cols + 0 * rows, (rows + cols) % 256], axis=-1).astype(np.uint8)
+
+
+def _save(tmp_path, name, image, **options):
+    path = tmp_path / name
+    image.save(path, **options)
+    return path
+
+
+# ----------------------------------------------------------------------------- refused
+
+
+def _truncated(tmp_path, fmt):
+    path = _save(tmp_path, f"whole.{fmt}", Image.fromarray(_gradient(64, 64)))
+    cut = tmp_path / f"cut.{fmt}"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return cut
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda tmp: _truncated(tmp, "jpg"),
+        lambda tmp: _truncated(tmp, "png"),
+        lambda tmp: (tmp / "noise.png").write_bytes(np.random.default_rng(0).bytes(500)) and tmp / "noise.png",
+        lambda tmp: (tmp / "empty.jpg").write_bytes(b"") == 0 and tmp / "empty.jpg",
+        lambda tmp: (tmp / "notes.jpg").write_text("not a picture") and tmp / "notes.jpg",
+    ],
+    ids=["truncated-jpeg", "truncated-png", "random-bytes", "zero-bytes", "text-file"],
+)
+def test_unreadable_files_are_refused_with_their_name(tmp_path, make):
+    path = make(tmp_path)
+    with pytest.raises(UnreadableImageError) as info:
+        load_rgb(str(path))
+    assert str(path) in str(info.value)
+    with pytest.raises(ValueError, match=path.name):
+        CLIPEncoder(**TINY).transform([str(path)])
+
+
+def test_an_oversized_image_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    path = _save(tmp_path, "big.png", Image.fromarray(_gradient(40, 50)))
+    decoded = []
+    real_load = Image.Image.load
+
+    def spy(self):
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(Image.Image, "load", spy)
+    with pytest.raises(UnreadableImageError, match="MAX_IMAGE_PIXELS") as info, pytest.warns(
+        Image.DecompressionBombWarning  # Pillow's own notice, from reading the header
+    ):
+        load_rgb(str(path))
+    assert "big.png" in str(info.value) and "50x40" in str(info.value)
+    assert decoded == []
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2001)  # 2000 pixels: allowed
+    assert load_rgb(str(path)).size == (50, 40)
+
+
+def test_bad_in_memory_images_are_named_by_position():
+    good = _gradient(8, 8)
+    with pytest.raises(UnreadableImageError, match="item 1.*uint8"):
+        CLIPEncoder(**TINY).transform([good, good.astype(np.float32)])
+    with pytest.raises(UnreadableImageError, match="item 2.*shape"):
+        CLIPEncoder(**TINY).transform([good, good, np.zeros((8, 8, 2), np.uint8)])
+
+
+# ----------------------------------------------------------------------------- converted
+
+
+def test_cmyk_jpeg_becomes_the_matching_rgb(tmp_path):
+    rgb = Image.fromarray(_gradient())
+    path = _save(tmp_path, "cmyk.jpg", rgb.convert("CMYK"), quality=100)
+    decoded = load_rgb(str(path))
+    assert decoded.mode == "RGB" and decoded.size == rgb.size
+    assert np.abs(np.asarray(decoded, float) - np.asarray(rgb, float)).mean() < 4
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 32768, 65535]], dtype=np.uint16)
+    path = _save(tmp_path, "deep.png", Image.fromarray(values))
+    assert Image.open(path).mode.startswith("I")
+    decoded = np.asarray(load_rgb(str(path)))
+    assert decoded[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert (decoded == decoded[..., :1]).all()  # grey stays grey
+
+
+def test_palette_transparency_becomes_white(tmp_path):
+    palette = Image.new("P", (4, 2))
+    palette.putpalette([10, 20, 30, 200, 0, 0] + [0] * 762)
+    palette.putdata([0, 0, 1, 1, 0, 1, 0, 1])
+    path = _save(tmp_path, "palette.png", palette, transparency=0)
+    decoded = np.asarray(load_rgb(str(path)))
+    assert decoded[0, 0].tolist() == [255, 255, 255]  # index 0 is transparent
+    assert decoded[0, 2].tolist() == [200, 0, 0]
+
+
+def test_half_transparent_rgba_is_composited_over_white(tmp_path):
+    pixels = np.zeros((2, 2, 4), dtype=np.uint8)
+    pixels[..., 0] = 200
+    pixels[..., 3] = [[255, 0], [128, 64]]
+    expected_red = [[200, 255], [round(200 * 128 / 255 + 255 * 127 / 255), round(200 * 64 / 255 + 255 * 191 / 255)]]
+    expected_green = [[0, 255], [round(255 * 127 / 255), round(255 * 191 / 255)]]
+    for source in (str(_save(tmp_path, "alpha.png", Image.fromarray(pixels, "RGBA"))), pixels):
+        decoded = np.asarray(load_rgb(source)).astype(int)
+        np.testing.assert_allclose(decoded[..., 0], expected_red, atol=1)
+        np.testing.assert_allclose(decoded[..., 1], expected_green, atol=1)
+
+
+def test_greyscale_and_one_bit_images_become_equal_channels(tmp_path):
+    grey = _save(tmp_path, "grey.png", Image.fromarray(_gradient()[..., 0]))
+    one_bit = _save(tmp_path, "bw.png", Image.fromarray(_gradient()[..., 1] > 100))
+    for path in (grey, one_bit):
+        decoded = np.asarray(load_rgb(str(path)))
+        assert decoded.shape == (24, 40, 3)
+        assert (decoded == decoded[..., :1]).all()
+    np.testing.assert_array_equal(np.asarray(load_rgb(str(grey)))[..., 0], _gradient()[..., 0])
+
+
+@pytest.mark.parametrize("orientation, rotate", [(6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1)), (3, lambda a: np.rot90(a, 2))])
+def test_exif_orientation_is_applied(tmp_path, orientation, rotate):
+    pixels = _gradient()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = _save(tmp_path, f"o{orientation}.png", Image.fromarray(pixels), exif=exif)
+    decoded = np.asarray(load_rgb(str(path)))
+    np.testing.assert_array_equal(decoded, rotate(pixels))
+    with Image.open(path) as opened:  # PIL images carrying EXIF get the same treatment
+        np.testing.assert_array_equal(np.asarray(load_rgb(opened)), rotate(pixels))
+
+
+def test_an_exif_rotated_jpeg_embeds_like_the_upright_image(tmp_path):
+    pixels = _gradient(32, 48)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = _save(tmp_path, "phone.jpg", Image.fromarray(pixels), exif=exif, quality=95)
+    with Image.open(stored) as image:
+        upright = np.rot90(np.asarray(image.convert("RGB")), -1).copy()
+    encoder = CLIPEncoder(**TINY)
+    np.testing.assert_allclose(encoder.transform([str(stored)]), encoder.transform([upright]), atol=1e-6)
+
+
+def test_every_converted_kind_embeds_to_finite_unit_rows(tmp_path):
+    pixels = _gradient()
+    paths = [
+        _save(tmp_path, "a.jpg", Image.fromarray(pixels).convert("CMYK")),
+        _save(tmp_path, "b.png", Image.fromarray((pixels[..., 0].astype(np.uint16) * 257))),
+        _save(tmp_path, "c.png", Image.fromarray(pixels).convert("P")),
+        _save(tmp_path, "d.png", Image.fromarray(pixels).convert("LA")),
+        _save(tmp_path, "e.tif", Image.fromarray(pixels[..., 0].astype(np.float32) / 255)),
+    ]
+    out = CLIPEncoder(**TINY).transform([str(p) for p in paths])
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-5)
+
+
+def test_float_images_outside_a_known_range_are_refused(tmp_path):
+    path = _save(tmp_path, "hdr.tif", Image.fromarray(np.full((4, 4), 1e4, np.float32)))
+    with pytest.raises(UnreadableImageError, match="hdr.tif.*range"):
+        load_rgb(str(path))
+
+
+# ----------------------------------------------------------------------------- on_error="skip"
+
+
+def _mixed_inputs(tmp_path, tiny_images):
+    images, _ = tiny_images
+    good = [_save(tmp_path, f"good{i}.png", Image.fromarray(images[i])) for i in range(4)]
+    cut = _truncated(tmp_path, "jpg")
+    missing = tmp_path / "gone.png"
+    items = [str(good[0]), str(cut), str(good[1]), str(missing), str(good[2]), str(good[3])]
+    return items, [0, 2, 4, 5]
+
+
+@pytest.mark.parametrize("cache", [None, "memory", "disk"])
+def test_skip_drops_bad_files_and_returns_the_kept_positions(tmp_path, tiny_images, cache):
+    items, kept_expected = _mixed_inputs(tmp_path, tiny_images)
+    cache = str(tmp_path / "cache") if cache == "disk" else cache
+    reference = CLIPEncoder(**TINY).transform([items[i] for i in kept_expected])
+    encoder = CLIPEncoder(**TINY, on_error="skip", cache=cache)
+    with pytest.warns(UnreadableImageWarning) as record:
+        out, kept = encoder.transform(items, return_indices=True)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "cut.jpg" in message and "gone.png" in message and "good" not in message
+    assert kept.tolist() == kept_expected
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+    with pytest.warns(UnreadableImageWarning):  # without return_indices: the same rows
+        np.testing.assert_allclose(encoder.transform(items), reference, atol=1e-6)
+
+
+def test_skip_with_augmentation_and_in_memory_items(tiny_images):
+    images, _ = tiny_images
+    items = [images[0], np.zeros((5, 5, 2), np.uint8), images[1]]
+    encoder = CLIPEncoder(**TINY, on_error="skip", n_augmentations=2, random_state=0)
+    with pytest.warns(UnreadableImageWarning, match="item 1"):
+        out, kept = encoder.fit_transform(items, return_indices=True)
+    assert kept.tolist() == [0, 2]
+    expected = CLIPEncoder(**TINY, n_augmentations=2, random_state=0).fit_transform(images[:2])
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_skip_keeps_the_pandas_index_of_the_kept_rows(tmp_path, tiny_images):
+    pd = pytest.importorskip("pandas")
+    items, kept_expected = _mixed_inputs(tmp_path, tiny_images)
+    series = pd.Series(items, index=[f"row{i}" for i in range(len(items))])
+    encoder = CLIPEncoder(**TINY, on_error="skip").set_output(transform="pandas")
+    with pytest.warns(UnreadableImageWarning):
+        frame = encoder.transform(series)
+    assert list(frame.index) == [f"row{i}" for i in kept_expected]
+    assert frame.shape == (4, 64) and np.isfinite(frame.to_numpy()).all()
+
+
+def test_skip_with_nothing_readable_is_an_error_and_raise_mode_names_the_file(tmp_path, tiny_images):
+    items, _ = _mixed_inputs(tmp_path, tiny_images)
+    with pytest.raises(UnreadableImageError, match="None of the 2 images"):
+        CLIPEncoder(**TINY, on_error="skip").transform([items[1], items[3]])
+    with pytest.raises(UnreadableImageError, match="cut.jpg"):
+        CLIPEncoder(**TINY).transform(items)
+
+
+def test_skip_leaves_good_inputs_and_texts_alone(tiny_images):
+    images, _ = tiny_images
+    encoder = CLIPEncoder(**TINY, on_error="skip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreadableImageWarning)
+        out, kept = encoder.transform(images[:3], return_indices=True)
+        texts = encoder.transform(["a red circle", ""])
+    assert kept.tolist() == [0, 1, 2] and out.shape == (3, 64) and texts.shape == (2, 64)
+
+
+def test_a_pipeline_given_skipped_rows_fails_loudly_instead_of_misaligning(tmp_path, tiny_images):
+    from sklearn.pipeline import make_pipeline
+
+    from skvlm.classifiers import NearestPrototype
+
+    items, _ = _mixed_inputs(tmp_path, tiny_images)
+    labels = np.array(["a", "b", "a", "b", "a", "b"])
+    pipe = make_pipeline(CLIPEncoder(**TINY, on_error="skip"), NearestPrototype())
+    with pytest.warns(UnreadableImageWarning), pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        pipe.fit(items, labels)
+    # The documented pattern: encode once, index the labels with the kept positions.
+    with pytest.warns(UnreadableImageWarning):
+        Z, kept = CLIPEncoder(**TINY, on_error="skip").transform(items, return_indices=True)
+    assert NearestPrototype().fit(Z, labels[kept]).predict(Z).shape == (4,)
+
+
+def test_pil_images_read_from_damaged_files_are_named(tmp_path):
+    cut = _truncated(tmp_path, "png")
+    image = Image.open(cut)  # lazy: the damage shows only when decoding
+    with pytest.raises(UnreadableImageError, match="cut.png"):
+        CLIPEncoder(**TINY).transform([image])
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, format="PNG")  # incompressible: 200 bytes is a fraction
+    in_memory = Image.open(io.BytesIO(buffer.getvalue()[:200]))
+    with pytest.raises(UnreadableImageError, match="item 0"):
+        CLIPEncoder(**TINY).transform([in_memory])
