@@ -74,6 +74,9 @@ def _add_real_data_options(parser, default_out):
                         help="encoding batch size (default: %(default)s)")
     parser.add_argument("--out", default=default_out, metavar="DIR",
                         help="report folder (default: %(default)s)")
+    parser.add_argument("--skip-unreadable", action="store_true",
+                        help="leave truncated, corrupt or oversized images out (listed in "
+                             "summary.json) instead of stopping at the first one")
     _add_threads_option(parser)
 
 
@@ -211,7 +214,7 @@ def _run(args):
         return args.out
     common = dict(model=args.model, pretrained=args.pretrained, cache=args.cache,
                   device=args.device, batch_size=args.batch_size, methods=args.methods,
-                  verbose=verbose)
+                  on_error="skip" if args.skip_unreadable else "raise", verbose=verbose)
     if args.command == "fewshot":
         studies.run_folder_study("fewshot", args.data, args.out, shots=args.shots,
                                  seeds=args.seeds, templates=args.templates, **common)

@@ -1251,6 +1251,7 @@ def run_folder_study(
     device="auto",
     batch_size=64,
     random_state=0,
+    on_error="raise",
     verbose=1,
 ):
     """Run the few-shot or the retrieval study on an image folder and write a report.
@@ -1287,6 +1288,9 @@ def run_folder_study(
     batch_size : int, default=64
     random_state : int, default=0
         Retrieval only: seeds the query draw and OTI.
+    on_error : {"raise", "skip"}, default="raise"
+        ``"skip"`` leaves unreadable images out of the study (with their labels); they
+        are listed under ``unreadable`` in ``summary.json``.
     verbose : int, default=1
 
     Returns
@@ -1309,9 +1313,11 @@ def run_folder_study(
     names = [str(n).replace("_", " ") for n in dataset.target_names]
     labeling = "classes"
     encoder = CLIPEncoder(model=model, pretrained=pretrained, device=device, cache=cache,
-                          batch_size=batch_size, verbose=verbose)
+                          batch_size=batch_size, on_error=on_error, verbose=verbose)
     progress(f"encoding {len(dataset.paths)} images of {len(names)} classes with {model}")
-    images = encoder.encode_images(dataset.paths)
+    images, kept = encoder.encode_images(dataset.paths, return_indices=True)
+    unreadable = [str(dataset.paths[i]) for i in sorted(set(range(len(labels))) - set(kept))]
+    labels = labels[kept]  # rows and labels stay paired when images were skipped
 
     def pca_rows(default_names, default_templates):
         spec = default_names if pca_class_names is None else pca_class_names
@@ -1363,6 +1369,10 @@ def run_folder_study(
         "retrieval": _retrieval_summary_dict(retrieval) if retrieval is not None else {},
         "findings": _findings(fewshot_summary, retrieval, None, expectations=((labeling, 1),)),
         "notes": study_notes,
+        "unreadable": unreadable,
     }
+    if unreadable:
+        summary["notes"] = [f"{len(unreadable)} unreadable images were left out "
+                            "(listed under 'unreadable' in summary.json)."] + study_notes
     _write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, None, None, progress)
     return summary

@@ -187,6 +187,30 @@ def test_fewshot_command_on_an_image_folder(tmp_path):
     assert "fewshot_classes.png" in (out / "report.md").read_text()
 
 
+def test_a_damaged_image_stops_the_study_or_is_skipped_and_listed(tmp_path, capsys):
+    from PIL import Image
+
+    from skvlm.datasets import make_scenes
+
+    scenes = make_scenes(12, random_state=4)
+    root = tmp_path / "data"
+    for i, (image, label) in enumerate(zip(scenes.images, scenes.factors["background"])):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"{i}.png")
+    damaged = next(root.rglob("*.png"))
+    damaged.write_bytes(damaged.read_bytes()[:60])
+    options = ["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
+               "--methods", "prototype", "--shots", "1", "--seeds", "0", "--quiet"]
+    assert main(options + ["--out", str(tmp_path / "stop")]) == 2
+    assert damaged.name in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=damaged.name):
+        status = main(options + ["--out", str(tmp_path / "skip"), "--skip-unreadable"])
+    assert status == 0
+    summary = json.loads((tmp_path / "skip" / "summary.json").read_text())
+    assert summary["unreadable"] == [str(damaged)]
+    assert summary["config"]["n_images"] == 11
+
+
 # --------------------------------------------------------------------------- the study functions
 
 
