@@ -304,8 +304,10 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         )
 
     def _encode_checked(self, X, augment, return_indices):
-        embeddings, kept = self._encode_items(_as_items(X), augment=augment)
-        embeddings = self._keep_input_index(embeddings, X, kept)
+        items = _as_items(X)
+        embeddings, kept = self._encode_items(items, augment=augment)
+        if len(kept) < len(items):
+            embeddings = self._keep_input_index(embeddings, X, kept)
         return (embeddings, kept) if return_indices else embeddings
 
     def _keep_input_index(self, embeddings, X, kept):
@@ -314,7 +316,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         scikit-learn's ``set_output`` would otherwise reuse the full index of a pandas
         input for fewer rows and fail.
         """
-        if len(kept) == len(X) or not hasattr(X, "index") or not hasattr(X, "iloc"):
+        if not hasattr(X, "iloc"):
             return embeddings
         from ._sklearn import _get_output_config
 
@@ -433,7 +435,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             except (OSError, UnreadableImageError) as exc:
                 if failures is None:
                     raise
-                failures[index] = f"{_describe(item, index)}: {exc}"
+                failures[index] = str(exc)  # names the file, or the item's position
                 keys.append(None)
         return keys
 
@@ -484,7 +486,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             except (OSError, UnreadableImageError) as exc:
                 if not skip:
                     raise
-                failures[index] = f"{_describe(items[index], index)}: {exc}"
+                failures[index] = str(exc)  # names the file, or the item's position
         return images, readable
 
     def _augmented_features(self, images, keys, loaded):
