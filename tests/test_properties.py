@@ -322,6 +322,38 @@ def test_nearest_prototype_prototypes_are_unit_or_zero(problem):
             assert not prototype.any()
 
 
+@st.composite
+def one_direction_per_class(draw):
+    """Each class's rows are one direction at several positive norms (x, 3x, 1e3 x)."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    d = draw(st.integers(2, 16))
+    n_classes = draw(st.integers(1, 4))
+    directions = draw(hnp.arrays(np.float64, (n_classes, d), elements=st.integers(-8, 8).map(float)))
+    directions[~directions.any(axis=1), 0] = 1.0
+    y = np.array(draw(st.lists(st.integers(0, n_classes - 1), min_size=n_classes, max_size=30)))
+    y[:n_classes] = np.arange(n_classes)  # every class present
+    norms = draw(st.lists(st.sampled_from([0.1, 1.0, 3.0, 7.0, 1e3]), min_size=len(y), max_size=len(y)))
+    return (directions[y] * np.array(norms)[:, None]).astype(dtype), y
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(data=st.data(), problem=one_direction_per_class())
+def test_lda_rows_differing_only_in_norm_have_no_spread(data, problem):
+    # Exactly, the class-centred unit rows are 0; the round-off of normalising x and
+    # 3x must not be inverted into a precision of 1e30 (scores then flipped sign when
+    # the rows were permuted).
+    X, y = problem
+    order = np.array(data.draw(st.permutations(range(len(X)))))
+    Q = np.random.default_rng(0).normal(size=(5, X.shape[1])).astype(X.dtype)
+    with strict(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        clf = LDAClassifier().fit(X, y)
+        permuted = LDAClassifier().fit(X[order], y[order])
+    assert any("no spread" in str(w.message) for w in caught)
+    assert not clf.precision_.any()
+    np.testing.assert_array_equal(permuted.decision_function(Q), clf.decision_function(Q))
+
+
 @pytest.mark.parametrize("estimator", CLASSIFIERS[:4], ids=CLASSIFIER_IDS[:4])
 @pytest.mark.parametrize("where", ["fit", "predict"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

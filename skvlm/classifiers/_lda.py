@@ -23,8 +23,9 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
     - scores = x Wᵀ + b without text; ``100 · x W_textᵀ + alpha · (x Wᵀ + b)`` with
       text (the paper's zero-shot ensemble).
 
-    With one sample per class Σ̂ = 0, so Λ = 0 and the image-only scores are the
-    constant log(1/C): every query gets ``classes_[0]`` (chance accuracy, the 1-shot
+    With one sample per class Σ̂ = 0 (so too when the rows of each class differ only
+    in norm: a spread at round-off level counts as 0), so Λ = 0 and the image-only
+    scores are the constant log(1/C): every query gets ``classes_[0]`` (chance accuracy, the 1-shot
     "LDA" column of seed 002). This is the reference behaviour, kept on purpose and
     announced by a ``UserWarning``; with text weights the model reduces to zero-shot.
     More shots avoid it, and so do augmented views kept as separate rows (the
@@ -98,13 +99,15 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         """
         X, y_idx = validate_support(self, X, y)
         n_classes = len(self.classes_)
+        eps = np.finfo(X.dtype).eps  # the precision of the unit rows
         X = X.astype(np.float64)
         means = class_means(X, y_idx, n_classes)
-        precision = _shrunk_precision(X - means[y_idx])
+        precision = _shrunk_precision(X - means[y_idx], eps, np.bincount(y_idx).max())
         if not precision.any():
             warnings.warn(
                 f"LDAClassifier: the {X.shape[0]} rows have no spread within their "
-                f"classes ({n_classes} classes, e.g. one sample per class), so the shared "
+                f"classes ({n_classes} classes, e.g. one sample per class, or rows that "
+                "differ only in norm), so the shared "
                 "covariance is 0, the GDA precision is 0 and the image-only scores are "
                 f"the constant log(1/{n_classes}): every query is classified as "
                 f"{self.classes_[:1].tolist()[0]!r} (chance accuracy, the 1-shot LDA collapse of the "
@@ -136,12 +139,21 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         return scores
 
 
-def _shrunk_precision(centered):
-    """D · pinv((N − 1) Σ̂ + tr(Σ̂) I) for the class-centred rows (float64)."""
+def _shrunk_precision(centered, eps, max_class_size):
+    """D · pinv((N − 1) Σ̂ + tr(Σ̂) I) for the class-centred rows (float64).
+
+    A spread at the round-off level of the unit rows counts as no spread (precision
+    0): rows of one class that differ only in norm (x, 3x) normalise to the same
+    direction up to a few ``eps``, and inverting that noise gave precisions near 1e32
+    and scores that changed sign when the rows were permuted.
+    """
     n_samples, n_features = centered.shape
     scatter = centered.T @ centered  # (N - 1) Σ̂
     trace = np.trace(scatter) / (n_samples - 1) if n_samples > 1 else 0.0
-    if trace == 0.0:
+    # Each centred entry carries ~eps from the normalisation plus the rounding of a
+    # class mean, which grows like sqrt(class size); summed over D coordinates.
+    noise = n_features * max_class_size * (4 * eps) ** 2
+    if trace <= noise:
         return np.zeros((n_features, n_features))
     # The shrinkage makes the matrix positive definite (eigenvalues >= tr Σ̂, condition
     # number <= N), so the reference's pinv is the plain inverse, which is cheaper.
