@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.base import clone
+from sklearn.exceptions import UndefinedMetricWarning
 
 from skvlm import ClassSubspaceProjector, ModalityMeanShift, Retriever
 from skvlm._math import l2_normalize, log_softmax, softmax
@@ -134,7 +135,8 @@ def embeddings(
     X = X.astype(dtype)
     for col in draw(st.sets(st.integers(0, d - 1), max_size=d)):
         X[:, col] = X[0, col]
-    for src, dst in draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=4)):
+    row_index = st.integers(0, n - 1)
+    for src, dst in draw(st.lists(st.tuples(row_index, row_index), max_size=4)):
         X[dst] = X[src]
     for row in draw(st.sets(st.integers(0, n - 1), max_size=3)):
         X[row] = 0
@@ -162,7 +164,8 @@ def problems(draw, dtypes=FLOAT_DTYPES + INT_DTYPES, moderate=False):
 def power_of_two_scales(n, dtype):
     """Per-row factors 2**k that keep moderate rows normal (neither inf nor subnormal)."""
     top = {np.float32: 90, np.float64: 1000}[dtype]
-    return st.lists(st.sampled_from([2.0**-top, 2.0**-7, 1.0, 2.0**13, 2.0**top]), min_size=n, max_size=n)
+    factors = [2.0**-top, 2.0**-7, 1.0, 2.0**13, 2.0**top]
+    return st.lists(st.sampled_from(factors), min_size=n, max_size=n)
 
 
 # ------------------------------------------------------------------ helpers
@@ -328,11 +331,13 @@ def one_direction_per_class(draw):
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     d = draw(st.integers(2, 16))
     n_classes = draw(st.integers(1, 4))
-    directions = draw(hnp.arrays(np.float64, (n_classes, d), elements=st.integers(-8, 8).map(float)))
+    grid = st.integers(-8, 8).map(float)
+    directions = draw(hnp.arrays(np.float64, (n_classes, d), elements=grid))
     directions[~directions.any(axis=1), 0] = 1.0
     y = np.array(draw(st.lists(st.integers(0, n_classes - 1), min_size=n_classes, max_size=30)))
     y[:n_classes] = np.arange(n_classes)  # every class present
-    norms = draw(st.lists(st.sampled_from([0.1, 1.0, 3.0, 7.0, 1e3]), min_size=len(y), max_size=len(y)))
+    norm = st.sampled_from([0.1, 1.0, 3.0, 7.0, 1e3])
+    norms = draw(st.lists(norm, min_size=len(y), max_size=len(y)))
     return (directions[y] * np.array(norms)[:, None]).astype(dtype), y
 
 
@@ -447,12 +452,13 @@ def test_metrics_in_unit_interval(problem, exclude_self):
     relevant = [(np.sum(y == label) - exclude_self) > 0 for label in y]
     for metric in METRICS:
         with strict(), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            warnings.simplefilter("always", UndefinedMetricWarning)  # RuntimeWarning stays an error
             value = metric(X, y, X, y, exclude_self=exclude_self, batch_size=7)
         if any(relevant):
             assert 0.0 <= value <= 1.0, metric.__name__
         else:  # documented: NaN, with a warning, when no query has a relevant item
-            assert np.isnan(value) and caught
+            assert np.isnan(value)
+            assert any(issubclass(w.category, UndefinedMetricWarning) for w in caught)
     ap = average_precision_per_query(X, y, X, y, exclude_self=exclude_self)
     np.testing.assert_array_equal(np.isnan(ap), ~np.array(relevant))
 
