@@ -14,14 +14,22 @@ def l2_normalize(X, axis=-1):
     norm, including rows of subnormal or near-overflow entries.
     """
     X = np.asarray(X)
+    if X.dtype.kind not in "fc":
+        X = X.astype(np.float64)
     # Squaring overflows above ~1e154 (float64) / ~1e19 (float32) and underflows to 0
     # below the square roots of the smallest normals, so the plain norm turns huge rows
     # into zeros and tiny ones into not-unit rows. Dividing by the row's largest |x|
     # first puts every squared entry in [0, 1] and the sum of squares in [1, d].
-    scale = np.max(np.abs(X), axis=axis, keepdims=True)
+    # max(max, -min) and einsum avoid full-size temporaries: the output is the only
+    # array as large as X (a 200,000-row gallery stays one copy).
+    scale = np.maximum(X.max(axis=axis, keepdims=True), -X.min(axis=axis, keepdims=True))
     scale[scale == 0] = 1  # zero rows: 0 / 1 keeps them zero without a 0 / 0
     unit = X / scale
-    norms = np.sqrt(np.sum(np.square(unit), axis=axis, keepdims=True))
+    if X.ndim == 2 and axis in (-1, 1):
+        squares = np.einsum("ij,ij->i", unit, unit)[:, None]
+    else:
+        squares = np.sum(np.square(unit), axis=axis, keepdims=True)
+    norms = np.sqrt(squares)
     norms[norms == 0] = 1
     unit /= norms
     return unit
