@@ -3,7 +3,8 @@
 Every metric ranks the whole gallery by cosine similarity for each query and
 calls a gallery item *relevant* when its label equals the query's label. The
 queries are processed ``batch_size`` at a time, so memory grows with
-``batch_size * n_gallery``, never with ``n_queries * n_gallery``.
+``batch_size * n_gallery`` (plus one unit-row float32 copy of the gallery), never with
+``n_queries * n_gallery``.
 
 Tie rule: gallery items with exactly equal (float32) cosine similarity are ranked
 by their position in the gallery, the earlier item first. This is the order of a
@@ -219,16 +220,17 @@ _SHARED_TAIL = """
     exclude_self : bool, default=False
         Query ``i`` is gallery item ``i`` and is removed from its own ranking (the
         queries and the gallery must then have the same number of rows).
-    batch_size : int, default=1024
+    batch_size : int, default=512
         Number of queries scored at once; memory is about ``4 * batch_size * n_gallery``
-        bytes.
+        bytes for the scores plus ``4 * n_gallery * n_features`` for the gallery's
+        unit rows (about 0.8 GB for 200,000 x 512 at the default).
 """
 
 _SHARED_PARAMS = _SHARED_HEAD + _SHARED_TAIL
 
 
 def average_precision_per_query(
-    queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=1024
+    queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=512
 ):
     """Average precision of each query over its full-gallery cosine ranking.
 
@@ -254,7 +256,7 @@ def average_precision_per_query(
 
 
 def mean_average_precision(
-    queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=1024
+    queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=512
 ):
     """Mean over queries of the average precision of the full-gallery ranking (mAP).
 
@@ -282,7 +284,7 @@ def mean_average_precision(
     return _mean_over_defined(ap)
 
 
-def map_at_r(queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=1024):
+def map_at_r(queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=512):
     """Mean average precision at R, R being each query's number of relevant items.
 
     MAP@R = (1/R) sum over the relevant items ranked within the top R of
@@ -309,7 +311,7 @@ def map_at_r(queries, query_labels, gallery, gallery_labels, exclude_self=False,
     return _mean_over_defined(values)
 
 
-def r_precision(queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=1024):
+def r_precision(queries, query_labels, gallery, gallery_labels, exclude_self=False, batch_size=512):
     """Mean precision among the top R results, R being each query's number of relevant items.
     %s
     Returns
@@ -331,7 +333,7 @@ def r_precision(queries, query_labels, gallery, gallery_labels, exclude_self=Fal
 
 
 def recall_at_k(
-    queries, query_labels, gallery, gallery_labels, k=1, exclude_self=False, batch_size=1024
+    queries, query_labels, gallery, gallery_labels, k=1, exclude_self=False, batch_size=512
 ):
     """Fraction of queries with at least one relevant item among their top ``k``.
 
@@ -398,7 +400,7 @@ class Retriever(ClassifierMixin, BaseEstimator):
     n_neighbors : int, default=5
         Neighbours returned by ``kneighbors`` and voting in ``predict`` (at most the
         gallery size).
-    batch_size : int, default=1024
+    batch_size : int, default=512
         Queries scored at once.
 
     Attributes
@@ -428,7 +430,7 @@ class Retriever(ClassifierMixin, BaseEstimator):
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, metric="cosine", n_neighbors=5, batch_size=1024):
+    def __init__(self, metric="cosine", n_neighbors=5, batch_size=512):
         self.metric = metric
         self.n_neighbors = n_neighbors
         self.batch_size = batch_size
