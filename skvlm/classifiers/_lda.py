@@ -25,8 +25,8 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
 
     With one sample per class Σ̂ = 0 (so too when the rows of each class differ only
     in norm: a spread at round-off level counts as 0), so Λ = 0 and the image-only
-    scores are the constant log(1/C): every query gets ``classes_[0]`` (chance accuracy, the 1-shot
-    "LDA" column of seed 002). This is the reference behaviour, kept on purpose and
+    scores are the constant log(1/C): every query gets ``classes_[0]`` (chance
+    accuracy, the 1-shot "LDA" column of seed 002). This is the reference behaviour, kept on purpose and
     announced by a ``UserWarning``; with text weights the model reduces to zero-shot.
     More shots avoid it, and so do augmented views kept as separate rows (the
     reference stacks ``augment_epoch`` = 10 views of every shot). Averaged views, as
