@@ -148,9 +148,6 @@ def _weights_vocab(path):
     return vocab.split("\n") if vocab else None
 
 
-_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
-
-
 def _load_state_dict(path):
     """Tensors of a local checkpoint, read without ever running code from the file.
 
