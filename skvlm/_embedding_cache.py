@@ -22,7 +22,7 @@ the key, so a file copied under another entry's name is rejected too.
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 import threading
 import warnings
 from collections import OrderedDict
@@ -42,6 +42,10 @@ _MEMORY_LIMIT_BYTES = 1 << 30  # the memory layer's bound: 1 GiB of vectors
 
 class CacheCorruptionWarning(UserWarning):
     """Damaged on-disk cache entries were found; they were recomputed and rewritten."""
+
+
+class CacheWriteWarning(UserWarning):
+    """The on-disk cache could not be written (read-only or full); nothing was stored."""
 
 
 class _MemoryLayer:
@@ -127,7 +131,10 @@ def _decode_entry(key, data):
 def _write_atomically(path, data):
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
+    temporary = path.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+    # os.open with mode 0o666 honours the umask, as a plain open() would, so a folder
+    # shared by a group stays readable by it (mkstemp would make every entry 0600).
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
@@ -155,6 +162,9 @@ class _DiskLayer:
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
+                continue
+            except OSError as exc:  # e.g. no permission: recompute, like a damaged entry
+                damaged.append((path, f"unreadable ({exc.strerror or exc})"))
                 continue
             vector = _decode_entry(key, data)
             if isinstance(vector, str):
@@ -196,8 +206,19 @@ class EmbeddingCache:
 
     def put_many(self, items):
         self.memory.put_many(items)
-        if self.disk is not None:
+        if self.disk is None:
+            return
+        try:
             self.disk.put_many(items)
+        except OSError as exc:
+            # A read-only or full cache folder must not cost the caller the embeddings
+            # already computed; each entry is whole or absent either way.
+            warnings.warn(
+                f"Could not write to the embedding cache {str(self.disk.root)!r} "
+                f"({exc.strerror or exc}); the embeddings are returned but not stored.",
+                CacheWriteWarning,
+                stacklevel=4,
+            )
 
 
 def resolve_cache(cache):

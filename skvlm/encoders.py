@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 
 from ._embedding_cache import (
     CacheCorruptionWarning,
+    CacheWriteWarning,
     cache_info,
     clear_cache,
     content_hash,

@@ -13,7 +13,7 @@ from skvlm import CLIPEncoder
 from skvlm import _embedding_cache as store
 from skvlm.__main__ import main
 from skvlm._embedding_cache import clear_memory_cache
-from skvlm.encoders import CacheCorruptionWarning, cache_info, clear_cache
+from skvlm.encoders import CacheCorruptionWarning, CacheWriteWarning, cache_info, clear_cache
 
 TINY = dict(model="skvlm-tiny", device="cpu")
 
@@ -73,6 +73,47 @@ def test_a_failed_write_leaves_neither_entry_nor_temporary_file(tmp_path, monkey
     with pytest.raises(OSError, match="disk full"):
         layer.put_many({"ef" * 20: np.ones(8, dtype=np.float32)})
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_entries_follow_the_umask_so_a_group_can_share_the_folder(tmp_path):
+    old = os.umask(0o002)
+    try:
+        store._DiskLayer(tmp_path).put_many({"aa" * 20: np.ones(3, dtype=np.float32)})
+    finally:
+        os.umask(old)
+    (entry,) = tmp_path.rglob("*.emb")
+    assert entry.stat().st_mode & 0o777 == 0o664
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_read_only_folder_still_returns_embeddings_with_a_warning(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    _encode_cold(images[:1], folder)
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o555)
+    try:
+        with pytest.warns(CacheWriteWarning, match="not stored"):
+            out = _encode_cold(images[:3], folder)
+    finally:
+        for path in [folder, *folder.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+    np.testing.assert_allclose(out, CLIPEncoder(**TINY).transform(images[:3]), atol=1e-6)
+
+
+def test_a_failed_cache_write_warns_and_keeps_the_result(tmp_path, tiny_images, monkeypatch):
+    images, _ = tiny_images
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_atomically", full_disk)
+    with pytest.warns(CacheWriteWarning, match="No space left"):
+        out = _encode_cold(images[:2], tmp_path / "cache")
+    np.testing.assert_allclose(out, CLIPEncoder(**TINY).transform(images[:2]), atol=1e-6)
+    assert _entries(tmp_path / "cache") == []
 
 
 # ----------------------------------------------------------------------------- damage
