@@ -36,6 +36,7 @@ change the last bit of float32 results (about 1e-7), never a metric.
 """
 
 import math
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -67,8 +68,11 @@ def _default_client():
         return None
 
 
-def _encode_partition(encoder, method, items):
+def _encode_partition(encoder, method, items, with_indices=False):
     """Run on a worker: the worker's model cache makes the model load once per process."""
+    if with_indices:
+        embeddings, kept = getattr(encoder, method)(items, return_indices=True)
+        return np.asarray(embeddings), kept
     return getattr(encoder, method)(items)
 
 
@@ -84,7 +88,7 @@ def _default_partition_size(n_items, batch_size, n_workers):
 
 
 def encode(items, encoder, *, client=None, partition_size=None, method="transform",
-           verbose=0):
+           return_indices=False, verbose=0):
     """Encode ``items`` with ``encoder``, partitions spread over Dask workers.
 
     Parameters
@@ -105,13 +109,20 @@ def encode(items, encoder, *, client=None, partition_size=None, method="transfor
         single-process run.
     method : {"transform", "encode_images", "encode_text"}, default="transform"
         The encoder method each partition calls.
+    return_indices : bool, default=False
+        Also return the positions in ``items`` of the rows returned. With an encoder
+        whose ``on_error="skip"``, unreadable images have no row; the positions keep
+        labels aligned (``y[kept]``).
     verbose : int, default=0
         Show a progress bar over finished partitions.
 
     Returns
     -------
-    ndarray of shape (n_items, n_features)
-        Rows in the order of ``items``.
+    embeddings : ndarray of shape (n_kept, n_features)
+        Rows in the order of ``items`` (all of them unless the encoder skipped some,
+        which a warning here reports, whichever worker the skipping happened on).
+    kept_indices : ndarray of shape (n_kept,), int
+        Only with ``return_indices=True``.
 
     Raises
     ------
@@ -161,20 +172,43 @@ def encode(items, encoder, *, client=None, partition_size=None, method="transfor
     if partition_size is None:
         batch_size = getattr(encoder, "batch_size", 64) or 64
         partition_size = _default_partition_size(n_items, int(batch_size), n_workers)
-    parts = [items[start:stop] for start, stop in _partition_bounds(n_items, partition_size)]
+    bounds = _partition_bounds(n_items, partition_size)
+    parts = [items[start:stop] for start, stop in bounds]
+    # Positions are tracked whenever rows may be dropped, so that a skipped image can
+    # never shift the rows of the partitions after it unnoticed.
+    with_indices = method != "encode_text" and getattr(encoder, "on_error", "raise") == "skip"
 
     if client is None:
-        outputs = [_encode_partition(encoder, method, part) for part in _progress(parts, verbose)]
+        outputs = [_encode_partition(encoder, method, part, with_indices)
+                   for part in _progress(parts, verbose)]
     else:
-        outputs = _run_on_cluster(client, encoder, method, parts, verbose)
-    return np.concatenate([np.asarray(out) for out in outputs], axis=0)
+        outputs = _run_on_cluster(client, encoder, method, parts, with_indices, verbose)
+    if not with_indices:
+        embeddings = np.concatenate([np.asarray(out) for out in outputs], axis=0)
+        kept = np.arange(n_items)
+    else:
+        embeddings = np.concatenate([out for out, _ in outputs], axis=0)
+        kept = np.concatenate([idx + start for (_, idx), (start, _) in zip(outputs, bounds)])
+        if len(kept) < n_items:
+            from .encoders import UnreadableImageWarning
+
+            dropped = np.setdiff1d(np.arange(n_items), kept)
+            warnings.warn(
+                f"skvlm.parallel.encode: {len(dropped)} of {n_items} images were unreadable "
+                f"and skipped (positions {dropped[:20].tolist()}"
+                f"{'...' if len(dropped) > 20 else ''}; each worker's warning names the "
+                "files). Use return_indices=True to keep labels aligned.",
+                UnreadableImageWarning,
+                stacklevel=2,
+            )
+    return (embeddings, kept) if return_indices else embeddings
 
 
-def _run_on_cluster(client, encoder, method, parts, verbose):
+def _run_on_cluster(client, encoder, method, parts, with_indices, verbose):
     # One copy of the (weightless) encoder per worker instead of one per task.
     [shared] = client.scatter([encoder], broadcast=True, hash=False)
     futures = client.map(_encode_partition, [shared] * len(parts), [method] * len(parts),
-                         parts, pure=False)
+                         parts, [with_indices] * len(parts), pure=False)
     try:
         if verbose:
             distributed = _import_distributed()

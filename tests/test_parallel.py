@@ -98,6 +98,23 @@ def test_worker_error_is_reraised_with_the_file_name(client, image_paths):
         encode(bad, _encoder(modality="image"), client=client, partition_size=2)
 
 
+@pytest.mark.parametrize("on_cluster", [True, False])
+def test_skipped_images_keep_their_positions_across_partitions(client, image_paths, tmp_path,
+                                                              on_cluster):
+    from skvlm.encoders import UnreadableImageWarning
+
+    damaged = tmp_path / "damaged.png"
+    damaged.write_bytes(open(image_paths[0], "rb").read()[:40])
+    items = image_paths[:5] + [str(damaged)] + image_paths[5:9] + ["/nonexistent/gone.png"]
+    encoder = _encoder(on_error="skip")
+    with pytest.warns(UnreadableImageWarning, match=r"2 of 11 images.*\[5, 10\]"):
+        got, kept = encode(items, encoder, client=client if on_cluster else None,
+                           partition_size=4, return_indices=True)
+    assert kept.tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    # (atol: a dropped image changes its batch's size, hence float rounding, not rows)
+    np.testing.assert_allclose(got, _encoder().transform(image_paths[:9]), atol=1e-6)
+
+
 def test_encode_argument_errors():
     with pytest.raises(ValueError, match="empty"):
         encode([], _encoder(), client=None)
