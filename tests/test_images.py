@@ -250,6 +250,19 @@ def test_skip_leaves_good_inputs_and_texts_alone(tiny_images):
     assert kept.tolist() == [0, 1, 2] and out.shape == (3, 64) and texts.shape == (2, 64)
 
 
+def test_image_encoder_skips_the_same_way(tmp_path, tiny_images):
+    pytest.importorskip("timm")
+    from skvlm import ImageEncoder
+
+    items, kept_expected = _mixed_inputs(tmp_path, tiny_images)
+    encoder = ImageEncoder(model="test_vit", pretrained=None, device="cpu", on_error="skip")
+    with pytest.warns(UnreadableImageWarning, match="cut.jpg"):
+        out, kept = encoder.transform(items, return_indices=True)
+    assert kept.tolist() == kept_expected
+    reference = ImageEncoder(model="test_vit", pretrained=None, device="cpu")
+    np.testing.assert_allclose(out, reference.transform([items[i] for i in kept]), atol=1e-6)
+
+
 def test_a_pipeline_given_skipped_rows_fails_loudly_instead_of_misaligning(tmp_path, tiny_images):
     from sklearn.pipeline import make_pipeline
 
