@@ -461,8 +461,9 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
 def clear_model_cache():
     """Drop every loaded model (frees memory; the next call reloads)."""
     with _CACHE_LOCK:
+        # The per-key locks stay: a thread may be building a model right now, and a
+        # fresh lock for its key would let a second thread build the same model.
         _CACHE.clear()
-        _KEY_LOCKS.clear()
 
 
 def cached_models():
