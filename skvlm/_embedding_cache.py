@@ -22,7 +22,9 @@ the key, so a file copied under another entry's name is rejected too.
 import contextlib
 import hashlib
 import os
+import re
 import secrets
+import sys
 import threading
 import warnings
 from collections import OrderedDict
@@ -38,6 +40,10 @@ _MAGIC = b"SKVLMEV2"
 _DIGEST_SIZE = 16
 _HEADER_SIZE = len(_MAGIC) + 4 + _DIGEST_SIZE
 _MEMORY_LIMIT_BYTES = 1 << 30  # the memory layer's bound: 1 GiB of vectors
+# Only names skvlm itself writes are ever counted or deleted: a key is content_hash's
+# 40 hex digits, a temporary file is _TEMP_PREFIX and 16 hex digits.
+_ENTRY_NAME = re.compile(r"[0-9a-f]{40}" + re.escape(_SUFFIX))
+_TEMP_NAME = re.compile(re.escape(_TEMP_PREFIX) + r"[0-9a-f]{16}")
 
 
 class CacheCorruptionWarning(UserWarning):
@@ -46,6 +52,27 @@ class CacheCorruptionWarning(UserWarning):
 
 class CacheWriteWarning(UserWarning):
     """The on-disk cache could not be written (read-only or full); nothing was stored."""
+
+
+def _library_dirs():
+    import sklearn
+
+    return (str(Path(__file__).resolve().parent), str(Path(sklearn.__file__).resolve().parent))
+
+
+def _caller_stacklevel():
+    """The ``stacklevel`` that points a warning at the user's call.
+
+    The depth of skvlm's internals (and of scikit-learn's ``set_output`` wrapper
+    around ``transform``, or a ``Pipeline``) varies with the entry point, so a fixed
+    number would blame a line inside the library. Call this from the function that
+    calls ``warnings.warn``.
+    """
+    library = _library_dirs()
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(library):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class _MemoryLayer:
@@ -128,6 +155,17 @@ def _decode_entry(key, data):
     return np.frombuffer(payload, dtype="<f4").astype(np.float32)
 
 
+def _read_entry(path, key):
+    """The vector in the entry file ``path``, None if there is none, or why it is damaged."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:  # e.g. no permission: recompute, like a damaged entry
+        return f"unreadable ({exc.strerror or exc})"
+    return _decode_entry(key, data)
+
+
 def _write_atomically(path, data):
     """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,26 +197,21 @@ class _DiskLayer:
         found, damaged = {}, []
         for key in keys:
             path = self._path(key)
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:  # e.g. no permission: recompute, like a damaged entry
-                damaged.append((path, f"unreadable ({exc.strerror or exc})"))
-                continue
-            vector = _decode_entry(key, data)
+            vector = _read_entry(path, key)
             if isinstance(vector, str):
                 damaged.append((path, vector))
-            else:
+            elif vector is not None:
                 found[key] = vector
         if damaged:
+            # One warning per call, however many entries: a damaged folder would
+            # otherwise print thousands of lines.
             path, reason = damaged[0]
             warnings.warn(
                 f"{len(damaged)} damaged embedding cache entr{'y' if len(damaged) == 1 else 'ies'} "
-                f"in {str(self.root)!r} (e.g. {path.name}: {reason}); "
+                f"(e.g. {str(path)!r}: {reason}); "
                 f"{'it was' if len(damaged) == 1 else 'they were'} recomputed and rewritten.",
                 CacheCorruptionWarning,
-                stacklevel=5,
+                stacklevel=_caller_stacklevel(),
             )
         return found
 
@@ -217,7 +250,7 @@ class EmbeddingCache:
                 f"Could not write to the embedding cache {str(self.disk.root)!r} "
                 f"({exc.strerror or exc}); the embeddings are returned but not stored.",
                 CacheWriteWarning,
-                stacklevel=4,
+                stacklevel=_caller_stacklevel(),
             )
 
 
@@ -271,9 +304,9 @@ def _store_files(root):
         if not (shard.is_dir() and len(shard.name) == 2):
             continue
         for path in shard.iterdir():
-            if path.name.startswith(_TEMP_PREFIX):
+            if _TEMP_NAME.fullmatch(path.name):
                 temporary.append(path)
-            elif path.suffix == _SUFFIX and path.stem.startswith(shard.name):
+            elif _ENTRY_NAME.fullmatch(path.name) and path.name.startswith(shard.name):
                 entries.append(path)
     return entries, temporary
 
@@ -309,9 +342,7 @@ def cache_info(directory, verify=False):
     entries, temporary = _store_files(folder / _STORE_NAME)
     damaged = None
     if verify:
-        damaged = sum(
-            isinstance(_decode_entry(path.stem, path.read_bytes()), str) for path in entries
-        )
+        damaged = sum(isinstance(_read_entry(path, path.stem), str) for path in entries)
     legacy = [folder / name for name in _LEGACY_FILES if (folder / name).is_file()]
     return {
         "folder": str(folder),
@@ -339,6 +370,17 @@ def clear_cache(directory):
     -------
     dict
         ``folder``, ``files_removed`` and ``bytes_freed``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from skvlm.encoders import CLIPEncoder, cache_info, clear_cache
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = CLIPEncoder("skvlm-tiny", modality="text", cache=folder).transform(["a", "b"])
+    >>> cache_info(folder)["entries"]
+    2
+    >>> clear_cache(folder)["files_removed"]
+    2
     """
     folder = _cache_folder(directory)
     root = folder / _STORE_NAME

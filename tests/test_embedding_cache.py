@@ -11,6 +11,7 @@ import pytest
 
 from skvlm import CLIPEncoder
 from skvlm import _embedding_cache as store
+from skvlm import __main__ as cli
 from skvlm.__main__ import main
 from skvlm._embedding_cache import clear_memory_cache
 from skvlm.encoders import CacheCorruptionWarning, CacheWriteWarning, cache_info, clear_cache
@@ -110,8 +111,9 @@ def test_a_failed_cache_write_warns_and_keeps_the_result(tmp_path, tiny_images, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "_write_atomically", full_disk)
-    with pytest.warns(CacheWriteWarning, match="No space left"):
+    with pytest.warns(CacheWriteWarning, match="No space left") as record:
         out = _encode_cold(images[:2], tmp_path / "cache")
+    assert record[0].filename == __file__  # blamed on the caller, not on skvlm's internals
     np.testing.assert_allclose(out, CLIPEncoder(**TINY).transform(images[:2]), atol=1e-6)
     assert _entries(tmp_path / "cache") == []
 
@@ -158,7 +160,10 @@ def test_a_damaged_entry_is_recomputed_rewritten_and_reported_once(tmp_path, tin
 
     with pytest.warns(CacheCorruptionWarning, match="2 damaged") as record:
         again = _encode_cold(images[:4], folder)
-    assert len([w for w in record if w.category is CacheCorruptionWarning]) == 1
+    (warning,) = [w for w in record if w.category is CacheCorruptionWarning]
+    assert any(str(path) in str(warning.message) for path in entries[:2])
+    assert "recomputed" in str(warning.message)
+    assert warning.filename == __file__  # points at the user's transform call
     np.testing.assert_allclose(again, expected, atol=1e-6)
     assert not (tmp_path / "code-ran").exists()  # the pickle was never loaded
     assert cache_info(folder, verify=True)["damaged"] == 0  # rewritten whole
@@ -286,8 +291,13 @@ def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
     folder = tmp_path / "cache"
     _encode_cold(images[:5], folder)
     entries = _entries(folder)
-    (entries[0].parent / ".tmp-leftover").write_bytes(b"half")
-    (entries[1].parent / "notes.txt").write_text("mine")
+    (entries[0].parent / ".tmp-0123456789abcdef").write_bytes(b"half")  # a killed writer's
+    # Look-alikes of skvlm's names that skvlm never writes: not counted, never deleted.
+    mine = [entries[1].parent / "notes.txt", entries[1].parent / f"{entries[1].parent.name}.emb",
+            entries[1].parent / ".tmp-notes", folder / "skvlm-embeddings-v2" / "zz" / ("a" * 40 + ".emb")]
+    mine[-1].parent.mkdir()
+    for path in mine:
+        path.write_text("mine")
     (folder / "skvlm-embeddings.sqlite").write_bytes(b"old")
     _flip_a_payload_bit(entries[2], tmp_path)
 
@@ -299,14 +309,21 @@ def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
     assert main(["cache", "info", str(folder), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "entries: 5" in out and "damaged entries: 1" in out and "temporary files: 1" in out
+    assert f"size: {cli._size(info['bytes'])}\n" in out
 
     assert main(["cache", "clear", str(folder)]) == 0
     assert "removed 7 files" in capsys.readouterr().out
-    assert (entries[1].parent / "notes.txt").read_text() == "mine"
-    assert _entries(folder) == [] and not (folder / "skvlm-embeddings.sqlite").exists()
+    assert all(path.read_text() == "mine" for path in mine)
+    assert not any(path.exists() for path in entries)
+    assert not (folder / "skvlm-embeddings.sqlite").exists()
     # The memory layer was emptied too: the next encode goes back to the model.
     again = CLIPEncoder(**TINY, cache=str(folder)).transform(images[:5])
-    assert len(_entries(folder)) == 5 and np.isfinite(again).all()
+    assert cache_info(folder)["entries"] == 5 and np.isfinite(again).all()
+
+
+def test_sizes_are_printed_in_binary_units():
+    assert [cli._size(n) for n in (0, 1023, 1536, 5 * 1024**2, 3 * 1024**3, 5000 * 1024**3)] == [
+        "0 B", "1023 B", "1.5 KiB", "5.0 MiB", "3.0 GiB", "5000.0 GiB"]
 
 
 def test_a_joblib_memory_location_is_found(tmp_path, tiny_images):
