@@ -10,9 +10,10 @@ Prints ratios measured side by side in one run (no timed assertions anywhere):
    on: goal = the number of distinct images.
 
 Usage: python benchmarks/bench_encoders.py [--small] [--model ViT-B-32] [--n 512]
+[--only throughput,cache,sweep]
 (--small: skvlm-tiny on 32x32 images, a few seconds; default: ViT-B-32 with random
 weights at 224x224, since no pretrained weights can be downloaded here; the cost of a
-forward pass does not depend on the weights.)
+forward pass does not depend on the weights. --only: run just the named sections.)
 """
 
 import argparse
@@ -49,7 +50,14 @@ def main():
     parser.add_argument("--model", default=None)
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--only", default="throughput,cache,sweep", metavar="S,S,...",
+                        help="sections to run: throughput, cache, sweep (default: all)")
     args = parser.parse_args()
+    sections = {part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = sections - {"throughput", "cache", "sweep"}
+    if unknown or not sections:
+        parser.error(f"unknown section(s) {sorted(unknown) or args.only!r} in --only; "
+                     "choose from throughput, cache, sweep")
 
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
@@ -69,69 +77,72 @@ def main():
           f"{__import__('os').cpu_count()} cores; model {model} (random init), {n} images, "
           f"batch {args.batch_size}")
 
-    # 1. throughput vs the hand-written loop (each timed twice, best of two)
-    encoder = CLIPEncoder(**spec, batch_size=args.batch_size)
-    _reference_loop(loaded, images[: args.batch_size], args.batch_size)  # warm-up
-    ref_times, ours_times = [], []
-    for _ in range(2):
-        start = time.perf_counter()
-        expected = _reference_loop(loaded, images, args.batch_size)
-        ref_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        ours = encoder.transform(images)
-        ours_times.append(time.perf_counter() - start)
-    assert np.allclose(ours, expected, atol=1e-4), "outputs differ from the reference loop"
-    ratio = min(ref_times) / min(ours_times)
-    print(f"[1] throughput: reference {n / min(ref_times):.1f} img/s, CLIPEncoder "
-          f"{n / min(ours_times):.1f} img/s -> {ratio:.2f}x of the hand-written loop (goal >= 0.95x)")
+    if "throughput" in sections:
+        # 1. throughput vs the hand-written loop (each timed twice, best of two)
+        encoder = CLIPEncoder(**spec, batch_size=args.batch_size)
+        _reference_loop(loaded, images[: args.batch_size], args.batch_size)  # warm-up
+        ref_times, ours_times = [], []
+        for _ in range(2):
+            start = time.perf_counter()
+            expected = _reference_loop(loaded, images, args.batch_size)
+            ref_times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            ours = encoder.transform(images)
+            ours_times.append(time.perf_counter() - start)
+        assert np.allclose(ours, expected, atol=1e-4), "outputs differ from the reference loop"
+        ratio = min(ref_times) / min(ours_times)
+        print(f"[1] throughput: reference {n / min(ref_times):.1f} img/s, CLIPEncoder "
+              f"{n / min(ours_times):.1f} img/s -> {ratio:.2f}x of the hand-written loop (goal >= 0.95x)")
 
-    # 2. warm disk cache vs first pass
-    with tempfile.TemporaryDirectory() as cache_dir:
+    if "cache" in sections:
+        # 2. warm disk cache vs first pass
+        with tempfile.TemporaryDirectory() as cache_dir:
+            clear_memory_cache()
+            start = time.perf_counter()
+            CLIPEncoder(**spec, batch_size=args.batch_size, cache=cache_dir).transform(images)
+            cold = time.perf_counter() - start
+            clear_memory_cache()
+            clear_model_cache()
+            start = time.perf_counter()
+            CLIPEncoder(**spec, batch_size=args.batch_size, cache=cache_dir).transform(images)
+            warm = time.perf_counter() - start
+        print(f"[2] disk cache: first pass {cold:.2f} s, second pass {warm:.3f} s -> "
+              f"{cold / warm:.1f}x faster (goal >= 20x)")
+
+    if "sweep" in sections:
+        # 3. forward calls in a 3-fold x 4-candidate sweep
         clear_memory_cache()
-        start = time.perf_counter()
-        CLIPEncoder(**spec, batch_size=args.batch_size, cache=cache_dir).transform(images)
-        cold = time.perf_counter() - start
-        clear_memory_cache()
-        clear_model_cache()
-        start = time.perf_counter()
-        CLIPEncoder(**spec, batch_size=args.batch_size, cache=cache_dir).transform(images)
-        warm = time.perf_counter() - start
-    print(f"[2] disk cache: first pass {cold:.2f} s, second pass {warm:.3f} s -> "
-          f"{cold / warm:.1f}x faster (goal >= 20x)")
+        loaded = load_model(**spec)
+        counted = {"rows": 0}
+        original = loaded.model.encode_image
 
-    # 3. forward calls in a 3-fold x 4-candidate sweep
-    clear_memory_cache()
-    loaded = load_model(**spec)
-    counted = {"rows": 0}
-    original = loaded.model.encode_image
+        def counting(pixels, *a, **k):
+            counted["rows"] += len(pixels)
+            return original(pixels, *a, **k)
 
-    def counting(pixels, *a, **k):
-        counted["rows"] += len(pixels)
-        return original(pixels, *a, **k)
-
-    loaded.model.encode_image = counting
-    try:
-        labels = np.repeat(np.arange(8), n // 8)[:n]
-        text = np.random.default_rng(1).normal(size=(16, loaded.embed_dim))
-        pipe = Pipeline([
-            ("enc", CLIPEncoder(**spec, batch_size=args.batch_size, cache="memory")),
-            ("proj", ClassSubspaceProjector(text_embeddings=text)),
-            ("clf", NearestPrototype()),
-        ])
-        grid = {
-            "proj": ["passthrough",
-                     ClassSubspaceProjector(text_embeddings=text, n_components=2),
-                     ClassSubspaceProjector(text_embeddings=text, n_components=4),
-                     ClassSubspaceProjector(text_embeddings=text, n_components=8)]}
-        search = GridSearchCV(pipe, grid, cv=FewShotSplit(4, n_splits=3, random_state=0))
-        search.fit(images, labels)
-    finally:
-        del loaded.model.encode_image
-    fits = 3 * 4 + 1
-    print(f"[3] sweep 3 folds x 4 candidates (+ refit = {fits} pipeline fits): "
-          f"{counted['rows']} image rows through the model for {len(np.unique(images.reshape(n, -1), axis=0))} "
-          f"distinct images (goal: equal; without the cache it would be "
-          f"{fits * n} rows: every fit and score re-encodes its rows)")
+        loaded.model.encode_image = counting
+        try:
+            labels = np.repeat(np.arange(8), n // 8)[:n]
+            text = np.random.default_rng(1).normal(size=(16, loaded.embed_dim))
+            pipe = Pipeline([
+                ("enc", CLIPEncoder(**spec, batch_size=args.batch_size, cache="memory")),
+                ("proj", ClassSubspaceProjector(text_embeddings=text)),
+                ("clf", NearestPrototype()),
+            ])
+            grid = {
+                "proj": ["passthrough",
+                         ClassSubspaceProjector(text_embeddings=text, n_components=2),
+                         ClassSubspaceProjector(text_embeddings=text, n_components=4),
+                         ClassSubspaceProjector(text_embeddings=text, n_components=8)]}
+            search = GridSearchCV(pipe, grid, cv=FewShotSplit(4, n_splits=3, random_state=0))
+            search.fit(images, labels)
+        finally:
+            del loaded.model.encode_image
+        fits = 3 * 4 + 1
+        print(f"[3] sweep 3 folds x 4 candidates (+ refit = {fits} pipeline fits): "
+              f"{counted['rows']} image rows through the model for {len(np.unique(images.reshape(n, -1), axis=0))} "
+              f"distinct images (goal: equal; without the cache it would be "
+              f"{fits * n} rows: every fit and score re-encodes its rows)")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class CacheWriteWarning(UserWarning):
 def _library_dirs():
     import sklearn
 
-    return (str(Path(__file__).resolve().parent), str(Path(sklearn.__file__).resolve().parent))
+    return tuple(str(Path(module).resolve().parent) + os.sep for module in (__file__, sklearn.__file__))
 
 
 def _caller_stacklevel():
