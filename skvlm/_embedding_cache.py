@@ -72,7 +72,8 @@ def _caller_stacklevel():
     frame, level = sys._getframe(1), 1
     while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(library):
         frame, level = frame.f_back, level + 1
-    return level
+    # A stack made only of library frames (e.g. a worker thread): name the outermost.
+    return level if frame is not None else level - 1
 
 
 class _MemoryLayer:

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.pipeline import make_pipeline
 
 from skvlm import CLIPEncoder
 from skvlm import _embedding_cache as store
@@ -179,8 +180,11 @@ def test_an_entry_copied_under_another_name_is_not_returned(tmp_path, tiny_image
     _encode_cold(images[:2], folder)
     first, second = _entries(folder)
     second.write_bytes(first.read_bytes())  # both files now hold the first's vector
-    with pytest.warns(CacheCorruptionWarning, match="checksum"):
-        again = _encode_cold(images[:2], folder)
+    clear_memory_cache()
+    pipeline = make_pipeline(CLIPEncoder(**TINY, cache=str(folder)))
+    with pytest.warns(CacheCorruptionWarning, match="checksum") as record:
+        again = pipeline.fit_transform(images[:2])
+    assert record[0].filename == __file__  # past sklearn's Pipeline too, at this line
     np.testing.assert_allclose(again, expected, atol=1e-6)
     assert not np.allclose(again[0], again[1])
 
