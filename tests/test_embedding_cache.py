@@ -77,6 +77,25 @@ def test_a_failed_write_leaves_neither_entry_nor_temporary_file(tmp_path, monkey
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
+def test_a_reader_during_a_write_sees_the_old_entry_or_none(tmp_path, monkeypatch):
+    layer, key = store._DiskLayer(tmp_path), "ab" * 20
+    seen = []
+    real_replace = os.replace
+
+    def replace_after_a_read(source, destination):
+        # The new bytes are complete in the temporary file; the entry is not renamed yet.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CacheCorruptionWarning)
+            seen.append(store._DiskLayer(tmp_path).get_many([key]).get(key))
+        real_replace(source, destination)
+
+    monkeypatch.setattr(store.os, "replace", replace_after_a_read)
+    layer.put_many({key: np.full(6, 1.0, dtype=np.float32)})
+    layer.put_many({key: np.full(6, 2.0, dtype=np.float32)})
+    assert seen[0] is None and seen[1].tolist() == [1.0] * 6
+    assert layer.get_many([key])[key].tolist() == [2.0] * 6
+
+
 def test_entries_follow_the_umask_so_a_group_can_share_the_folder(tmp_path):
     old = os.umask(0o002)
     try:
@@ -260,7 +279,10 @@ def _encode_in_a_child(folder, images, start):
     import torch
 
     torch.set_num_threads(1)
-    start.wait(timeout=120)  # both children write at the same time
+    # Load the model first (seconds, and uneven between the children), so that after
+    # the barrier both are encoding and writing the same entries at the same time.
+    CLIPEncoder(**TINY).transform(images[:1])
+    start.wait(timeout=120)
     CLIPEncoder(**TINY, cache=folder).transform(images)
 
 
