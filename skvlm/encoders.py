@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from ._embedding_cache import (
     CacheCorruptionWarning,
     CacheWriteWarning,
+    _caller_stacklevel,
     cache_info,
     clear_cache,
     content_hash,
@@ -418,7 +419,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             f"{sorted(failures)[:20]}{'...' if len(failures) > 20 else ''}): {listed}{more}. "
             "Use transform(X, return_indices=True) to keep labels aligned.",
             UnreadableImageWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),  # the depth varies with the entry point
         )
 
     def _modality_of(self, items, modality=None):

@@ -202,6 +202,7 @@ def test_skip_drops_bad_files_and_returns_the_kept_positions(tmp_path, tiny_imag
     with pytest.warns(UnreadableImageWarning) as record:
         out, kept = encoder.transform(items, return_indices=True)
     assert len(record) == 1
+    assert record[0].filename == __file__  # the warning points at the caller's line
     message = str(record[0].message)
     assert "cut.jpg" in message and "gone.png" in message and "good" not in message
     assert kept.tolist() == kept_expected
