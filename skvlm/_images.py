@@ -8,18 +8,25 @@ The rules, each chosen so that the model sees what a person looking at the file 
   not a readable one).
 * Images with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's
   decompression-bomb limit, about 89 megapixels) are refused from their header, before
-  anything is decoded.
+  anything is decoded. Pillow's own ``DecompressionBombWarning`` (and, past twice the
+  limit, ``DecompressionBombError``) become this one error, which says how to raise
+  the limit.
 * EXIF orientation is applied, so a phone photo is upright.
-* Transparency (RGBA, LA, PA, palette images with a transparent index, HxWx4 arrays)
-  is composited over white. (open_clip's own ``convert("RGB")`` keeps the hidden
-  colour of transparent pixels instead, often black.)
+* Transparency (RGBA, LA, PA, palette images with a transparent index or an RGBA
+  palette, a transparent colour key, HxWx4 arrays) is composited over white, as an
+  image viewer shows it. (open_clip's own ``convert("RGB")`` keeps the hidden colour
+  of transparent pixels instead, often black.)
 * 16-bit greyscale (``I;16`` and 16-bit data in ``I``) is scaled to 8 bits
-  (65535 -> 255); Pillow's ``convert("RGB")`` would clip it to white. Float images
-  (``F``) are taken as [0, 1] or [0, 255] intensities; other ranges are refused.
+  (65535 -> 255); Pillow's ``convert("RGB")`` would clip it to white. An ``I`` image
+  whose values all fit in 0-255 is taken as 8-bit data (that is what ``convert("I")``
+  of an 8-bit image gives; a real 16-bit image that dark is all but black anyway).
+  Float images (``F``) are taken as [0, 1] intensities, or as [0, 255] when some value
+  exceeds 1; other ranges, NaN and infinities are refused.
 * CMYK, YCbCr, LAB, HSV, greyscale and 1-bit images are converted with Pillow.
 """
 
 import os
+import warnings
 
 import numpy as np
 
@@ -64,10 +71,15 @@ def require_file(path):
         )
 
 
-def pil_bytes(image, name):
-    """The decoded pixels of a PIL image, with decoding errors naming the image."""
-    described = getattr(image, "filename", "") or name
-    return _decoded(lambda: image.tobytes(), described)
+def pil_identity(image, name):
+    """Bytes that identify what the model sees of an in-memory PIL image.
+
+    The converted RGB pixels, not the stored ones: two images with the same palette
+    indices but different palettes, or the same pixels under different EXIF
+    orientations, look different and must not share a cache entry.
+    """
+    rgb = load_rgb(image, name)
+    return f"{rgb.size}:".encode() + rgb.tobytes()
 
 
 def _load_file(path):
@@ -85,13 +97,29 @@ def _load_file(path):
 
 def _decoded(decode, described):
     """Run ``decode``; any decoding failure becomes an error naming the image."""
+    from PIL import Image
+
     try:
-        return decode()
+        with warnings.catch_warnings():
+            # _check_size refuses these images with a clearer message; Pillow's warning
+            # would only repeat it (or, under -W error, pre-empt it).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return decode()
     except (UnreadableImageError, MemoryError):
         raise
+    except Image.DecompressionBombError as exc:  # over twice the limit: refused in open()
+        raise UnreadableImageError(
+            f"Image {described} is too large: {exc} {_RAISE_LIMIT}"
+        ) from None
     except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, ValueError...
         reason = str(exc).strip() or type(exc).__name__
         raise UnreadableImageError(f"Cannot read image {described}: {reason}") from None
+
+
+_RAISE_LIMIT = (
+    "If the file is trusted, raise the limit: PIL.Image.MAX_IMAGE_PIXELS = <pixels> "
+    "(None removes it)."
+)
 
 
 def _check_size(image, described):
@@ -102,8 +130,8 @@ def _check_size(image, described):
     if limit is not None and width * height > limit:
         raise UnreadableImageError(
             f"Image {described} has {width}x{height} = {width * height} pixels, more than "
-            f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (Pillow's decompression-bomb limit); "
-            "raise that limit if the file is trusted."
+            f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (Pillow's decompression-bomb limit). "
+            + _RAISE_LIMIT
         )
 
 
@@ -122,17 +150,26 @@ def _to_rgb(image):
     except Exception:  # a damaged EXIF block: keep the pixels as stored
         pass
     mode = image.mode
-    if mode == "RGB":
+    if mode == "RGB" and "transparency" not in image.info:
         return image
     if mode.startswith("I;16") or mode == "I":
         return _deep_grey_to_rgb(np.asarray(image), mode)
     if mode == "F":
         return _float_grey_to_rgb(np.asarray(image, dtype=np.float32))
-    if mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in _TRANSPARENT_MODES:
+    if _has_transparency(image):
         return _over_white(image.convert("RGBA"))
     return image.convert("RGB")
+
+
+def _has_transparency(image):
+    """An alpha channel, a palette with alpha, or a transparent index or colour key.
+
+    (Pillow >= 10.1 has ``Image.has_transparency_data``; skvlm supports Pillow 9.)
+    """
+    if image.mode in _TRANSPARENT_MODES or "transparency" in image.info:
+        return True
+    palette = image.palette if image.mode == "P" else None
+    return palette is not None and palette.mode.endswith("A")
 
 
 def _over_white(rgba):

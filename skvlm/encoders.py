@@ -26,7 +26,7 @@ from ._embedding_cache import (
     content_hash,
     resolve_cache,
 )
-from ._images import UnreadableImageError, load_rgb, pil_bytes, require_file
+from ._images import UnreadableImageError, load_rgb, pil_identity, require_file
 from ._math import iter_batches, l2_normalize
 from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
 
@@ -155,7 +155,9 @@ def _describe(item, index):
 
 
 def _image_bytes(item, index):
-    """The bytes that identify an image's content (file bytes, or pixels + shape)."""
+    """The bytes that identify an image's content: a file's bytes, an array's pixels and
+    shape, or the RGB pixels a PIL image converts to (its palette, transparency and EXIF
+    orientation all change what the model sees)."""
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
@@ -164,7 +166,7 @@ def _image_bytes(item, index):
         with open(path, "rb") as handle:
             return b"file:" + handle.read()
     if isinstance(item, Image.Image):
-        return f"pil:{item.mode}:{item.size}:".encode() + pil_bytes(item, f"item {index}")
+        return b"pil-rgb:" + pil_identity(item, f"item {index}")
     array = np.ascontiguousarray(item)
     return f"array:{array.dtype}:{array.shape}:".encode() + array.tobytes()
 
@@ -313,22 +315,20 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return (embeddings, kept) if return_indices else embeddings
 
     def _keep_input_index(self, embeddings, X, kept):
-        """With pandas output and dropped rows, label the rows by the input's index.
+        """With pandas output and dropped rows, label each row by its input's index.
 
-        scikit-learn's ``set_output`` would otherwise reuse the full index of a pandas
-        input for fewer rows and fail.
+        That is the input's index label for a pandas input (scikit-learn's ``set_output``
+        would otherwise reuse the full index for fewer rows and fail), and the position
+        in ``X`` otherwise (it would number the rows 0..n_kept-1, hiding the gaps).
         """
-        if not hasattr(X, "iloc"):
-            return embeddings
         from ._sklearn import _get_output_config
 
         if _get_output_config("transform", self)["dense"] != "pandas":
             return embeddings
         import pandas as pd
 
-        return pd.DataFrame(
-            embeddings, index=X.index[kept], columns=self.get_feature_names_out()
-        )
+        index = X.index[kept] if hasattr(X, "iloc") else kept
+        return pd.DataFrame(embeddings, index=index, columns=self.get_feature_names_out())
 
     # ----------------------------------------------------------------- internals
 

@@ -18,7 +18,8 @@ def _gradient(height=24, width=40):
     """An RGB image with no symmetry, so any rotation or flip changes it."""
     rows = np.arange(height)[:, None] * 9
     cols = np.arange(width)[None, :] * 5
-    return np.stack([rows + 0 * cols, cols + 0 * rows, (rows + cols) % 256], axis=-1).astype(np.uint8)
+    channels = [rows + 0 * cols, cols + 0 * rows, (rows + cols) % 256]
+    return np.stack(channels, axis=-1).astype(np.uint8)
 
 
 def _save(tmp_path, name, image, **options):
@@ -37,14 +38,19 @@ def _truncated(tmp_path, fmt):
     return cut
 
 
+def _written(path, content):
+    path.write_bytes(content)
+    return path
+
+
 @pytest.mark.parametrize(
     "make",
     [
         lambda tmp: _truncated(tmp, "jpg"),
         lambda tmp: _truncated(tmp, "png"),
-        lambda tmp: (tmp / "noise.png").write_bytes(np.random.default_rng(0).bytes(500)) and tmp / "noise.png",
-        lambda tmp: (tmp / "empty.jpg").write_bytes(b"") == 0 and tmp / "empty.jpg",
-        lambda tmp: (tmp / "notes.jpg").write_text("not a picture") and tmp / "notes.jpg",
+        lambda tmp: _written(tmp / "noise.png", np.random.default_rng(0).bytes(500)),
+        lambda tmp: _written(tmp / "empty.jpg", b""),
+        lambda tmp: _written(tmp / "notes.jpg", b"not a picture"),
     ],
     ids=["truncated-jpeg", "truncated-png", "random-bytes", "zero-bytes", "text-file"],
 )
@@ -66,16 +72,27 @@ def test_an_oversized_image_is_refused_before_it_is_decoded(tmp_path, monkeypatc
         decoded.append(self.size)
         return real_load(self)
 
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     monkeypatch.setattr(Image.Image, "load", spy)
-    with pytest.raises(UnreadableImageError, match="MAX_IMAGE_PIXELS") as info, pytest.warns(
-        Image.DecompressionBombWarning  # Pillow's own notice, from reading the header
-    ):
-        load_rgb(str(path))
-    assert "big.png" in str(info.value) and "50x40" in str(info.value)
+    # 2000 pixels: over the limit (Pillow warns), then over twice the limit (Pillow
+    # raises in open()); both come out as one error, and Pillow's warning stays inside.
+    for limit, size in [(1000, "50x40 = 2000 pixels"), (999, "2000 pixels")]:
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(UnreadableImageError, match="MAX_IMAGE_PIXELS") as info:
+                load_rgb(str(path))
+        assert "big.png" in str(info.value) and size in str(info.value)
+        assert "raise the limit" in str(info.value)
     assert decoded == []
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2001)  # 2000 pixels: allowed
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # exactly at the limit: allowed
     assert load_rgb(str(path)).size == (50, 40)
+    # (1500, not lower: the tiny model's own 32x32 resizing is checked against it too)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    with pytest.warns(UnreadableImageWarning, match="big.png.*MAX_IMAGE_PIXELS"):
+        _, kept = CLIPEncoder(**TINY, on_error="skip").transform(
+            [str(path), _gradient()], return_indices=True
+        )
+    assert kept.tolist() == [1]
 
 
 def test_bad_in_memory_images_are_named_by_position():
@@ -106,6 +123,24 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
     assert (decoded == decoded[..., :1]).all()  # grey stays grey
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
+def test_every_16_bit_grey_mode_is_scaled(mode):
+    values = np.array([[0, 32768, 65535]])
+    if mode == "I":  # what older Pillows make of a 16-bit PNG
+        image = Image.fromarray(values.astype(np.int32))
+    else:
+        stored = values.astype(">u2" if mode.endswith("B") else "<u2").tobytes()
+        image = Image.frombytes(mode, (3, 1), stored)
+    assert image.mode == mode
+    assert np.asarray(load_rgb(image))[0, :, 0].tolist() == [0, 128, 255]
+
+
+def test_8_bit_data_in_a_32_bit_mode_is_kept():
+    values = np.array([[0, 100, 255]], dtype=np.uint8)
+    image = Image.fromarray(values).convert("I")
+    assert np.asarray(load_rgb(image))[0, :, 0].tolist() == [0, 100, 255]
+
+
 def test_palette_transparency_becomes_white(tmp_path):
     palette = Image.new("P", (4, 2))
     palette.putpalette([10, 20, 30, 200, 0, 0] + [0] * 762)
@@ -120,8 +155,11 @@ def test_half_transparent_rgba_is_composited_over_white(tmp_path):
     pixels = np.zeros((2, 2, 4), dtype=np.uint8)
     pixels[..., 0] = 200
     pixels[..., 3] = [[255, 0], [128, 64]]
-    expected_red = [[200, 255], [round(200 * 128 / 255 + 255 * 127 / 255), round(200 * 64 / 255 + 255 * 191 / 255)]]
-    expected_green = [[0, 255], [round(255 * 127 / 255), round(255 * 191 / 255)]]
+    # out = alpha * colour + (1 - alpha) * white, per channel
+    expected_red = [
+        [200, 255], [200 * 128 / 255 + 255 * 127 / 255, 200 * 64 / 255 + 255 * 191 / 255]
+    ]
+    expected_green = [[0, 255], [255 * 127 / 255, 255 * 191 / 255]]
     for source in (str(_save(tmp_path, "alpha.png", Image.fromarray(pixels, "RGBA"))), pixels):
         decoded = np.asarray(load_rgb(source)).astype(int)
         np.testing.assert_allclose(decoded[..., 0], expected_red, atol=1)
@@ -138,16 +176,31 @@ def test_greyscale_and_one_bit_images_become_equal_channels(tmp_path):
     np.testing.assert_array_equal(np.asarray(load_rgb(str(grey)))[..., 0], _gradient()[..., 0])
 
 
-@pytest.mark.parametrize("orientation, rotate", [(6, lambda a: np.rot90(a, -1)), (8, lambda a: np.rot90(a, 1)), (3, lambda a: np.rot90(a, 2))])
-def test_exif_orientation_is_applied(tmp_path, orientation, rotate):
-    pixels = _gradient()
+def test_other_transparency_kinds_become_white():
+    indices = np.array([[0, 1]], dtype=np.uint8)
+    rgba_palette = Image.fromarray(indices, "P")
+    rgba_palette.putpalette([9, 9, 9, 0, 200, 0, 0, 255] + [0] * 1016, "RGBA")
+    colour_key = Image.fromarray(np.array([[[9, 9, 9], [200, 0, 0]]], dtype=np.uint8))
+    colour_key.info["transparency"] = (9, 9, 9)
+    for image in (rgba_palette, colour_key):
+        assert np.asarray(load_rgb(image))[0].tolist() == [[255, 255, 255], [200, 0, 0]]
+
+
+_ROTATIONS = {6: -1, 8: 1, 3: 2}  # EXIF orientation -> quarter turns (counter-clockwise)
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+@pytest.mark.parametrize("orientation", sorted(_ROTATIONS))
+def test_exif_orientation_is_applied(tmp_path, orientation, suffix):
     exif = Image.Exif()
     exif[0x0112] = orientation
-    path = _save(tmp_path, f"o{orientation}.png", Image.fromarray(pixels), exif=exif)
-    decoded = np.asarray(load_rgb(str(path)))
-    np.testing.assert_array_equal(decoded, rotate(pixels))
+    path = _save(tmp_path, f"o{orientation}.{suffix}", Image.fromarray(_gradient()), exif=exif)
+    with Image.open(path) as image:  # the stored pixels (lossy for JPEG), not rotated
+        stored = np.asarray(image.convert("RGB"))
+    expected = np.rot90(stored, _ROTATIONS[orientation])
+    np.testing.assert_array_equal(np.asarray(load_rgb(str(path))), expected)
     with Image.open(path) as opened:  # PIL images carrying EXIF get the same treatment
-        np.testing.assert_array_equal(np.asarray(load_rgb(opened)), rotate(pixels))
+        np.testing.assert_array_equal(np.asarray(load_rgb(opened)), expected)
 
 
 def test_an_exif_rotated_jpeg_embeds_like_the_upright_image(tmp_path):
@@ -158,7 +211,29 @@ def test_an_exif_rotated_jpeg_embeds_like_the_upright_image(tmp_path):
     with Image.open(stored) as image:
         upright = np.rot90(np.asarray(image.convert("RGB")), -1).copy()
     encoder = CLIPEncoder(**TINY)
-    np.testing.assert_allclose(encoder.transform([str(stored)]), encoder.transform([upright]), atol=1e-6)
+    np.testing.assert_allclose(
+        encoder.transform([str(stored)]), encoder.transform([upright]), atol=1e-6
+    )
+
+
+def test_in_memory_images_that_look_different_never_share_a_cache_entry():
+    indices = (np.arange(32 * 32).reshape(32, 32) % 3).astype(np.uint8)
+    palettes = [[0, 0, 0, 255, 255, 255, 90, 90, 90], [255, 0, 0, 0, 0, 255, 0, 128, 0]]
+    images = []
+    for colours in palettes:  # same stored indices, different colours
+        image = Image.fromarray(indices, "P")
+        image.putpalette(colours + [0] * (768 - len(colours)))
+        images.append(image)
+    rotated = Image.fromarray(_gradient(32, 32))  # same stored pixels, turned by EXIF
+    rotated.getexif()[0x0112] = 6
+    images += [Image.fromarray(_gradient(32, 32)), rotated]
+    uncached = CLIPEncoder(**TINY).transform(images)
+    cached = CLIPEncoder(**TINY, cache="memory")
+    np.testing.assert_allclose(
+        np.concatenate([cached.transform([image]) for image in images]), uncached, atol=1e-6
+    )
+    assert not np.allclose(uncached[0], uncached[1])
+    assert not np.allclose(uncached[2], uncached[3])
 
 
 def test_every_converted_kind_embeds_to_finite_unit_rows(tmp_path):
@@ -231,14 +306,20 @@ def test_skip_keeps_the_pandas_index_of_the_kept_rows(tmp_path, tiny_images):
         frame = encoder.transform(series)
     assert list(frame.index) == [f"row{i}" for i in kept_expected]
     assert frame.shape == (4, 64) and np.isfinite(frame.to_numpy()).all()
+    # A list has no index: the rows are labelled by their positions, gaps included.
+    with pytest.warns(UnreadableImageWarning):
+        frame, kept = encoder.fit_transform(items, return_indices=True)
+    assert list(frame.index) == kept.tolist() == kept_expected
 
 
-def test_skip_with_nothing_readable_is_an_error_and_raise_mode_names_the_file(tmp_path, tiny_images):
+def test_nothing_readable_is_an_error_and_raise_mode_names_the_file(tmp_path, tiny_images):
     items, _ = _mixed_inputs(tmp_path, tiny_images)
     with pytest.raises(UnreadableImageError, match="None of the 2 images"):
         CLIPEncoder(**TINY, on_error="skip").transform([items[1], items[3]])
     with pytest.raises(UnreadableImageError, match="cut.jpg"):
         CLIPEncoder(**TINY).transform(items)
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        CLIPEncoder(**TINY).transform([items[0], items[3]])
 
 
 def test_skip_leaves_good_inputs_and_texts_alone(tiny_images):
@@ -264,7 +345,7 @@ def test_image_encoder_skips_the_same_way(tmp_path, tiny_images):
     np.testing.assert_allclose(out, reference.transform([items[i] for i in kept]), atol=1e-6)
 
 
-def test_a_pipeline_given_skipped_rows_fails_loudly_instead_of_misaligning(tmp_path, tiny_images):
+def test_a_pipeline_given_skipped_rows_fails_instead_of_misaligning(tmp_path, tiny_images):
     from sklearn.pipeline import make_pipeline
 
     from skvlm.classifiers import NearestPrototype
@@ -272,7 +353,9 @@ def test_a_pipeline_given_skipped_rows_fails_loudly_instead_of_misaligning(tmp_p
     items, _ = _mixed_inputs(tmp_path, tiny_images)
     labels = np.array(["a", "b", "a", "b", "a", "b"])
     pipe = make_pipeline(CLIPEncoder(**TINY, on_error="skip"), NearestPrototype())
-    with pytest.warns(UnreadableImageWarning), pytest.raises(ValueError, match="inconsistent numbers of samples"):
+    with pytest.warns(UnreadableImageWarning), pytest.raises(
+        ValueError, match="inconsistent numbers of samples"
+    ):
         pipe.fit(items, labels)
     # The documented pattern: encode once, index the labels with the kept positions.
     with pytest.warns(UnreadableImageWarning):
