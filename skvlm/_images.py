@@ -11,6 +11,10 @@ The rules, each chosen so that the model sees what a person looking at the file 
   anything is decoded. Pillow's own ``DecompressionBombWarning`` (and, past twice the
   limit, ``DecompressionBombError``) become this one error, which says how to raise
   the limit.
+* So are images that the model's shortest-side resize would blow up past that limit:
+  a 1x100000 strip is a 178-byte PNG, but resized to a 224-pixel short side it is a
+  224x22400000 image (15 GB). Only absurd aspect ratios are affected (over about
+  1800:1 at 224 pixels).
 * EXIF orientation is applied, so a phone photo is upright.
 * Transparency (RGBA, LA, PA, palette images with a transparent index or an RGBA
   palette, a transparent colour key, HxWx4 arrays) is composited over white, as an
@@ -25,6 +29,7 @@ The rules, each chosen so that the model sees what a person looking at the file 
 * CMYK, YCbCr, LAB, HSV, greyscale and 1-bit images are converted with Pillow.
 """
 
+import math
 import os
 import warnings
 
@@ -37,7 +42,7 @@ class UnreadableImageError(ValueError):
     """An image that cannot be decoded, or that skvlm refuses to decode (too large)."""
 
 
-def load_rgb(item, name=None):
+def load_rgb(item, name=None, resized_side=None):
     """An RGB PIL image from a path, a PIL image or an HxW[x1|3|4] uint8 array.
 
     Parameters
@@ -46,6 +51,9 @@ def load_rgb(item, name=None):
     name : str, optional
         How errors refer to an in-memory item (e.g. ``"item 3"``); files are named
         by their path.
+    resized_side : int, optional
+        The length the model's preprocessing resizes the shorter side to; images it
+        would blow up past ``PIL.Image.MAX_IMAGE_PIXELS`` are refused.
 
     Returns
     -------
@@ -54,12 +62,23 @@ def load_rgb(item, name=None):
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
-        return _load_file(os.fspath(item))
+        return _load_file(os.fspath(item), resized_side)
     name = name or "the image"
     if isinstance(item, Image.Image):
         described = getattr(item, "filename", "") or name
-        return _decoded(lambda: _to_rgb(_loaded(item)), described)
-    return _decoded(lambda: _array_to_rgb(item), name)
+
+        def decode_image():
+            _check_resized_size(item.size, resized_side, described)
+            return _to_rgb(_loaded(item))
+
+        return _decoded(decode_image, described)
+
+    def decode_array():
+        rgb = _array_to_rgb(item)
+        _check_resized_size(rgb.size, resized_side, name)
+        return rgb
+
+    return _decoded(decode_array, name)
 
 
 def require_file(path):
@@ -82,7 +101,7 @@ def pil_identity(image, name):
     return f"{rgb.size}:".encode() + rgb.tobytes()
 
 
-def _load_file(path):
+def _load_file(path, resized_side=None):
     from PIL import Image
 
     require_file(path)
@@ -90,6 +109,7 @@ def _load_file(path):
     def decode():
         with Image.open(path) as image:
             _check_size(image, repr(path))
+            _check_resized_size(image.size, resized_side, repr(path))
             return _to_rgb(_loaded(image))
 
     return _decoded(decode, repr(path))
@@ -132,6 +152,25 @@ def _check_size(image, described):
             f"Image {described} has {width}x{height} = {width * height} pixels, more than "
             f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (Pillow's decompression-bomb limit). "
             + _RAISE_LIMIT
+        )
+
+
+def _check_resized_size(size, side, described):
+    """Refuse an image that resizing its shorter side to ``side`` makes a bomb of."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = size
+    if side is None or limit is None or min(width, height) == 0:
+        return  # (an empty image is refused, with that reason, when decoded)
+    long_side = math.ceil(max(width, height) * side / min(width, height))
+    if side * long_side > limit:
+        resized = f"{long_side}x{side}" if width >= height else f"{side}x{long_side}"
+        raise UnreadableImageError(
+            f"Image {described} is {width}x{height}: the model's preprocessing resizes "
+            f"its shorter side to {side}, which would make it {resized} = "
+            f"{side * long_side} pixels, more than PIL.Image.MAX_IMAGE_PIXELS = {limit}. "
+            "Crop it to a less extreme aspect ratio, or raise the limit."
         )
 
 

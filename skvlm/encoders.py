@@ -182,6 +182,23 @@ def _normalize_stats(preprocess):
     return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
 
+def _resized_side(preprocess):
+    """The length a shortest-side ``Resize`` step scales images to, else None.
+
+    Only that kind of resize can blow a thin strip up to gigapixels; a resize to a
+    fixed (height, width), or one with ``max_size``, cannot.
+    """
+    for step in getattr(preprocess, "transforms", []):
+        if type(step).__name__ == "Resize" and getattr(step, "max_size", None) is None:
+            size = step.size
+            if isinstance(size, Integral):
+                return int(size)
+            if isinstance(size, (list, tuple)) and len(size) == 1:
+                return int(size[0])
+            return None
+    return None
+
+
 def _augmented_view(image, image_size, mean, std, rng):
     """Random resized crop (scale 0.5-1, as Tip-Adapter) + horizontal flip, from ``rng``."""
     import torch
@@ -456,12 +473,13 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
             batches = tqdm(batches, desc=f"{type(self).__name__} ({kind})", unit="batch")
         vectors, failures = [], {}
+        side = _resized_side(loaded.preprocess)
         for batch in batches:
             chunk = positions[batch]
             if kind == "text":
                 readable = chunk
             else:
-                images, readable = self._decode(items, chunk, failures, skip)
+                images, readable = self._decode(items, chunk, failures, skip, side)
             features = None
             if readable:
                 with torch.inference_mode(), loaded.autocast():
@@ -479,11 +497,12 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             vectors.extend(None if i in failures else next(features) for i in chunk)
         return vectors, failures
 
-    def _decode(self, items, chunk, failures, skip):
+    def _decode(self, items, chunk, failures, skip, side):
         images, readable = [], []
         for index in chunk:
             try:
-                images.append(load_rgb(items[index], name=_describe(items[index], index)))
+                name = _describe(items[index], index)
+                images.append(load_rgb(items[index], name=name, resized_side=side))
                 readable.append(index)
             except (OSError, UnreadableImageError) as exc:
                 if not skip:

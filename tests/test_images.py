@@ -86,13 +86,43 @@ def test_an_oversized_image_is_refused_before_it_is_decoded(tmp_path, monkeypatc
     assert decoded == []
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # exactly at the limit: allowed
     assert load_rgb(str(path)).size == (50, 40)
-    # (1500, not lower: the tiny model's own 32x32 resizing is checked against it too)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    # (1900, not lower: the good 24x40 image, resized to 32x54, is checked against it too)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1900)
     with pytest.warns(UnreadableImageWarning, match="big.png.*MAX_IMAGE_PIXELS"):
         _, kept = CLIPEncoder(**TINY, on_error="skip").transform(
             [str(path), _gradient()], return_indices=True
         )
     assert kept.tolist() == [1]
+
+
+def test_a_thin_strip_the_model_would_blow_up_is_refused(tmp_path, monkeypatch):
+    # The tiny model resizes the shorter side to 32: a 2x400 strip would become
+    # 32x6400 = 204800 pixels, over a limit of 20000; the strip itself has 800.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)
+    strip = _save(tmp_path, "strip.png", Image.fromarray(_gradient(2, 400)))
+    assert load_rgb(str(strip)).size == (400, 2)  # fine as an image, only not for a model
+    with pytest.raises(UnreadableImageError, match=r"strip.png.*400x2.*6400x32 = 204800"):
+        CLIPEncoder(**TINY).transform([str(strip)])
+    for in_memory in (_gradient(400, 2), Image.fromarray(_gradient(400, 2))):
+        with pytest.raises(UnreadableImageError, match=r"item 1 is 2x400.*32x6400"):
+            CLIPEncoder(**TINY).transform([_gradient(), in_memory])
+    with pytest.warns(UnreadableImageWarning, match="strip.png"):
+        out, kept = CLIPEncoder(**TINY, on_error="skip").transform(
+            [str(strip), _gradient()], return_indices=True
+        )
+    assert kept.tolist() == [1] and np.isfinite(out).all()
+
+
+def test_only_a_shortest_side_resize_counts_as_a_blow_up():
+    from torchvision import transforms
+
+    from skvlm.encoders import _resized_side
+
+    assert _resized_side(transforms.Compose([transforms.Resize(224)])) == 224
+    assert _resized_side(transforms.Compose([transforms.Resize([96])])) == 96
+    assert _resized_side(transforms.Compose([transforms.Resize((224, 224))])) is None
+    assert _resized_side(transforms.Compose([transforms.Resize(224, max_size=300)])) is None
+    assert _resized_side(transforms.Compose([transforms.CenterCrop(224)])) is None
 
 
 def test_bad_in_memory_images_are_named_by_position():
