@@ -582,18 +582,21 @@ class CLIPEncoder(_BaseEncoder):
     verbose : int, default=0
         Show a progress bar over batches.
 
-    Notes
-    -----
-    Images are decoded as a person sees them: EXIF orientation is applied,
-    transparency is composited over white, 16-bit greyscale is scaled to 8 bits (not
-    clipped), CMYK and palette images are converted to RGB. A truncated or corrupt
-    file is an ``UnreadableImageError`` (a ``ValueError``) naming it, never a
-    partly grey image.
-
     Attributes
     ----------
     The model is loaded lazily on first use from a process-wide cache; the encoder
     has no fitted state, and pickles without its weights.
+
+    Notes
+    -----
+    **Image inputs** are decoded as a person sees them: EXIF orientation is applied,
+    transparency is composited over white (open_clip's ``convert("RGB")`` keeps the
+    hidden colour of transparent pixels instead), 16-bit greyscale is scaled to 8 bits
+    (not clipped to white), float images are read as [0, 1] (or [0, 255]) intensities,
+    CMYK and palette images are converted to RGB. A truncated, corrupt or non-image
+    file, one over ``PIL.Image.MAX_IMAGE_PIXELS`` (checked before decoding), or a
+    strip the model's resize would blow up past that limit is an
+    ``UnreadableImageError`` (a ``ValueError``) naming it, never a partly grey image.
 
     Examples
     --------
