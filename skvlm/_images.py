@@ -63,7 +63,7 @@ def load_rgb(item, name=None, resized_side=None):
 
     if isinstance(item, (str, os.PathLike)):
         return _load_file(os.fspath(item), resized_side)
-    name = name or "the image"
+    name = name or "<in-memory image>"
     if isinstance(item, Image.Image):
         described = getattr(item, "filename", "") or name
 
@@ -195,6 +195,8 @@ def _to_rgb(image):
         return _deep_grey_to_rgb(np.asarray(image), mode)
     if mode == "F":
         return _float_grey_to_rgb(np.asarray(image, dtype=np.float32))
+    if image.mode == "La":
+        image = image.convert("LA")  # Pillow converts premultiplied La to LA only
     if _has_transparency(image):
         return _over_white(image.convert("RGBA"))
     return image.convert("RGB")

@@ -214,6 +214,8 @@ def test_other_transparency_kinds_become_white():
     colour_key.info["transparency"] = (9, 9, 9)
     for image in (rgba_palette, colour_key):
         assert np.asarray(load_rgb(image))[0].tolist() == [[255, 255, 255], [200, 0, 0]]
+    premultiplied = Image.frombytes("La", (2, 1), bytes([0, 0, 90, 255]))
+    assert np.asarray(load_rgb(premultiplied))[0].tolist() == [[255] * 3, [90] * 3]
 
 
 _ROTATIONS = {6: -1, 8: 1, 3: 2}  # EXIF orientation -> quarter turns (counter-clockwise)
