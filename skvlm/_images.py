@@ -102,12 +102,10 @@ def pil_identity(image, name):
 
 
 def _load_file(path, resized_side=None):
-    from PIL import Image
-
     require_file(path)
 
     def decode():
-        with Image.open(path) as image:
+        with _opened_quietly(path) as image:
             _check_size(image, repr(path))
             _check_resized_size(image.size, resized_side, repr(path))
             return _to_rgb(_loaded(image))
@@ -115,16 +113,26 @@ def _load_file(path, resized_side=None):
     return _decoded(decode, repr(path))
 
 
+def _opened_quietly(path):
+    """``Image.open`` (header only) without its DecompressionBombWarning.
+
+    _check_size refuses those images right after, with a clearer message; Pillow's
+    warning would only repeat it (or, under ``-W error``, pre-empt it). The filter
+    covers the header read alone: ``catch_warnings`` is process-wide state.
+    """
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def _decoded(decode, described):
     """Run ``decode``; any decoding failure becomes an error naming the image."""
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            # _check_size refuses these images with a clearer message; Pillow's warning
-            # would only repeat it (or, under -W error, pre-empt it).
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return decode()
+        return decode()
     except (UnreadableImageError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:  # over twice the limit: refused in open()

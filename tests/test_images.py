@@ -318,6 +318,22 @@ def test_skip_drops_bad_files_and_returns_the_kept_positions(tmp_path, tiny_imag
         np.testing.assert_allclose(encoder.transform(items), reference, atol=1e-6)
 
 
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_repeated_good_and_bad_files_are_each_counted_at_their_positions(
+    tmp_path, tiny_images, cache
+):
+    items, _ = _mixed_inputs(tmp_path, tiny_images)
+    good, cut = items[0], items[1]
+    encoder = CLIPEncoder(**TINY, on_error="skip", cache=cache)
+    encoder.transform([good])  # cached before: a hit must still count as kept
+    repeated = [cut, good, cut, good, items[2]]
+    with pytest.warns(UnreadableImageWarning, match=r"2 of 5 images \(positions \[0, 2\]\)"):
+        out, kept = encoder.transform(repeated, return_indices=True)
+    assert kept.tolist() == [1, 3, 4]
+    reference = CLIPEncoder(**TINY).transform([good, good, items[2]])
+    np.testing.assert_allclose(out, reference, atol=1e-6)
+
+
 def test_skip_with_augmentation_and_in_memory_items(tiny_images):
     images, _ = tiny_images
     items = [images[0], np.zeros((5, 5, 2), np.uint8), images[1]]
