@@ -316,8 +316,23 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         Train-time augmentation (Tip-Adapter's and GDA's cache construction) happens
         here only: ``transform`` never augments, so in a ``Pipeline`` the support
-        set is augmented and the queries are not. ``return_indices`` is as in
-        :meth:`transform`.
+        set is augmented and the queries are not.
+
+        Parameters
+        ----------
+        X : sequence of images or texts
+            As in :meth:`transform`.
+        y : ignored
+            Not used; with ``on_error="skip"`` index it yourself with the kept
+            positions (``y[kept]``), as a ``Pipeline`` cannot.
+        return_indices : bool, default=False
+            Also return the positions in ``X`` of the rows returned.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_kept, embed_dim), float32
+        kept_indices : ndarray of shape (n_kept,), int
+            Only with ``return_indices=True``.
         """
         self._validate_params()
         return self._encode_checked(
