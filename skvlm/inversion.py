@@ -56,6 +56,26 @@ def _resolve_loaded(encoder):
     return loaded, bool(getattr(encoder, "normalize", True))
 
 
+def _unit_targets(X):
+    """The rows of ``X`` as float32 unit vectors: what each inversion must match.
+
+    Only a row's direction matters (the loss is a cosine), so rows are normalised in
+    their own precision before the cast: float64 rows beyond float32's range (1e300,
+    1e-310) would otherwise become inf or 0 and the inversion NaN or meaningless. An
+    all-zero row has no direction to match and is refused.
+    """
+    unit = l2_normalize(X)
+    zero = np.flatnonzero(~unit.any(axis=1))
+    if zero.size:
+        listed = zero[:10].tolist()
+        raise ValueError(
+            f"X has {zero.size} all-zero row{'s' if zero.size > 1 else ''} (rows {listed}"
+            f"{'...' if zero.size > 10 else ''}): an inversion needs a direction to match; "
+            "drop those rows."
+        )
+    return unit.astype(np.float32)
+
+
 @contextlib.contextmanager
 def _replace_output(module, marker, replace):
     """While active, ``module(marker)`` returns ``replace(output)``; other inputs pass."""
@@ -95,7 +115,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, embed_dim)
-            Embeddings of the source modality.
+            Embeddings of the source modality. Only each row's direction is used,
+            at any magnitude; an all-zero row is a ``ValueError``.
         y : None
             Ignored.
 
@@ -105,6 +126,7 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
             The fitted inverter.
         """
         X = validate_data(self, X, dtype=[np.float32, np.float64])
+        _unit_targets(X)
         loaded, _ = _resolve_loaded(self.encoder)
         self._check_model(loaded)
         self._check_width(X, loaded)
@@ -116,7 +138,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, embed_dim)
-            Embeddings of the source modality.
+            Embeddings of the source modality. Only each row's direction is used,
+            at any magnitude; an all-zero row is a ``ValueError``.
 
         Returns
         -------
@@ -133,7 +156,8 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, embed_dim)
-            Embeddings of the source modality.
+            Embeddings of the source modality. Only each row's direction is used,
+            at any magnitude; an all-zero row is a ``ValueError``.
         y : None
             Ignored.
 
@@ -174,6 +198,7 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         loaded, normalize = _resolve_loaded(self.encoder)
         self._check_model(loaded)
         self._check_width(X, loaded)
+        targets = _unit_targets(X)
         injector = self._injector(loaded)
         init = self._initial_tokens(injector.token_width)
 
@@ -186,9 +211,11 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
                             unit="step")
         outputs, curve_sum, n_iter = [], np.zeros(self.n_steps), 0
         for batch in batches:
-            targets = torch.as_tensor(X[batch], dtype=torch.float32, device=loaded.device)
+            batch_targets = torch.as_tensor(targets[batch], device=loaded.device)
             with torch.enable_grad():  # also when called under torch.no_grad()
-                features, history = self._optimise(loaded, injector, init, targets, progress)
+                features, history = self._optimise(
+                    loaded, injector, init, batch_targets, progress
+                )
             outputs.append(features)
             n_iter = max(n_iter, history.shape[1])
             # A batch that stopped early keeps its last losses for the remaining steps.
@@ -207,12 +234,14 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         return draw.astype(np.float32)
 
     def _optimise(self, loaded, injector, init, targets, progress=None):
-        """Optimise one batch; returns (features (B, d) numpy, per-row losses (B, steps))."""
+        """Optimise one batch of unit ``targets``.
+
+        Returns (features (B, d) numpy, per-row losses (B, steps)).
+        """
         import torch
         import torch.nn.functional as F
 
         n_rows = targets.shape[0]
-        targets = F.normalize(targets, dim=-1)
         start = torch.as_tensor(init, device=loaded.device)
         tokens = start.expand(n_rows, *start.shape).clone().requires_grad_(True)
         optimizer = torch.optim.AdamW(

@@ -263,6 +263,32 @@ def test_bad_input_errors(encoder, image_embeddings):
         fitted.transform(np.ones((1, 65)))
 
 
+@pytest.mark.parametrize("inverter", [TextualInverter, VisualInverter])
+@pytest.mark.parametrize("exponent", [-1030, -600, 0, 600, 1000])
+def test_only_a_row_direction_matters_at_any_float64_magnitude(
+    encoder, image_embeddings, inverter, exponent
+):
+    # Scaling by a power of two is exact, so the unit rows (and hence every step of
+    # the optimisation) must be bit-identical; 2**1000 ~ 1e301 overflows float32 and
+    # 2**-1030 ~ 1e-310 is subnormal in float64 and zero in float32.
+    rows = image_embeddings[:3].astype(np.float64)
+    make = lambda: inverter(encoder, n_steps=3, random_state=0)  # noqa: E731
+    scaled = make().fit_transform(np.ldexp(rows, exponent))
+    assert np.all(np.isfinite(scaled))
+    np.testing.assert_array_equal(scaled, make().fit_transform(rows))
+
+
+@pytest.mark.parametrize("inverter", [TextualInverter, VisualInverter])
+def test_an_all_zero_row_is_refused_by_position(encoder, image_embeddings, inverter):
+    X = image_embeddings[:4].copy()
+    X[2] = 0
+    with pytest.raises(ValueError, match=r"1 all-zero row \(rows \[2\]\)"):
+        inverter(encoder, n_steps=2).fit(X)
+    fitted = inverter(encoder, n_steps=2).fit(image_embeddings[:4])
+    with pytest.raises(ValueError, match=r"rows \[2\]"):
+        fitted.transform(X)
+
+
 def test_non_vit_image_tower_is_a_clear_error_at_fit(monkeypatch, loaded, image_embeddings):
     from open_clip.model import ModifiedResNet
 
