@@ -11,6 +11,7 @@ import hashlib
 import math
 import os
 import warnings
+from collections.abc import Mapping, Set
 from numbers import Integral
 from pathlib import Path
 
@@ -83,6 +84,13 @@ def _as_items(X):
         raise ValueError(
             f"X must be a sequence of images or texts, got a single {type(X).__name__}; "
             "wrap it in a list: encoder.transform([item])."
+        )
+    if isinstance(X, (Mapping, Set)):
+        # list() of these gives keys or an arbitrary order: rows would not line up
+        # with anything the caller holds.
+        raise ValueError(
+            f"X must be an ordered sequence of images or texts, got a {type(X).__name__}; "
+            "pass a list (e.g. list(d.values()) or sorted(s))."
         )
     if hasattr(X, "iloc"):  # pandas Series / one-column DataFrame
         values = X.to_numpy()

@@ -99,6 +99,8 @@ def test_text_and_auto_modality(encoder, image_files):
         (["missing_file.png"], FileNotFoundError, "missing_file.png"),
         ([np.zeros((32, 32, 3), dtype=np.float64)], ValueError, "uint8"),
         ([object()], ValueError, "Cannot encode"),
+        ({"a red circle": 0}, ValueError, "ordered sequence.*got a dict"),
+        ({"a red circle", "a blue square"}, ValueError, "ordered sequence.*got a set"),
     ],
 )
 def test_bad_input_gets_a_clear_error(encoder, bad, error, message):
