@@ -5,9 +5,32 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import column_or_1d
 
 from ._sklearn import Interval, validate_parameter_constraints
+
+
+def _check_class_labels(y):
+    """Refuse what is not a set of class labels, as ``StratifiedKFold`` does.
+
+    ``np.unique`` would otherwise make one class of all NaN labels, split continuous
+    targets into one-row classes, or fail deep inside on a mix of strings and numbers.
+    """
+    if len(y) == 0:
+        raise ValueError("y is empty: there is nothing to split.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        bad = np.flatnonzero(~np.isfinite(y))
+        raise ValueError(
+            f"y has {bad.size} NaN or infinite label(s) (positions {bad[:10].tolist()}); "
+            "drop the unlabelled rows first."
+        )
+    y_type = type_of_target(y, input_name="y")
+    if y_type not in ("binary", "multiclass"):
+        raise ValueError(
+            f"FewShotSplit needs class labels, but y is {y_type!r} "
+            f"(first values {y[:3].tolist()}); pass one label of one type per row."
+        )
 
 
 class FewShotSplit(BaseCrossValidator):
@@ -88,6 +111,7 @@ class FewShotSplit(BaseCrossValidator):
         y = column_or_1d(np.asarray(y), warn=False)
         if X is not None and len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
+        _check_class_labels(y)
         classes, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)
         short = counts < self.n_shots
         if short.any():

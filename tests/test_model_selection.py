@@ -46,6 +46,30 @@ def test_bad_parameters_and_missing_y():
         list(FewShotSplit(5).split(Y[-5:], Y[-5:]))
 
 
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (
+            np.array([0.0, np.nan, 0.0, np.nan, 1.0, 1.0]),
+            r"2 NaN or infinite label\(s\) \(positions \[1, 3\]\)",
+        ),
+        (np.array([0.5, 0.5, 1.5, 1.5, 2.5, 2.5]), "'continuous'"),
+        (np.array([1, "a", 1, "a", 1, "a"], dtype=object), "'unknown'"),
+        (np.array([]), "y is empty"),
+    ],
+)
+def test_what_is_not_class_labels_is_refused(y, message):
+    # np.unique would make one class of the NaNs, or fail inside on mixed types.
+    with pytest.raises(ValueError, match=message):
+        list(FewShotSplit(1, random_state=0).split(y, y))
+
+
+def test_integral_float_and_boolean_labels_are_classes():
+    for y in (np.repeat([1.0, 2.0], 3), np.repeat([True, False], 3)):
+        train, test = next(FewShotSplit(1, random_state=0).split(y, y))
+        assert sorted(y[train].tolist()) == sorted(set(y.tolist())) and len(test) == 4
+
+
 def test_usable_as_cv_in_sklearn():
     X = np.random.default_rng(0).normal(size=(len(Y), 3)) + (Y == "a")[:, None] * 3
     cv = FewShotSplit(3, n_splits=2, random_state=0)
