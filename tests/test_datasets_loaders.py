@@ -75,6 +75,28 @@ def test_image_folder_errors_name_the_folder(tmp_path):
     assert load_image_folder(tmp_path / "flat", allow_empty=True).paths == []
 
 
+def test_links_back_up_the_tree_are_not_followed_but_shared_folders_are(tmp_path):
+    root = tmp_path / "data"
+    for name in ("cat", "dog"):
+        _png(root / name / f"{name}.png")
+    _png(tmp_path / "shared" / "both.png")
+    (root / "cat" / "up").symlink_to(root)  # would repeat the tree to ELOOP
+    (root / "cat" / "again").symlink_to(root / "cat")
+    (root / "dog" / "top").symlink_to(tmp_path)  # an ancestor of the root too
+    (root / "dog" / "shared").symlink_to(tmp_path / "shared")
+    (root / "cat" / "shared").symlink_to(tmp_path / "shared")
+    data = load_image_folder(root)
+    listed = sorted(
+        (data.labels[i], os.path.relpath(path, root)) for i, path in enumerate(data.paths)
+    )
+    assert listed == [
+        ("cat", os.path.join("cat", "cat.png")),
+        ("cat", os.path.join("cat", "shared", "both.png")),
+        ("dog", os.path.join("dog", "dog.png")),
+        ("dog", os.path.join("dog", "shared", "both.png")),
+    ]
+
+
 # --------------------------------------------------------------------------- CoOp
 
 
@@ -243,3 +265,9 @@ def test_captions_errors_name_the_file(caption_images):
     with pytest.raises(FileNotFoundError, match="zzz.png"):
         load_captioned_pairs(gone)
     assert load_captioned_pairs(gone, check_files=False).captions == ["x"]
+    latin = caption_images / "latin.csv"
+    latin.write_bytes("path,caption\nimgs/a.png,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv' is not UTF-8 text .*b'\\xe9'"):
+        load_captioned_pairs(latin, check_files=False)
+    with pytest.raises(FileNotFoundError, match="is a folder, not a file"):
+        load_captioned_pairs(caption_images)

@@ -100,18 +100,35 @@ def _is_image(name, extensions):
     return not name.startswith(".") and name.lower().endswith(extensions)
 
 
+def _folder_identity(path):
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
 def _scan_files(folder, extensions):
-    """Image files under ``folder`` (recursively, following links), sorted."""
+    """Image files under ``folder`` (recursively, following links), sorted.
+
+    A link to a folder that encloses it (``loop -> ..``, at any height) is not
+    followed: it would repeat the tree until the system's link limit and fail there.
+    A folder linked into two places is listed under both, as the tree shows it.
+    """
     found = []
-    stack = [folder]
+    # The folder and every folder above it, up to "/": a link to any of them loops.
+    enclosing, path = set(), os.path.realpath(folder)
+    while _folder_identity(path) not in enclosing:
+        enclosing.add(_folder_identity(path))
+        path = os.path.dirname(path)
+    stack = [(folder, frozenset(enclosing))]
     while stack:
-        current = stack.pop()
+        current, enclosing = stack.pop()
         with os.scandir(current) as entries:
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
                 if entry.is_dir():
-                    stack.append(entry.path)
+                    identity = _folder_identity(entry.path)
+                    if identity not in enclosing:
+                        stack.append((entry.path, enclosing | {identity}))
                 elif _is_image(entry.name, extensions) and entry.is_file():
                     found.append(entry.path)
     found.sort()
@@ -474,6 +491,16 @@ def _pick_column(columns, wanted, candidates, path, what):
 
 def _read_records(path):
     """(rows as dicts, column names) from a CSV/TSV or JSON-lines file."""
+    try:
+        return _read_utf8_records(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"The captions file {path!r} is not UTF-8 text (it holds the byte "
+            f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8."
+        ) from None
+
+
+def _read_utf8_records(path):
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
         records = []
@@ -549,7 +576,8 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
     """
     path = os.path.expanduser(os.fspath(path))
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Captions file not found: {path!r}.")
+        kind = "is a folder, not a file" if os.path.isdir(path) else "not found"
+        raise FileNotFoundError(f"Captions file {kind}: {path!r}.")
     records, columns = _read_records(path)
     if not records:
         raise ValueError(f"The captions file {path!r} has no rows.")
