@@ -16,7 +16,8 @@ Writes go to a temporary file in the same folder and are renamed into place
 (``os.replace`` is atomic), so a reader sees a whole entry or none, and two processes
 writing the same entry both leave a whole one. No fsync: a write torn by a power loss
 fails its checksum and is recomputed, like any other damaged entry. The checksum covers
-the key, so a file copied under another entry's name is rejected too.
+the key, so a file copied under another entry's name is rejected too. A NaN or inf
+output is never stored, and an entry holding one is treated as damaged.
 """
 
 import contextlib
@@ -100,6 +101,10 @@ class _MemoryLayer:
             for key, vector in items.items():
                 if key in self._items:
                     continue
+                # A read-only copy: a caller that later edits its array (or one it got
+                # back from get_many) must not change what the next lookup returns.
+                vector = np.array(vector, dtype=np.float32)
+                vector.flags.writeable = False
                 self._items[key] = vector
                 self._bytes += vector.nbytes
             while self._bytes > self.limit_bytes and self._items:
@@ -153,7 +158,10 @@ def _decode_entry(key, data):
         return f"truncated ({len(payload)} of {4 * count} payload bytes)"
     if data[len(_MAGIC) + 4 : _HEADER_SIZE] != _entry_digest(key, payload):
         return "checksum mismatch"
-    return np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    vector = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    if not np.isfinite(vector).all():  # never written by skvlm: not a usable embedding
+        return "non-finite values (NaN or inf)"
+    return vector
 
 
 def _read_entry(path, key):
@@ -189,7 +197,17 @@ class _DiskLayer:
 
     def __init__(self, directory):
         self.root = Path(directory) / _STORE_NAME
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            parents = (self.root, *self.root.parents)
+            blocker = next(p for p in parents if p.exists() or p.is_symlink())
+            raise ValueError(
+                f"cache={str(directory)!r} cannot hold an embedding cache: "
+                f"{str(blocker)!r} is not a folder. Pass a directory (or None) as cache=."
+            ) from None
+        except OSError:
+            pass  # e.g. no permission: nothing to read, and each write warns (CacheWriteWarning)
 
     def _path(self, key):
         return self.root / key[:2] / f"{key}{_SUFFIX}"
@@ -230,6 +248,7 @@ class EmbeddingCache:
         self.memory = _memory_layer(directory)
 
     def get_many(self, keys):
+        keys = list(dict.fromkeys(keys))  # a repeated item is one entry: read (and reported) once
         found = self.memory.get_many(keys)
         missing = [key for key in keys if key not in found]
         if missing and self.disk is not None:
@@ -239,6 +258,8 @@ class EmbeddingCache:
         return found
 
     def put_many(self, items):
+        # A NaN or inf output is not worth keeping: it is recomputed (and seen) each time.
+        items = {key: vector for key, vector in items.items() if np.isfinite(vector).all()}
         self.memory.put_many(items)
         if self.disk is None:
             return
@@ -266,7 +287,7 @@ def resolve_cache(cache):
         return EmbeddingCache(None)
     if hasattr(cache, "location") and not isinstance(cache, (str, Path)):
         location = Path(location) / "skvlm"
-    return EmbeddingCache(Path(location))
+    return EmbeddingCache(Path(location).expanduser())
 
 
 def content_hash(*parts):
@@ -286,7 +307,7 @@ def content_hash(*parts):
 def _cache_folder(directory):
     """The folder holding the store: ``directory`` itself, or ``directory/skvlm``
     (where a ``joblib.Memory(location=directory)`` cache puts it)."""
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
     for folder in (directory, directory / "skvlm"):
         if (folder / _STORE_NAME).is_dir() or any((folder / name).is_file() for name in _LEGACY_FILES):
             return folder
@@ -310,6 +331,14 @@ def _store_files(root):
             elif _ENTRY_NAME.fullmatch(path.name) and path.name.startswith(shard.name):
                 entries.append(path)
     return entries, temporary
+
+
+def _size_of(path):
+    """A file's size; 0 once it is gone (renamed or removed by another process meanwhile)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def cache_info(directory, verify=False):
@@ -348,7 +377,7 @@ def cache_info(directory, verify=False):
     return {
         "folder": str(folder),
         "entries": len(entries),
-        "bytes": sum(path.stat().st_size for path in entries + temporary),
+        "bytes": sum(_size_of(path) for path in entries + temporary),
         "temporary_files": len(temporary),
         "damaged": damaged,
         "legacy_sqlite": bool(legacy),

@@ -42,7 +42,9 @@ _FILE_HASHES = {}
 def _file_identity(path):
     """Content hash of a file, memoised on (path, size, mtime) so a checkpoint is read once."""
     stat = os.stat(path)
-    memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
+    # The inode and ctime change on any rewrite, even one that restores the size and
+    # mtime (cp -p, rsync -t, a write within one timestamp tick); utime cannot set ctime.
+    memo_key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
     if memo_key not in _FILE_HASHES:
         hasher = hashlib.blake2b(digest_size=20)
         with open(path, "rb") as handle:
@@ -411,8 +413,10 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         kind = self._modality_of(items, modality)
         skip = self.on_error == "skip" and kind == "image"
         cache = resolve_cache(self.cache)
-        if augment and self.random_state is None:
-            cache = None  # unseeded augmentations are not reproducible, so not cacheable
+        if augment and not isinstance(self.random_state, Integral):
+            # Only an int seed makes the views reproducible from a key: every RandomState
+            # has the same repr, so RandomState(0) and (1) would share entries.
+            cache = None
         if kind == "text":
             items = [str(item) for item in items]
         failures = {}  # position -> reason; only ever filled when skipping

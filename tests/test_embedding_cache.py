@@ -261,6 +261,43 @@ def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkey
     assert _spec(n_augmentations=2, random_state=0) == base
 
 
+def test_a_checkpoint_rewritten_in_place_with_its_old_mtime_changes_the_key(tmp_path):
+    import time
+
+    from skvlm.models._registry import resolve_pretrained
+
+    path = tmp_path / "weights.safetensors"
+    shutil.copyfile(resolve_pretrained("skvlm-tiny", "default"), path)
+    before, old = _spec(pretrained=str(path)), os.stat(path)
+    time.sleep(0.05)  # past the filesystem's timestamp tick
+    with open(path, "r+b") as handle:  # the last weight's bytes, same inode and size
+        handle.seek(-4, os.SEEK_END)
+        tail = handle.read(4)
+        handle.seek(-4, os.SEEK_END)
+        handle.write(bytes(b ^ 0xFF for b in tail))
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # the old mtime, as cp -p leaves
+    assert (os.stat(path).st_size, os.stat(path).st_mtime_ns) == (old.st_size, old.st_mtime_ns)
+    assert _spec(pretrained=str(path)) != before
+
+
+def test_a_random_state_instance_never_shares_entries_with_another(tmp_path, tiny_images):
+    # Every RandomState has the repr "RandomState(MT19937)": as part of a key, seeds 0
+    # and 1 would read each other's augmented embeddings.
+    images, _ = tiny_images
+    folder = str(tmp_path / "cache")
+
+    def augmented(seed, cache):
+        encoder = CLIPEncoder(
+            **TINY, n_augmentations=2, random_state=np.random.RandomState(seed), cache=cache
+        )
+        return encoder.fit_transform(images[:2])
+
+    first = augmented(0, folder)
+    second = augmented(1, folder)
+    np.testing.assert_allclose(second, augmented(1, None), atol=1e-6)
+    assert not np.allclose(first, second, atol=1e-4)
+
+
 def test_normalize_true_and_false_share_a_folder_and_both_are_right(tmp_path, tiny_images):
     images, _ = tiny_images
     folder = tmp_path / "cache"
@@ -370,3 +407,118 @@ def test_a_folder_without_a_cache_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(ValueError, match="no skvlm embedding cache"):
         cache_info(tmp_path / "missing")
     assert os.listdir(tmp_path) == ["photo.jpg"]
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def test_a_checksum_valid_non_finite_entry_is_recomputed_not_returned(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    expected = CLIPEncoder(**TINY).transform(images[:3])
+    _encode_cold(images[:3], folder)
+    entry = _entries(folder)[0]
+    width = expected.shape[1]
+    entry.write_bytes(store._encode_entry(entry.stem, np.full(width, np.nan, dtype=np.float32)))
+    assert cache_info(folder, verify=True)["damaged"] == 1
+
+    with pytest.warns(CacheCorruptionWarning, match="1 damaged.*non-finite"):
+        again = _encode_cold(images[:3], folder)
+    np.testing.assert_allclose(again, expected, atol=1e-6)
+    assert cache_info(folder, verify=True)["damaged"] == 0  # rewritten with the real vector
+
+
+def test_non_finite_vectors_are_not_stored(tmp_path):
+    cache = store.EmbeddingCache(tmp_path)
+    finite, nan, inf = "a1" * 20, "b2" * 20, "c3" * 20
+    cache.put_many({finite: np.ones(4, dtype=np.float32),
+                    nan: np.array([1.0, np.nan, 0.0, 0.0], dtype=np.float32),
+                    inf: np.array([np.inf, 0.0, 0.0, 0.0], dtype=np.float32)})
+    clear_memory_cache()
+    assert list(store.EmbeddingCache(tmp_path).get_many([finite, nan, inf])) == [finite]
+    assert list(cache.get_many([finite, nan, inf])) == [finite]
+
+
+def test_a_repeated_item_with_a_damaged_entry_is_reported_as_one(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    _encode_cold(images[:1], folder)
+    (entry,) = _entries(folder)
+    _truncate(entry, tmp_path)
+    with pytest.warns(CacheCorruptionWarning, match="^1 damaged embedding cache entry "):
+        again = _encode_cold(np.stack([images[0]] * 3), folder)
+    np.testing.assert_allclose(again, CLIPEncoder(**TINY).transform(np.stack([images[0]] * 3)),
+                               atol=1e-6)
+
+
+def test_the_memory_layer_keeps_its_own_read_only_copy():
+    cache, key = store.EmbeddingCache(None), "d4" * 20
+    vector = np.arange(4, dtype=np.float32)
+    cache.put_many({key: vector})
+    vector[:] = -1  # the caller reuses its buffer
+    held = cache.get_many([key])[key]
+    assert held.tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="read-only"):
+        held[0] = 5.0
+    clear_memory_cache()
+
+
+def test_a_tilde_in_the_cache_path_means_the_home_folder(tmp_path, tiny_images, monkeypatch):
+    images, _ = tiny_images
+    home, elsewhere = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), elsewhere.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(elsewhere)
+    CLIPEncoder(**TINY, cache="~/.cache/skvlm").transform(images[:2])
+    assert len(_entries(home / ".cache" / "skvlm")) == 2
+    assert list(elsewhere.iterdir()) == []  # no folder literally named '~'
+    assert cache_info("~/.cache/skvlm")["entries"] == 2
+    assert clear_cache("~/.cache/skvlm")["files_removed"] == 2
+
+
+def test_a_file_given_as_the_cache_folder_is_a_clear_error(tmp_path, tiny_images):
+    images, _ = tiny_images
+    file = tmp_path / "embeddings.npy"
+    file.write_bytes(b"not a folder")
+    for cache in (file, file / "sub"):
+        with pytest.raises(ValueError, match=f"{str(file)!r} is not a folder"):
+            CLIPEncoder(**TINY, cache=str(cache)).transform(images[:1])
+    assert file.read_bytes() == b"not a folder"
+
+
+def test_a_cache_folder_that_cannot_be_created_warns_and_returns(tmp_path, tiny_images,
+                                                                 monkeypatch):
+    import pathlib
+
+    images, _ = tiny_images
+    expected = CLIPEncoder(**TINY).transform(images[:2])
+    folder = tmp_path / "not-allowed"
+    real_mkdir = pathlib.Path.mkdir
+
+    def refuse_inside(path, *args, **kwargs):  # as a folder without write permission does
+        if str(path).startswith(str(folder)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse_inside)
+    clear_memory_cache()
+    with pytest.warns(CacheWriteWarning, match="Permission denied"):
+        out = CLIPEncoder(**TINY, cache=str(folder)).transform(images[:2])
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+
+
+def test_info_survives_a_file_that_goes_away_while_it_counts(tmp_path, tiny_images,
+                                                             monkeypatch):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    _encode_cold(images[:2], folder)
+    entries = _entries(folder)
+    real_store_files = store._store_files
+
+    def listed_then_renamed(root):  # a writer renames its temporary file meanwhile
+        found, temporary = real_store_files(root)
+        return found, [*temporary, entries[0].parent / ".tmp-0123456789abcdef"]
+
+    monkeypatch.setattr(store, "_store_files", listed_then_renamed)
+    info = cache_info(folder)
+    assert info["bytes"] == sum(path.stat().st_size for path in entries)
