@@ -82,12 +82,28 @@ def load_rgb(item, name=None, resized_side=None):
 
 
 def require_file(path):
-    """Raise FileNotFoundError naming ``path`` unless it is a file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Image file not found: {path!r}. (If this string is meant as text, pass "
-            "modality='text'.)"
+    """Raise unless ``path`` is a regular file, saying what is there instead.
+
+    Nothing there, or a symbolic link that leads nowhere, is a FileNotFoundError; a
+    directory, pipe or device is an UnreadableImageError (opening a pipe would block).
+    """
+    if os.path.isfile(path):
+        return
+    if os.path.exists(path):
+        kind = (
+            "a directory" if os.path.isdir(path)
+            else "not a regular file (a pipe, socket or device)"
         )
+        raise UnreadableImageError(f"Cannot read image {path!r}: it is {kind}.")
+    if os.path.lexists(path):
+        raise FileNotFoundError(
+            f"Image file not found: {path!r} is a symbolic link that leads nowhere "
+            "(broken, or a loop)."
+        )
+    raise FileNotFoundError(
+        f"Image file not found: {path!r}. (If this string is meant as text, pass "
+        "modality='text'.)"
+    )
 
 
 def pil_identity(image, name):
@@ -200,7 +216,7 @@ def _to_rgb(image):
     if mode == "RGB" and "transparency" not in image.info:
         return image
     if mode.startswith("I;16") or mode == "I":
-        return _deep_grey_to_rgb(np.asarray(image), mode)
+        return _deep_grey_to_rgb(np.asarray(image), mode, image.info.get("transparency"))
     if mode == "F":
         return _float_grey_to_rgb(np.asarray(image, dtype=np.float32))
     if image.mode == "La":
@@ -234,15 +250,19 @@ def _grey_to_rgb(values):
     return Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), mode="L").convert("RGB")
 
 
-def _deep_grey_to_rgb(values, mode):
+def _deep_grey_to_rgb(values, mode, colour_key=None):
     values = values.astype(np.int64)
     if values.min() < 0 or values.max() > 65535:
         raise ValueError(
             f"{mode} pixels range over [{values.min()}, {values.max()}], outside 8- or 16-bit"
         )
     if mode == "I" and values.max() <= 255:
-        return _grey_to_rgb(values)  # 8-bit data stored in a 32-bit mode
-    return _grey_to_rgb(np.rint(values / 257.0))  # 65535 / 257 = 255 exactly
+        grey = values  # 8-bit data stored in a 32-bit mode
+    else:
+        grey = np.rint(values / 257.0)  # 65535 / 257 = 255 exactly
+    if isinstance(colour_key, int):  # a 16-bit PNG's transparent grey: white, as for L
+        grey = np.where(values == colour_key, 255, grey)
+    return _grey_to_rgb(grey)
 
 
 def _float_grey_to_rgb(values):

@@ -1,6 +1,7 @@
 """Hostile and unusual image files: decoded correctly, or refused with the file named."""
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -125,6 +126,32 @@ def test_only_a_shortest_side_resize_counts_as_a_blow_up():
     assert _resized_side(transforms.Compose([transforms.CenterCrop(224)])) is None
 
 
+def test_paths_that_are_not_files_say_what_they_are(tmp_path):
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    (tmp_path / "broken.png").symlink_to(tmp_path / "nowhere.png")
+    for name, error, reason in [
+        ("folder.png", UnreadableImageError, "is a directory"),
+        ("loop.png", FileNotFoundError, "symbolic link that leads nowhere"),
+        ("broken.png", FileNotFoundError, "symbolic link that leads nowhere"),
+    ]:
+        for cache in (None, "memory"):
+            with pytest.raises(error, match=f"{name}.*{reason}"):
+                CLIPEncoder(**TINY, cache=cache).transform([str(tmp_path / name)])
+    good = _save(tmp_path, "good.png", Image.fromarray(_gradient()))
+    items = [str(tmp_path / name) for name in ("folder.png", "loop.png")] + [str(good)]
+    with pytest.warns(UnreadableImageWarning, match="folder.png.*loop.png"):
+        _, kept = CLIPEncoder(**TINY, on_error="skip").transform(items, return_indices=True)
+    assert kept.tolist() == [2]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")  # opening it to read would wait for a writer
+    with pytest.raises(UnreadableImageError, match="pipe.png.*not a regular file"):
+        CLIPEncoder(**TINY).transform([str(tmp_path / "pipe.png")])
+
+
 def test_bad_in_memory_images_are_named_by_position():
     good = _gradient(8, 8)
     with pytest.raises(UnreadableImageError, match="item 1.*uint8"):
@@ -151,6 +178,14 @@ def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
     decoded = np.asarray(load_rgb(str(path)))
     assert decoded[0, :, 0].tolist() == [0, 1, 128, 255]
     assert (decoded == decoded[..., :1]).all()  # grey stays grey
+
+
+def test_a_16_bit_grey_colour_key_becomes_white(tmp_path):
+    values = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    path = _save(tmp_path, "key16.png", Image.fromarray(values), transparency=0)
+    with Image.open(path) as image:
+        assert image.mode == "I;16" and image.info["transparency"] == 0
+    assert np.asarray(load_rgb(str(path)))[0, :, 0].tolist() == [255, 128, 255]
 
 
 @pytest.mark.parametrize("mode", ["I;16", "I;16B", "I"])
