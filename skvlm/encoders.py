@@ -173,8 +173,13 @@ def _image_bytes(item, index):
     if isinstance(item, (str, os.PathLike)):
         path = os.fspath(item)
         require_file(path)
-        with open(path, "rb") as handle:
-            return b"file:" + handle.read()
+        try:
+            with open(path, "rb") as handle:
+                return b"file:" + handle.read()
+        except OSError as exc:  # e.g. no permission: the same error as without a cache
+            raise UnreadableImageError(
+                f"Cannot read image {path!r}: {exc.strerror or exc}."
+            ) from None
     if isinstance(item, Image.Image):
         return b"pil-rgb:" + pil_identity(item, f"item {index}")
     array = np.ascontiguousarray(item)

@@ -145,6 +145,27 @@ def test_paths_that_are_not_files_say_what_they_are(tmp_path):
     assert kept.tolist() == [2]
 
 
+def test_a_file_that_cannot_be_opened_is_unreadable_with_a_cache_too(tmp_path, monkeypatch):
+    from skvlm import encoders
+
+    good = _save(tmp_path, "good.png", Image.fromarray(_gradient()))
+    locked = _save(tmp_path, "locked.png", Image.fromarray(_gradient()))
+
+    def refusing_open(path, *args, **kwargs):  # chmod 000 means nothing to root
+        if os.fspath(path).endswith("locked.png"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return open(path, *args, **kwargs)
+
+    # The cache reads a file's bytes for its key before anything decodes it.
+    monkeypatch.setattr(encoders, "open", refusing_open, raising=False)
+    with pytest.raises(UnreadableImageError, match="locked.png.*Permission denied"):
+        CLIPEncoder(**TINY, cache="memory").transform([str(locked)])
+    encoder = CLIPEncoder(**TINY, cache="memory", on_error="skip")
+    with pytest.warns(UnreadableImageWarning, match="locked.png"):
+        _, kept = encoder.transform([str(locked), str(good)], return_indices=True)
+    assert kept.tolist() == [1]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
 def test_a_named_pipe_is_refused_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")  # opening it to read would wait for a writer
