@@ -437,6 +437,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if todo:
             positions = list(todo.values())
             fresh, failed = self._run_model(items, positions, kind, augment, keys, skip)
+            self._check_finite(fresh, positions, items, kind)
             fresh_by_id = {ident: vector for ident, vector in zip(todo, fresh) if vector is not None}
             failed_ids = {ident: failed[pos] for ident, pos in zip(todo, positions) if pos in failed}
             if cache is not None:
@@ -455,6 +456,29 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if self.normalize:
             out = l2_normalize(out).astype(np.float32)
         return out, kept
+
+    def _check_finite(self, vectors, positions, items, kind):
+        """Refuse non-finite model outputs: a NaN row would poison every score downstream."""
+        bad = [
+            pos for pos, vector in zip(positions, vectors)
+            if vector is not None and not np.isfinite(vector).all()
+        ]
+        if not bad:
+            return
+        from .models import resolve_device, resolve_precision
+
+        precision = resolve_precision(self.precision, resolve_device(self.device))
+        raise ValueError(
+            f"{self.model} returned NaN or inf embeddings for {len(bad)} of {len(items)} "
+            f"{kind}s (e.g. {_describe(items[bad[0]], bad[0])}); nothing was cached. "
+            + (
+                f"Under precision={precision!r} activations can overflow: try "
+                "precision='fp32'. "
+                if precision != "fp32"
+                else ""
+            )
+            + "If fp32 does the same, the model's weights hold NaN or inf."
+        )
 
     def _report_skipped(self, items, failures):
         listed = "; ".join(failures[i] for i in sorted(failures)[:20])

@@ -224,6 +224,13 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if progress is not None:
             progress.close()
         out = np.concatenate(outputs).astype(np.float32)
+        if not np.isfinite(out).all():
+            rows = np.flatnonzero(~np.isfinite(out).all(axis=1))
+            raise ValueError(
+                f"{type(self).__name__}: {loaded.name} gave NaN or inf features for rows "
+                f"{rows[:10].tolist()}; under fp16 autocast the activations can overflow "
+                "(use an encoder with precision='fp32'), else the weights hold NaN or inf."
+            )
         if normalize:
             out = l2_normalize(out).astype(np.float32)
         return out, (curve_sum / X.shape[0])[:n_iter].astype(np.float32)

@@ -1,3 +1,4 @@
+import os
 import pickle
 
 import numpy as np
@@ -106,6 +107,25 @@ def test_text_and_auto_modality(encoder, image_files):
 def test_bad_input_gets_a_clear_error(encoder, bad, error, message):
     with pytest.raises(error, match=message):
         encoder.transform(bad)
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_a_model_that_returns_nan_is_an_error_not_a_nan_row(monkeypatch, image_files, cache):
+    # As a model does whose fp16 activations overflow, or whose weights hold NaN.
+    real = CLIPEncoder._forward_images
+
+    def overflowing(self, loaded, pixels):
+        features = real(self, loaded, pixels)
+        features[1:2] = float("nan")
+        return features
+
+    monkeypatch.setattr(CLIPEncoder, "_forward_images", overflowing)
+    encoder = CLIPEncoder(**TINY, cache=cache)
+    with pytest.raises(ValueError, match=r"NaN or inf embeddings for 1 of 3 images \(e\.g\. '.*"
+                       + os.path.basename(image_files[1])):
+        encoder.transform(image_files[:3])
+    monkeypatch.undo()
+    assert np.isfinite(encoder.transform(image_files[:3])).all()  # nothing bad was kept
 
 
 def test_mixed_images_and_text_under_auto(encoder, image_files):

@@ -278,6 +278,23 @@ def test_only_a_row_direction_matters_at_any_float64_magnitude(
     np.testing.assert_array_equal(scaled, make().fit_transform(rows))
 
 
+@pytest.mark.parametrize(
+    "inverter, injector", [(TextualInverter, _TextInjector), (VisualInverter, _PatchInjector)]
+)
+def test_a_tower_that_returns_nan_is_an_error(
+    monkeypatch, encoder, image_embeddings, inverter, injector
+):
+    real = injector.forward
+
+    def overflowing(self, marker, tokens):  # as fp16 autocast overflowing would
+        features = real(self, marker, tokens)
+        return features * torch.tensor([1.0, float("inf"), 1.0])[:, None]
+
+    monkeypatch.setattr(injector, "forward", overflowing)
+    with pytest.raises(ValueError, match=r"NaN or inf features for rows \[1\]"):
+        inverter(encoder, n_steps=2, random_state=0).fit_transform(image_embeddings[:3])
+
+
 @pytest.mark.parametrize("inverter", [TextualInverter, VisualInverter])
 def test_an_all_zero_row_is_refused_by_position(encoder, image_embeddings, inverter):
     X = image_embeddings[:4].copy()
