@@ -176,7 +176,7 @@ def _tiny_state():
     return {key: value.clone() for key, value in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("suffix", [".pt", ".bin"])
+@pytest.mark.parametrize("suffix", [".pt", ".bin", ".safetensors", ""])
 def test_a_checkpoint_that_would_run_code_is_refused_and_nothing_runs(tmp_path, suffix):
     from skvlm.models import CheckpointError
 
@@ -316,6 +316,178 @@ def test_a_timm_checkpoint_loads_without_its_head_and_is_checked(tmp_path):
     save_file(state, str(tmp_path / "bad.safetensors"))
     with pytest.raises(CheckpointError, match="'cls_token'"):
         load_model("test_vit", str(tmp_path / "bad.safetensors"), "cpu", kind="timm")
+
+
+def _save(state, path):
+    from safetensors.torch import save_file
+
+    save_file(state, str(path)) if str(path).endswith(".safetensors") else torch.save(state, path)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".bin", ".safetensors", ""])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"hello world\n" * 20, b"not a checkpoint\n" * 20, bytes(range(256)) * 8],
+    ids=["empty", "text", "other-text", "binary"],
+)
+def test_a_file_that_is_no_checkpoint_is_named_and_not_called_unsafe(tmp_path, suffix, content):
+    from skvlm.models import CheckpointError
+
+    path = tmp_path / f"junk{suffix}"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=re.escape(str(path))) as info:
+        load_model("skvlm-tiny", pretrained=str(path), device="cpu")
+    assert "Refusing" not in str(info.value)  # nothing in it could run
+    assert ("empty" in str(info.value)) == (not content)
+
+
+def test_the_file_content_not_its_name_picks_the_reader(tmp_path):
+    state = _tiny_state()
+    state["visual.proj"] = state["visual.proj"] * 2
+    reference = load_model("skvlm-tiny", _save(state, tmp_path / "w.safetensors"), "cpu")
+    (tmp_path / "safetensors.pt").write_bytes((tmp_path / "w.safetensors").read_bytes())
+    torch.save(state, tmp_path / "torch.safetensors")
+    for name in ("safetensors.pt", "torch.safetensors"):
+        loaded = load_model("skvlm-tiny", str(tmp_path / name), "cpu")
+        assert loaded.fingerprint == reference.fingerprint
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad, suffix):
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    state["visual.proj"][0, 0] = bad
+    path = _save(state, tmp_path / f"bad{suffix}")
+    with pytest.raises(CheckpointError, match="'visual.proj'.*NaN"):
+        load_model("skvlm-tiny", pretrained=path, device="cpu")
+
+
+def test_float64_weights_past_the_float32_range_are_refused(tmp_path):
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    state["visual.proj"] = state["visual.proj"].double()
+    state["visual.proj"][0, 0] = 1e300  # finite in the file, infinite once in float32
+    path = _save(state, tmp_path / "big.safetensors")
+    with pytest.raises(CheckpointError, match="'visual.proj'"):
+        load_model("skvlm-tiny", pretrained=path, device="cpu")
+
+
+def test_a_timm_checkpoint_with_nan_is_refused(tmp_path):
+    pytest.importorskip("timm")
+    import timm
+
+    from skvlm import ImageEncoder
+    from skvlm.models import CheckpointError
+
+    with torch.random.fork_rng(devices=[]):
+        state = timm.create_model("test_vit", num_classes=0).state_dict()
+    state["cls_token"] = torch.full_like(state["cls_token"], float("nan"))
+    path = _save(state, tmp_path / "vit.safetensors")
+    encoder = ImageEncoder(model="test_vit", pretrained=path, device="cpu")
+    with pytest.raises(CheckpointError, match="'cls_token'"):
+        encoder.transform(np.zeros((1, 32, 32, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda t: t.to(torch.int32),
+        lambda t: t.bool(),
+        lambda t: t.to(torch.complex64),
+        lambda t: t.to_sparse(),
+        lambda t: torch.empty_like(t, device="meta"),
+    ],
+    ids=["int32", "bool", "complex", "sparse", "meta"],
+)
+@pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants:UserWarning")
+def test_a_tensor_of_another_kind_is_refused_naming_it(tmp_path, make):
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    state["visual.proj"] = make(state["visual.proj"])
+    path = _save(state, tmp_path / "kind.pt")
+    with pytest.raises(CheckpointError, match=re.escape(path) + ".*'visual.proj'"):
+        load_model("skvlm-tiny", pretrained=path, device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_other_float_precisions_load_into_fp32_weights(tmp_path, dtype):
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in _tiny_state().items()}
+    loaded = load_model("skvlm-tiny", _save(state, tmp_path / "half.safetensors"), "cpu")
+    assert loaded.model.visual.proj.dtype == torch.float32
+    torch.testing.assert_close(loaded.model.visual.proj, state["visual.proj"].float())
+
+
+@pytest.mark.parametrize(
+    "key, shape",
+    [
+        ("positional_embedding", (24, 3)),  # another text width
+        ("positional_embedding", (5,)),
+        ("visual.positional_embedding", (7, 128)),  # not a square patch grid
+        ("visual.positional_embedding", (50, 3)),  # a square grid of another width
+    ],
+)
+def test_a_position_embedding_of_another_architecture_is_named_with_its_file_shape(
+    tmp_path, key, shape
+):
+    from skvlm.models import CheckpointError
+
+    state = _tiny_state()
+    expected = tuple(state[key].shape)
+    state[key] = torch.zeros(shape)
+    path = _save(state, tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError) as info:
+        load_model("skvlm-tiny", pretrained=path, device="cpu")
+    assert repr(key) in str(info.value)
+    assert f"{shape} in the file but {expected} in the model" in str(info.value)
+
+
+def test_a_longer_text_position_embedding_is_still_resized(tmp_path):
+    state = _tiny_state()
+    width = state["positional_embedding"].shape[1]
+    state["positional_embedding"] = torch.randn(30, width)
+    loaded = load_model("skvlm-tiny", _save(state, tmp_path / "long.safetensors"), "cpu")
+    assert loaded.model.positional_embedding.shape == (24, width)
+
+
+@pytest.mark.parametrize(
+    "model, kind", [("skvlm-tiny", "clip"), ("skvlm-tiny-shared", "clip"), ("test_vit", "timm")]
+)
+def test_a_directory_or_an_empty_string_is_not_a_checkpoint(tmp_path, model, kind):
+    from skvlm.models import CheckpointError
+
+    if kind == "timm":
+        pytest.importorskip("timm")
+    with pytest.raises(CheckpointError, match="is a directory"):
+        load_model(model, pretrained=str(tmp_path), device="cpu", kind=kind)
+    with pytest.raises(ValueError, match="pretrained=''"):
+        load_model(model, pretrained="", device="cpu", kind=kind)
+
+
+def test_a_missing_timm_checkpoint_is_named_without_trying_the_network(tmp_path):
+    pytest.importorskip("timm")
+    from skvlm.models import CheckpointError
+
+    path = str(tmp_path / "nowhere.safetensors")
+    with pytest.raises(FileNotFoundError, match=re.escape(path)) as info:
+        load_model("test_vit", pretrained=path, device="cpu", kind="timm")
+    assert isinstance(info.value, CheckpointError)
+
+
+@pytest.mark.parametrize("model", ["skvlm-tiny", "skvlm-tiny-shared"])
+def test_a_numpy_archive_for_a_model_that_is_not_siglip_is_a_checkpoint_error(tmp_path, model):
+    from skvlm.models import CheckpointError
+
+    state = load_model(model, pretrained=None, device="cpu").model.state_dict()
+    np.savez(tmp_path / "w.npz", **{key: value.numpy() for key, value in state.items()})
+    (tmp_path / "w.pt").write_bytes((tmp_path / "w.npz").read_bytes())
+    for name in ("w.npz", "w.pt"):  # known by its name, and by its content
+        with pytest.raises(CheckpointError, match="npz"):
+            load_model(model, pretrained=str(tmp_path / name), device="cpu")
 
 
 def test_concurrent_transforms_from_joblib_threads_load_the_model_once(monkeypatch, tiny_images):

@@ -7,6 +7,7 @@ The cache is the only global state in skvlm: estimators hold a handle into it, s
 import contextlib
 import hashlib
 import logging
+import math
 import pickle
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from ._registry import (
     CheckpointError,
     WeightsUnavailableError,
     _register_open_clip_configs,
+    _resolve_timm_pretrained,
     check_model_name,
     is_shared_architecture,
     open_clip_config,
@@ -29,6 +31,10 @@ from ._registry import (
 )
 
 _RANDOM_INIT_SEED = 0
+_NPZ_HINT = (
+    "skvlm reads .npz files only as big_vision SigLIP weights, for open_clip SigLIP "
+    "models (a timm image tower); save other weights with safetensors.torch.save_file."
+)
 _CACHE = {}
 _CACHE_LOCK = threading.Lock()
 _KEY_LOCKS = {}
@@ -135,11 +141,13 @@ def _compact_tokenizer(words, context_length):
 
 def _weights_vocab(path):
     """The vocabulary stored in a shipped safetensors file's metadata, if any."""
-    if path is None or Path(path).suffix != ".safetensors":
+    if path is None or not _is_local_file(path):
         return None
     from safetensors import SafetensorError, safe_open
 
     try:
+        if not _is_safetensors(path):
+            return None
         with safe_open(path, framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (SafetensorError, OSError) as exc:
@@ -148,17 +156,32 @@ def _weights_vocab(path):
     return vocab.split("\n") if vocab else None
 
 
+def _is_safetensors(path):
+    """True when the file starts as safetensors does: an 8-byte header length, then '{'.
+
+    The content, not the file name, picks the reader: a safetensors file named
+    ``.pt`` is not a pickle, and a ``torch.save`` file named ``.safetensors`` still
+    goes through the restricted unpickler.
+    """
+    with open(path, "rb") as handle:
+        return handle.read(9)[8:9] == b"{"
+
+
 def _load_state_dict(path):
     """Tensors of a local checkpoint, read without ever running code from the file.
 
-    ``.safetensors`` files hold raw tensors; anything else goes through
+    safetensors files hold raw tensors; anything else goes through
     ``torch.load(weights_only=True)``, whose restricted unpickler refuses the
     arbitrary callables a crafted pickle would need to execute code.
     """
-    import torch
-
     path = str(path)
-    if path.endswith(".safetensors"):
+    try:
+        if Path(path).stat().st_size == 0:
+            raise CheckpointError(f"Cannot read the checkpoint {path!r}: the file is empty.")
+        safetensors = _is_safetensors(path)
+    except OSError as exc:
+        raise CheckpointError(f"Cannot read the checkpoint {path!r}: {exc}") from None
+    if safetensors:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -167,36 +190,68 @@ def _load_state_dict(path):
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"Cannot read the safetensors checkpoint {path!r}: {exc}") from None
     else:
-        if _is_torchscript_archive(path):
-            raise CheckpointError(
-                f"Refusing to load {path!r}: it is a TorchScript archive (such as OpenAI's "
-                "original CLIP .pt files), and loading one runs the code stored in it. "
-                "Use the open_clip tag instead (pretrained='openai'), or convert it once in "
-                "a trusted session: save torch.jit.load(path).state_dict() with "
-                "safetensors.torch.save_file."
-            )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise CheckpointError(
-                f"Refusing to load {path!r}: it is not a plain tensor checkpoint, and "
-                "skvlm only loads checkpoints with torch.load(weights_only=True), which "
-                f"cannot run code stored in the file ({str(exc).splitlines()[0][:200]}). "
-                "Convert it to .safetensors or save only the state_dict."
-            ) from None
-        except (RuntimeError, OSError, EOFError, ValueError) as exc:
-            raise CheckpointError(f"Cannot read the checkpoint {path!r}: {exc}") from None
+        _refuse_foreign_archive(path)
+        state = _torch_load_weights(path)
     return _unwrap_state_dict(state, path)
 
 
-def _is_torchscript_archive(path):
-    """True for a torch.jit.save zip (it holds serialized code next to the tensors)."""
+def _refuse_foreign_archive(path):
+    """Zip files torch.load must not (TorchScript) or cannot (numpy .npz) read."""
     import zipfile
 
     if not zipfile.is_zipfile(path):
-        return False
+        return
     with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+        names = archive.namelist()
+    if any(name.endswith("/constants.pkl") for name in names):
+        raise CheckpointError(
+            f"Refusing to load {path!r}: it is a TorchScript archive (such as OpenAI's "
+            "original CLIP .pt files), and loading one runs the code stored in it. "
+            "Use the open_clip tag instead (pretrained='openai'), or convert it once in "
+            "a trusted session: save torch.jit.load(path).state_dict() with "
+            "safetensors.torch.save_file."
+        )
+    if names and all(name.endswith(".npy") for name in names):
+        raise CheckpointError(f"Cannot load {path!r}: it is a numpy .npz archive. {_NPZ_HINT}")
+
+
+def _torch_load_weights(path):
+    import torch
+
+    try:
+        # A file object, not the path: torch.load hands any path ending in
+        # .safetensors to safetensors, whatever the file holds.
+        with open(path, "rb") as handle:
+            return torch.load(handle, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(exc)
+        if reason.startswith("Unsupported operand"):  # not a pickle at all
+            raise CheckpointError(
+                f"Cannot read the checkpoint {path!r}: it is neither a safetensors file "
+                f"nor a torch.save checkpoint ({reason})."
+            ) from None
+        raise CheckpointError(
+            f"Refusing to load {path!r}: it is not a plain tensor checkpoint, and "
+            "skvlm only loads checkpoints with torch.load(weights_only=True), which "
+            f"cannot run code stored in the file ({reason}). "
+            "Convert it to .safetensors or save only the state_dict."
+        ) from None
+    except Exception as exc:  # noqa: BLE001
+        # On bytes that are not a checkpoint the restricted unpickler fails with
+        # whatever its parser hits (KeyError, IndexError, RuntimeError, EOFError, ...).
+        detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise CheckpointError(
+            f"Cannot read the checkpoint {path!r}: it is neither a safetensors file nor "
+            f"a readable torch.save checkpoint ({type(exc).__name__}: {detail})."
+        ) from None
+
+
+def _unpickler_reason(exc):
+    """The line of torch's weights_only error that says what it refused."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.strip() for line in str(exc).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(boilerplate)]
+    return (reasons or lines or [""])[0][:200]
 
 
 def _unwrap_state_dict(state, path):
@@ -218,7 +273,13 @@ def _unwrap_state_dict(state, path):
 
 
 def _check_state_dict(module, state, path, name):
-    """Raise CheckpointError unless ``state`` has exactly ``module``'s tensors and shapes."""
+    """Raise CheckpointError unless ``state`` has exactly ``module``'s tensors and shapes.
+
+    Each tensor must also be dense, of the model's kind (floating point, complex or
+    integer: fp16 and bf16 load into fp32 weights) and, where the model's own
+    tensor is finite, free of NaN and infinity: a NaN weight makes every embedding
+    through it NaN.
+    """
     expected = module.state_dict()
     for key, tensor in expected.items():
         if key in state and tuple(state[key].shape) != tuple(tensor.shape):
@@ -235,6 +296,37 @@ def _check_state_dict(module, state, path, name):
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected tensor(s), first {unexpected[0]!r}")
         raise CheckpointError(f"Checkpoint {path!r} does not fit {name!r}: {'; '.join(parts)}.")
+    for key, tensor in expected.items():
+        problem = _tensor_problem(state[key], tensor)
+        if problem:
+            raise CheckpointError(
+                f"Checkpoint {path!r} cannot be loaded into {name!r}: tensor {key!r} {problem}."
+            )
+
+
+def _tensor_problem(value, reference):
+    """Why a checkpoint tensor cannot replace ``reference``, or None."""
+    import torch
+
+    if value.is_meta:
+        return "holds no data (it is a meta tensor)"
+    if value.layout != torch.strided:
+        return f"is a {value.layout} tensor; only dense tensors load"
+    if (value.is_floating_point(), value.is_complex()) != (
+        reference.is_floating_point(),
+        reference.is_complex(),
+    ):
+        return f"is {value.dtype} in the file but {reference.dtype} in the model"
+    if value.is_floating_point() and bool(torch.isfinite(reference).all()):
+        # Checked as the model will hold it: float64 values past float32's range
+        # turn into infinities when copied in.
+        finite = torch.isfinite(value.to(reference.dtype))
+        if not bool(finite.all()):
+            return (
+                f"holds {int((~finite).sum())} NaN or infinite value(s) out of "
+                f"{value.numel()} (as {reference.dtype}), which would make the embeddings NaN"
+            )
+    return None
 
 
 def _load_checked(module, path, name, state=None):
@@ -248,20 +340,85 @@ def _is_local_file(pretrained):
     return isinstance(pretrained, (str, Path)) and Path(str(pretrained)).is_file()
 
 
-def _adapt_open_clip_state(model, state):
-    """open_clip's own fixes for older or third-party layouts (no file access)."""
+def _adapt_open_clip_state(model, state, path):
+    """open_clip's own fixes for older or third-party layouts (no file access).
+
+    Each fix runs only where open_clip's assumptions hold (same widths, a square
+    patch grid), so a checkpoint of another architecture reaches the shape check
+    with the shapes it has in the file instead of failing inside open_clip.
+    """
     from open_clip.factory import convert_state_dict, resize_pos_embed, resize_text_pos_embed
 
-    state = convert_state_dict(model, state)
-    if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
-        state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
+    try:
+        state = convert_state_dict(model, state)
+    except Exception as exc:  # noqa: BLE001 - third-party key layouts, converted by open_clip
+        raise CheckpointError(
+            f"open_clip cannot convert the third-party checkpoint {path!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    state = dict(state)  # the resizes below replace entries in place
+    scale = state.get("logit_scale")
+    if scale is not None and scale.ndim != model.logit_scale.ndim and scale.numel() == 1:
+        state["logit_scale"] = scale.reshape(model.logit_scale.shape)
     # Text towers from newer transformers no longer register position_ids.
     position_ids = "text.transformer.embeddings.position_ids"
     if position_ids in state and position_ids not in model.state_dict():
         del state[position_ids]
-    resize_pos_embed(state, model)
-    resize_text_pos_embed(state, model)
+    expected = model.state_dict()
+    visual = state.get("visual.positional_embedding")
+    if hasattr(model.visual, "grid_size") and _resizable(
+        visual, expected.get("visual.positional_embedding"), extra_tokens=1
+    ):
+        resize_pos_embed(state, model)
+    text_key = "text.positional_embedding"
+    if "positional_embedding" in state:
+        text_key = "positional_embedding"
+    if _resizable(state.get(text_key), expected.get(text_key)):
+        resize_text_pos_embed(state, model)
     return state
+
+
+def _resizable(old, new, extra_tokens=None):
+    """Whether open_clip can interpolate position embedding ``old`` to ``new``'s length."""
+    if old is None or new is None or old.ndim != 2 or new.ndim != 2:
+        return False
+    if not old.is_floating_point() or old.shape[1] != new.shape[1]:
+        return False
+    if extra_tokens is None:
+        return True
+    side = math.isqrt(max(old.shape[0] - extra_tokens, 0))
+    return side > 0 and side * side == old.shape[0] - extra_tokens
+
+
+def _load_big_vision(model, path, name):
+    """big_vision (SigLIP) numpy weights, read by open_clip with ``np.load``.
+
+    ``np.load``'s default ``allow_pickle=False`` cannot run code; open_clip copies
+    each array into the timm image tower and the text tower it expects.
+    """
+    import open_clip
+    import torch
+
+    if not hasattr(model.visual, "trunk"):
+        raise CheckpointError(f"Cannot load {path!r} into {name!r}: {_NPZ_HINT}")
+    finite_before = {
+        key: bool(torch.isfinite(tensor).all())
+        for key, tensor in model.state_dict().items()
+        if tensor.is_floating_point()
+    }
+    try:
+        open_clip.load_checkpoint(model, path)
+    except Exception as exc:  # noqa: BLE001 - open_clip's converter indexes the arrays blindly
+        raise CheckpointError(
+            f"Cannot load the big_vision checkpoint {path!r} into {name!r}: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    for key, tensor in model.state_dict().items():
+        if finite_before.get(key) and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"Checkpoint {path!r} cannot be loaded into {name!r}: tensor {key!r} holds "
+                "NaN or infinite values, which would make the embeddings NaN."
+            )
 
 
 def _build_open_clip(name, pretrained):
@@ -297,11 +454,9 @@ def _build_open_clip(name, pretrained):
             raise
     if local_file:
         if str(pretrained).endswith((".npz", ".npy")):
-            # big_vision (SigLIP) numpy weights: open_clip reads them with np.load,
-            # whose default allow_pickle=False cannot run code.
-            open_clip.load_checkpoint(model, str(pretrained))
+            _load_big_vision(model, str(pretrained), name)
         else:
-            state = _adapt_open_clip_state(model, _load_state_dict(pretrained))
+            state = _adapt_open_clip_state(model, _load_state_dict(pretrained), pretrained)
             _load_checked(model, pretrained, name, state)
     if tokenizer is None:
         tokenizer = open_clip.get_tokenizer(name)
@@ -419,9 +574,7 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
     if kind == "timm":
-        resolved = pretrained if not isinstance(pretrained, Path) else str(pretrained)
-        if resolved == "default":
-            resolved = True
+        resolved = _resolve_timm_pretrained(pretrained)
     else:
         check_model_name(model)
         resolved = resolve_pretrained(model, pretrained)

@@ -36,6 +36,10 @@ class CheckpointError(ValueError):
     """
 
 
+class _CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist (catchable as either base)."""
+
+
 @lru_cache(maxsize=None)
 def _register_open_clip_configs():
     import open_clip
@@ -119,6 +123,10 @@ def resolve_pretrained(name, pretrained):
             f"pretrained must be None, 'default', a tag or a file path, got {pretrained!r}."
         )
     pretrained = str(pretrained)
+    if not pretrained.strip():
+        raise ModelNotFound(
+            "pretrained='' is empty: pass None, 'default', a tag or a checkpoint file path."
+        )
     if name.startswith(("hf-hub:", "local-dir:")):
         return None if pretrained == "default" else pretrained
     if pretrained == "default":
@@ -146,7 +154,7 @@ def resolve_pretrained(name, pretrained):
             return None
         return "openai" if "openai" in tags else tags[0]
     if Path(pretrained).expanduser().exists():
-        return str(Path(pretrained).expanduser().resolve())
+        return _checkpoint_path(pretrained)
     if name in skvlm_model_names():
         raise ModelNotFound(
             f"pretrained={pretrained!r} is neither 'default', None nor an existing file "
@@ -160,7 +168,7 @@ def resolve_pretrained(name, pretrained):
             pretrained
         ).suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz")
         if looks_like_path:
-            raise FileNotFoundError(f"Checkpoint file not found: {pretrained!r}.")
+            raise _CheckpointNotFound(f"Checkpoint file not found: {pretrained!r}.")
         close = difflib.get_close_matches(pretrained, tags, n=5, cutoff=0.4)
         raise ModelNotFound(
             f"Unknown pretrained tag {pretrained!r} for {name!r}. "
@@ -168,6 +176,37 @@ def resolve_pretrained(name, pretrained):
             + f"Tags for this model: {tags}; or pass a local checkpoint path or None."
         )
     return pretrained
+
+
+def _checkpoint_path(pretrained):
+    """The absolute path of an existing checkpoint file; a directory is a CheckpointError."""
+    path = Path(pretrained).expanduser()
+    if path.is_dir():
+        raise CheckpointError(
+            f"pretrained={str(pretrained)!r} is a directory, not a checkpoint file; pass "
+            "the path of the .safetensors (or torch state_dict) file inside it."
+        )
+    return str(path.resolve())
+
+
+def _resolve_timm_pretrained(pretrained):
+    """``True`` for timm's own weights, None for random init, else a local file path.
+
+    timm only takes a boolean, so every other string must be an existing file: it is
+    never mistaken for "download the default weights".
+    """
+    if pretrained in ("default", True):
+        return True
+    if pretrained is None or pretrained is False:
+        return None
+    if not isinstance(pretrained, (str, Path)) or not str(pretrained).strip():
+        raise ModelNotFound(
+            f"pretrained={pretrained!r} is not 'default', True, None, False or a checkpoint "
+            "file path."
+        )
+    if not Path(pretrained).expanduser().exists():
+        raise _CheckpointNotFound(f"Checkpoint file not found: {str(pretrained)!r}.")
+    return _checkpoint_path(pretrained)
 
 
 def resolve_device(device="auto"):
