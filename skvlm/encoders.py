@@ -262,8 +262,12 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "verbose": ["verbose"],
     }
 
-    @functools.cached_property
+    @property
     def _loaded(self):
+        # Looked up on every use, not memoised on the instance: after set_params (or
+        # an attribute assignment, or a checkpoint rewritten in place) a held handle
+        # would run the old weights and file their embeddings under the new key.
+        # The process-wide model cache makes the lookup cheap; clones still share.
         from .models import load_model
 
         return load_model(

@@ -180,10 +180,25 @@ def test_pickled_pipeline_is_small_and_predicts_identically(tiny_images):
     expected = pipe.predict(images)
     blob = pickle.dumps(pipe)
     assert len(blob) < 20_000  # kilobytes: the ~1 M weights (4 MB) are not inside
-    assert "_loaded" in pipe.named_steps["enc"].__dict__  # it was loaded before pickling
+    # The encoder never holds the model itself: it looks it up in the process cache.
+    assert "_loaded" not in pipe.named_steps["enc"].__dict__
     restored = pickle.loads(blob)
-    assert "_loaded" not in restored.named_steps["enc"].__dict__
     np.testing.assert_array_equal(restored.predict(images), expected)
+
+
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_set_params_after_use_runs_the_new_model(tiny_images, cache):
+    # A handle memoised on the instance kept running the first weights after
+    # set_params, and with a cache filed them under the new weights' key.
+    images, _ = tiny_images
+    encoder = CLIPEncoder(**{**TINY, "pretrained": "default"}, cache=cache)
+    shipped = encoder.transform(images[:3])
+    encoder.set_params(pretrained=None)
+    random_init = CLIPEncoder(**TINY).transform(images[:3])
+    np.testing.assert_allclose(encoder.transform(images[:3]), random_init, atol=1e-6)
+    assert not np.allclose(shipped, random_init, atol=1e-3)
+    encoder.pretrained = "default"  # a plain assignment too
+    np.testing.assert_allclose(encoder.transform(images[:3]), shipped, atol=1e-6)
 
 
 def test_memory_cache_encodes_each_image_once(tiny_images, count_forward):

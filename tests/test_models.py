@@ -79,6 +79,27 @@ def test_concurrent_loads_build_one_model():
     assert len(results) == 4 and all(r is results[0] for r in results)
 
 
+def test_a_checkpoint_rewritten_in_place_is_loaded_again(tmp_path):
+    import os
+    import shutil
+    import time
+
+    from skvlm.models import resolve_pretrained
+
+    path = tmp_path / "tiny.safetensors"
+    shutil.copyfile(resolve_pretrained("skvlm-tiny", "default"), path)
+    first = load_model("skvlm-tiny", str(path), "cpu")
+    assert load_model("skvlm-tiny", str(path), "cpu") is first  # untouched: cached
+    time.sleep(0.05)  # past the filesystem's timestamp tick
+    with open(path, "r+b") as handle:  # flip the sign of the file's last float32
+        handle.seek(-1, os.SEEK_END)
+        last = handle.read(1)
+        handle.seek(-1, os.SEEK_END)
+        handle.write(bytes([last[0] ^ 0x80]))
+    second = load_model("skvlm-tiny", str(path), "cpu")
+    assert second is not first and second.fingerprint != first.fingerprint
+
+
 def test_random_init_is_seeded_and_leaves_global_rng_alone():
     from skvlm.models import clear_model_cache
 

@@ -62,6 +62,9 @@ class LoadedModel:
     fingerprint : str
         Hash of the architecture, the weights' content and the preprocessing, used
         to content-address cached embeddings.
+    source_signature : tuple or None
+        (size, mtime, inode, ctime) of a local checkpoint when it was read: a file
+        rewritten since is loaded again instead of served from the cache.
     """
 
     name: str
@@ -76,6 +79,7 @@ class LoadedModel:
     fingerprint: str
     kind: str = "clip"
     extra: dict = field(default_factory=dict)
+    source_signature: Any = None
 
     def autocast(self):
         """fp16/bf16 autocast on the model's device; a no-op for fp32."""
@@ -336,6 +340,14 @@ def _load_checked(module, path, name, state=None):
     module.load_state_dict(state, strict=True)
 
 
+def _file_signature(pretrained):
+    """What changes whenever a local checkpoint is rewritten; None for tags and None."""
+    if not _is_local_file(pretrained):
+        return None
+    stat = Path(str(pretrained)).stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns
+
+
 def _is_local_file(pretrained):
     return isinstance(pretrained, (str, Path)) and Path(str(pretrained)).is_file()
 
@@ -579,9 +591,12 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
         check_model_name(model)
         resolved = resolve_pretrained(model, pretrained)
     key = (kind, model, resolved, str(device), precision)
+    signature = _file_signature(resolved)
     with _key_lock(key):
         cached = _CACHE.get(key)
-        if cached is not None:
+        # A checkpoint rewritten in place keeps its path: serving the old weights
+        # would file their embeddings under the new file's content hash.
+        if cached is not None and cached.source_signature == signature:
             return cached
         if kind == "timm":
             builder = _build_timm
@@ -606,6 +621,7 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
             image_size=image_size,
             fingerprint=fingerprint,
             kind=kind,
+            source_signature=signature,
         )
         _CACHE[key] = loaded
         return loaded
