@@ -29,6 +29,7 @@ The rules, each chosen so that the model sees what a person looking at the file 
 * CMYK, YCbCr, LAB, HSV, greyscale and 1-bit images are converted with Pillow.
 """
 
+import io
 import math
 import os
 import warnings
@@ -42,7 +43,7 @@ class UnreadableImageError(ValueError):
     """An image that cannot be decoded, or that skvlm refuses to decode (too large)."""
 
 
-def load_rgb(item, name=None, resized_side=None):
+def load_rgb(item, name=None, resized_side=None, content=None):
     """An RGB PIL image from a path, a PIL image or an HxW[x1|3|4] uint8 array.
 
     Parameters
@@ -54,6 +55,9 @@ def load_rgb(item, name=None, resized_side=None):
     resized_side : int, optional
         The length the model's preprocessing resizes the shorter side to; images it
         would blow up past ``PIL.Image.MAX_IMAGE_PIXELS`` are refused.
+    content : bytes, optional
+        The bytes of the file ``item`` names, already read: they are decoded instead
+        of the file, so the image is exactly the bytes a cache key was made from.
 
     Returns
     -------
@@ -62,7 +66,7 @@ def load_rgb(item, name=None, resized_side=None):
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
-        return _load_file(os.fspath(item), resized_side)
+        return _load_file(os.fspath(item), resized_side, content)
     name = name or "<in-memory image>"
     if isinstance(item, Image.Image):
         described = getattr(item, "filename", "") or name
@@ -117,11 +121,13 @@ def pil_identity(image, name):
     return f"{rgb.size}:".encode() + rgb.tobytes()
 
 
-def _load_file(path, resized_side=None):
-    require_file(path)
+def _load_file(path, resized_side=None, content=None):
+    if content is None:
+        require_file(path)
+    source = path if content is None else io.BytesIO(content)
 
     def decode():
-        with _opened_quietly(path) as image:
+        with _opened_quietly(source) as image:
             _check_size(image, repr(path))
             _check_resized_size(image.size, resized_side, repr(path))
             return _to_rgb(_loaded(image))

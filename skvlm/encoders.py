@@ -164,6 +164,9 @@ def _describe(item, index):
     return f"item {index}"
 
 
+_FILE_PREFIX = b"file:"
+
+
 def _image_bytes(item, index):
     """The bytes that identify an image's content: a file's bytes, an array's pixels and
     shape, or the RGB pixels a PIL image converts to (its palette, transparency and EXIF
@@ -175,7 +178,7 @@ def _image_bytes(item, index):
         require_file(path)
         try:
             with open(path, "rb") as handle:
-                return b"file:" + handle.read()
+                return _FILE_PREFIX + handle.read()
         except OSError as exc:  # e.g. no permission: the same error as without a cache
             raise UnreadableImageError(
                 f"Cannot read image {path!r}: {exc.strerror or exc}."
@@ -440,12 +443,18 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 todo.setdefault(keys[index] if keys is not None else index, index)
         if todo:
             positions = list(todo.values())
-            fresh, failed = self._run_model(items, positions, kind, augment, keys, skip)
+            spec = self._spec_fingerprint(augment) if cache is not None else None
+            fresh, failed, changed = self._run_model(
+                items, positions, kind, augment, keys, skip, spec
+            )
             self._check_finite(fresh, positions, items, kind)
             fresh_by_id = {ident: vector for ident, vector in zip(todo, fresh) if vector is not None}
             failed_ids = {ident: failed[pos] for ident, pos in zip(todo, positions) if pos in failed}
             if cache is not None:
-                cache.put_many(fresh_by_id)
+                # A file rewritten since it was keyed holds other content than its key
+                # says: its embedding (of the new bytes) is returned but not stored.
+                cache.put_many({ident: vector for ident, vector in fresh_by_id.items()
+                                if todo[ident] not in changed})
             for index in range(len(items)):
                 if vectors[index] is None and index not in failures:
                     ident = keys[index] if keys is not None else index
@@ -518,11 +527,13 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 keys.append(None)
         return keys
 
-    def _run_model(self, items, positions, kind, augment, keys, skip):
-        """Embed ``items[positions]``: (one vector or None per position, failures).
+    def _run_model(self, items, positions, kind, augment, keys, skip, spec=None):
+        """Embed ``items[positions]``: (one vector or None per position, failures, changed).
 
         Images are decoded batch by batch; with ``skip`` an image that fails to decode
         is left out of its batch and reported in ``failures`` (position -> reason).
+        With ``spec`` (a cache is in use) each file is decoded from the bytes it is
+        re-keyed from, and ``changed`` holds the positions whose key no longer matches.
         """
         import torch
 
@@ -532,14 +543,16 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc=f"{type(self).__name__} ({kind})", unit="batch")
-        vectors, failures = [], {}
+        vectors, failures, changed = [], {}, set()
         side = _resized_side(loaded.preprocess)
         for batch in batches:
             chunk = positions[batch]
             if kind == "text":
                 readable = chunk
             else:
-                images, readable = self._decode(items, chunk, failures, skip, side)
+                images, readable = self._decode(
+                    items, chunk, failures, skip, side, (spec, keys, changed)
+                )
             features = None
             if readable:
                 with torch.inference_mode(), loaded.autocast():
@@ -555,14 +568,21 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                         features = self._forward_images(loaded, pixels.to(loaded.device))
                 features = iter(features.float().cpu().numpy())
             vectors.extend(None if i in failures else next(features) for i in chunk)
-        return vectors, failures
+        return vectors, failures, changed
 
-    def _decode(self, items, chunk, failures, skip, side):
+    def _decode(self, items, chunk, failures, skip, side, keyed):
+        spec, keys, changed = keyed
         images, readable = [], []
         for index in chunk:
             try:
-                name = _describe(items[index], index)
-                images.append(load_rgb(items[index], name=name, resized_side=side))
+                item, content = items[index], None
+                if spec is not None and isinstance(item, (str, os.PathLike)):
+                    identity = _image_bytes(item, index)
+                    if content_hash(spec, "image", identity) != keys[index]:
+                        changed.add(index)
+                    content = identity[len(_FILE_PREFIX):]
+                name = _describe(item, index)
+                images.append(load_rgb(item, name=name, resized_side=side, content=content))
                 readable.append(index)
             except (OSError, UnreadableImageError) as exc:
                 if not skip:

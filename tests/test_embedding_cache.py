@@ -298,6 +298,35 @@ def test_a_random_state_instance_never_shares_entries_with_another(tmp_path, tin
     assert not np.allclose(first, second, atol=1e-4)
 
 
+def test_a_file_rewritten_while_it_is_encoded_is_not_filed_under_its_old_key(
+    tmp_path, tiny_images, monkeypatch
+):
+    from PIL import Image
+
+    images, _ = tiny_images
+    first, second, path = tmp_path / "first.png", tmp_path / "second.png", tmp_path / "x.png"
+    Image.fromarray(images[0]).save(first)
+    Image.fromarray(images[12]).save(second)
+    expected_first, expected_second = CLIPEncoder(**TINY).transform([str(first), str(second)])
+    shutil.copyfile(first, path)
+    folder = str(tmp_path / "cache")
+
+    real_keys = CLIPEncoder._item_keys
+
+    def keys_then_rewrite(self, *args, **kwargs):
+        keys = real_keys(self, *args, **kwargs)
+        shutil.copyfile(second, path)  # after the key was made, before the decode
+        return keys
+
+    monkeypatch.setattr(CLIPEncoder, "_item_keys", keys_then_rewrite)
+    during = CLIPEncoder(**TINY, cache=folder).transform([str(path)])
+    np.testing.assert_allclose(during[0], expected_second, atol=1e-6)  # what it holds now
+    monkeypatch.undo()
+    shutil.copyfile(first, path)
+    # The first content's key must not hold the second content's embedding.
+    np.testing.assert_allclose(_encode_cold([str(path)], folder)[0], expected_first, atol=1e-6)
+
+
 def test_normalize_true_and_false_share_a_folder_and_both_are_right(tmp_path, tiny_images):
     images, _ = tiny_images
     folder = tmp_path / "cache"
