@@ -14,7 +14,8 @@ shared); both list the same files. The figures go to the README's performance ta
 import argparse
 import os
 import tempfile
-import time
+
+from _timing import best_of
 
 from skvlm.datasets import load_image_folder
 
@@ -34,15 +35,6 @@ def bare_listing(root):
     for folder, _, files in os.walk(root):  # links are not followed: no loop to guard
         found.extend(os.path.join(folder, f) for f in files if f.endswith(".png"))
     return sorted(found)
-
-
-def best_of(repeat, run):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main():

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
+from _timing import best_of
+
 from skvlm import CLIPEncoder, TextualInverter
 from skvlm.datasets import make_scenes
 from skvlm.models import load_model
@@ -41,16 +43,6 @@ def text_tower_floor(loaded, n_rows, n_steps):
     finally:
         weight.requires_grad_(False)
         weight.grad = None
-
-
-def best_of(repeat, run):
-    """(shortest time in seconds, result) over ``repeat`` runs."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main():
