@@ -3,6 +3,9 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
@@ -293,6 +296,41 @@ def test_a_tower_that_returns_nan_is_an_error(
     monkeypatch.setattr(injector, "forward", overflowing)
     with pytest.raises(ValueError, match=r"NaN or inf features for rows \[1\]"):
         inverter(encoder, n_steps=2, random_state=0).fit_transform(image_embeddings[:3])
+
+
+@st.composite
+def _source_rows(draw):
+    """1-4 rows of 64 values of one float dtype, each scaled anywhere in the dtype's
+    range (subnormal to near overflow), some of them all zero or repeated."""
+    dtype = draw(st.sampled_from([np.float16, np.float32, np.float64]))
+    n_rows = draw(st.integers(1, 4))
+    grid = draw(hnp.arrays(np.int8, (n_rows, 64), elements=st.integers(-3, 3)))
+    info = np.finfo(dtype)
+    exponents = draw(hnp.arrays(
+        np.int16, n_rows, elements=st.integers(int(np.log2(info.smallest_subnormal)) + 2,
+                                               info.maxexp - 4),
+    ))
+    rows = np.ldexp(grid.astype(np.float64), exponents[:, None].astype(np.int64))
+    if n_rows > 1 and draw(st.booleans()):
+        rows[-1] = rows[0]
+    return rows.astype(dtype)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True, database=None)
+@given(rows=_source_rows(), inverter=st.sampled_from([TextualInverter, VisualInverter]))
+def test_any_rows_give_finite_unit_features_or_a_clear_error(encoder, rows, inverter):
+    estimator = inverter(encoder, n_steps=2, random_state=0)
+    zero = ~rows.astype(np.float64).any(axis=1)
+    if zero.any():
+        with pytest.raises(ValueError, match="all-zero row"):
+            estimator.fit_transform(rows)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way
+        out = estimator.fit_transform(rows)
+    assert out.shape == rows.shape and out.dtype == np.float32
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("inverter", [TextualInverter, VisualInverter])
