@@ -40,7 +40,7 @@ _FILE_HASHES = {}
 
 
 def _file_identity(path):
-    """Content hash of a file, memoised on (path, size, mtime) so a checkpoint is read once."""
+    """Content hash of a file, memoised on its path and stat so a checkpoint is read once."""
     stat = os.stat(path)
     # The inode and ctime change on any rewrite, even one that restores the size and
     # mtime (cp -p, rsync -t, a write within one timestamp tick); utime cannot set ctime.
