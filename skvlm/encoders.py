@@ -389,13 +389,17 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _spec_fingerprint(self, augment):
         """Identity of everything that shapes an embedding, without loading the model."""
         from .models import resolve_device, resolve_precision
+        from .models._registry import architecture_signature
 
         device = resolve_device(self.device)
         precision = resolve_precision(self.precision, device)
         weights = self._weights_identity()
         aug = f"aug{self.n_augmentations}-{self.random_state}" if augment else "noaug"
+        # The registered config (towers, image size, preprocessing) too: the model name
+        # alone would not change when a config is registered anew under it.
         return content_hash(
-            self._kind, self.model, weights, precision, aug, _library_versions(self._kind)
+            self._kind, self.model, architecture_signature(self.model, self._kind), weights,
+            precision, aug, _library_versions(self._kind),
         )
 
     def _weights_identity(self):

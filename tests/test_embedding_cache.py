@@ -236,6 +236,15 @@ def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkey
         "augmentations": _spec(n_augmentations=3, random_state=0),
         "seed": _spec(n_augmentations=2, random_state=1),
     }
+    import copy
+
+    import open_clip.factory
+
+    config = copy.deepcopy(open_clip.factory._MODEL_CONFIGS["skvlm-tiny"])
+    config["vision_cfg"]["image_size"] = 48  # registered anew under the same name
+    with monkeypatch.context() as patch:
+        patch.setitem(open_clip.factory._MODEL_CONFIGS, "skvlm-tiny", config)
+        variants["re-registered config"] = _spec(n_augmentations=2, random_state=0)
     for name, spec in variants.items():
         assert spec != base, name
     # Weights are identified by content: a byte-identical copy of the shipped file

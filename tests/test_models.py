@@ -100,6 +100,21 @@ def test_a_checkpoint_rewritten_in_place_is_loaded_again(tmp_path):
     assert second is not first and second.fingerprint != first.fingerprint
 
 
+def test_a_config_registered_anew_under_the_name_is_built_again(monkeypatch):
+    import copy
+
+    import open_clip.factory
+
+    first = load_model("skvlm-tiny", None, "cpu")
+    config = copy.deepcopy(open_clip.factory._MODEL_CONFIGS["skvlm-tiny"])
+    config["vision_cfg"]["image_size"] = 48
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "skvlm-tiny", config)
+    second = load_model("skvlm-tiny", None, "cpu")
+    assert second is not first and second.image_size == (48, 48)
+    monkeypatch.undo()
+    assert load_model("skvlm-tiny", None, "cpu").image_size == first.image_size
+
+
 def test_random_init_is_seeded_and_leaves_global_rng_alone():
     from skvlm.models import clear_model_cache
 

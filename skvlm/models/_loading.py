@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ._registry import (
     CheckpointError,
+    architecture_signature,
     WeightsUnavailableError,
     _register_open_clip_configs,
     _resolve_timm_pretrained,
@@ -62,9 +63,11 @@ class LoadedModel:
     fingerprint : str
         Hash of the architecture, the weights' content and the preprocessing, used
         to content-address cached embeddings.
-    source_signature : tuple or None
-        (size, mtime, inode, ctime) of a local checkpoint when it was read: a file
-        rewritten since is loaded again instead of served from the cache.
+    source_signature : tuple
+        The registered architecture config and, for a local checkpoint, its (size,
+        mtime, inode, ctime) when it was read: a config registered anew under the
+        name, or a file rewritten since, is loaded again instead of served from the
+        cache.
     """
 
     name: str
@@ -591,11 +594,11 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
         check_model_name(model)
         resolved = resolve_pretrained(model, pretrained)
     key = (kind, model, resolved, str(device), precision)
-    signature = _file_signature(resolved)
+    signature = (_file_signature(resolved), architecture_signature(model, kind))
     with _key_lock(key):
         cached = _CACHE.get(key)
-        # A checkpoint rewritten in place keeps its path: serving the old weights
-        # would file their embeddings under the new file's content hash.
+        # A checkpoint rewritten in place keeps its path, a re-registered config its
+        # name: serving the old model would file its embeddings under the new key.
         if cached is not None and cached.source_signature == signature:
             return cached
         if kind == "timm":

@@ -63,6 +63,27 @@ def shared_config(name):
     return json.loads((SHARED_CONFIG_DIR / f"{name}.json").read_text())
 
 
+def architecture_config(name):
+    """The config a CLIP architecture is built from (towers, image size, preprocessing),
+    as registered now: skvlm's shared ones, else open_clip's (None where open_clip has
+    none, e.g. ``hf-hub:`` names). A config registered anew under an existing name
+    (``open_clip.add_model_config``) shows here, so cache keys can follow it."""
+    if is_shared_architecture(name):
+        return shared_config(name)
+    import open_clip
+
+    _register_open_clip_configs()
+    return open_clip.get_model_config(name)
+
+
+def architecture_signature(name, kind="clip"):
+    """:func:`architecture_config` as canonical JSON, for cache keys; "" for timm, whose
+    configs are code (timm's version covers them)."""
+    if kind != "clip":
+        return ""
+    return json.dumps(architecture_config(name), sort_keys=True, default=str)
+
+
 def open_clip_config(name):
     return json.loads((CONFIG_DIR / f"{name}.json").read_text())
 
