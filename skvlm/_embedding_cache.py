@@ -282,6 +282,11 @@ def resolve_cache(cache):
         return None
     if isinstance(cache, str) and cache == "memory":
         return EmbeddingCache(None)
+    if isinstance(cache, (str, os.PathLike)) and not os.fspath(cache).strip():
+        # Path("") is the working directory: an unset variable would fill it silently.
+        raise ValueError(
+            "cache='' is empty: pass None, 'memory', a folder or a joblib.Memory."
+        )
     location = getattr(cache, "location", cache)  # joblib.Memory
     if location is None:
         return EmbeddingCache(None)

@@ -524,6 +524,17 @@ def test_a_file_given_as_the_cache_folder_is_a_clear_error(tmp_path, tiny_images
     assert file.read_bytes() == b"not a folder"
 
 
+def test_an_empty_cache_path_is_refused_not_the_working_directory(
+    tmp_path, tiny_images, monkeypatch
+):
+    images, _ = tiny_images
+    monkeypatch.chdir(tmp_path)
+    for cache in ("", "  "):
+        with pytest.raises(ValueError, match="cache='' is empty"):
+            CLIPEncoder(**TINY, cache=cache).transform(images[:1])
+    assert list(tmp_path.iterdir()) == []  # nothing was written where it ran
+
+
 def test_a_cache_folder_that_cannot_be_created_warns_and_returns(tmp_path, tiny_images,
                                                                  monkeypatch):
     import pathlib
