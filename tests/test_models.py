@@ -504,6 +504,16 @@ def test_a_directory_or_an_empty_string_is_not_a_checkpoint(tmp_path, model, kin
         load_model(model, pretrained="", device="cpu", kind=kind)
 
 
+@pytest.mark.parametrize("model", ["skvlm-tiny", "skvlm-tiny-shared", "ViT-B-32"])
+def test_a_missing_checkpoint_file_is_the_same_error_for_every_clip(tmp_path, model):
+    from skvlm.models import CheckpointError
+
+    path = str(tmp_path / "nowhere.safetensors")
+    with pytest.raises(FileNotFoundError, match=re.escape(path)) as info:
+        load_model(model, pretrained=path, device="cpu")
+    assert isinstance(info.value, CheckpointError)
+
+
 def test_a_missing_timm_checkpoint_is_named_without_trying_the_network(tmp_path):
     pytest.importorskip("timm")
     from skvlm.models import CheckpointError

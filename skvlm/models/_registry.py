@@ -176,7 +176,12 @@ def resolve_pretrained(name, pretrained):
         return "openai" if "openai" in tags else tags[0]
     if Path(pretrained).expanduser().exists():
         return _checkpoint_path(pretrained)
+    looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or Path(
+        pretrained
+    ).suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz")
     if name in skvlm_model_names():
+        if looks_like_path:  # the same error as for open_clip's models
+            raise _CheckpointNotFound(f"Checkpoint file not found: {pretrained!r}.")
         raise ModelNotFound(
             f"pretrained={pretrained!r} is neither 'default', None nor an existing file "
             f"for skvlm's own model {name!r}."
@@ -185,9 +190,6 @@ def resolve_pretrained(name, pretrained):
 
     tags = open_clip.list_pretrained_tags_by_model(name)
     if pretrained not in tags:
-        looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or Path(
-            pretrained
-        ).suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz")
         if looks_like_path:
             raise _CheckpointNotFound(f"Checkpoint file not found: {pretrained!r}.")
         close = difflib.get_close_matches(pretrained, tags, n=5, cutoff=0.4)
