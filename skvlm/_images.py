@@ -158,8 +158,10 @@ def _decoded(decode, described):
     except (UnreadableImageError, MemoryError):
         raise
     except Image.DecompressionBombError as exc:  # over twice the limit: refused in open()
+        # Pillow's message quotes twice the limit; name the setting the user can change.
         raise UnreadableImageError(
-            f"Image {described} is too large: {exc} {_RAISE_LIMIT}"
+            f"Image {described} is too large: {exc} (Pillow refuses images over twice "
+            f"PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}). {_RAISE_LIMIT}"
         ) from None
     except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, ValueError...
         reason = str(exc).strip() or type(exc).__name__

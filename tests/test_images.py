@@ -84,6 +84,7 @@ def test_an_oversized_image_is_refused_before_it_is_decoded(tmp_path, monkeypatc
                 load_rgb(str(path))
         assert "big.png" in str(info.value) and size in str(info.value)
         assert "raise the limit" in str(info.value)
+        assert f"MAX_IMAGE_PIXELS = {limit}" in str(info.value)  # not Pillow's 2x figure
     assert decoded == []
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # exactly at the limit: allowed
     assert load_rgb(str(path)).size == (50, 40)
