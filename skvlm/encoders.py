@@ -41,10 +41,10 @@ _FILE_HASHES = {}
 
 def _file_identity(path):
     """Content hash of a file, memoised on its path and stat so a checkpoint is read once."""
-    stat = os.stat(path)
-    # The inode and ctime change on any rewrite, even one that restores the size and
-    # mtime (cp -p, rsync -t, a write within one timestamp tick); utime cannot set ctime.
-    memo_key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns)
+    from .models._loading import _file_signature
+
+    # The same signature the model cache checks, so a rewrite is seen by both.
+    memo_key = (str(path), _file_signature(path))
     if memo_key not in _FILE_HASHES:
         hasher = hashlib.blake2b(digest_size=20)
         with open(path, "rb") as handle:

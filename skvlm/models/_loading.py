@@ -344,7 +344,11 @@ def _load_checked(module, path, name, state=None):
 
 
 def _file_signature(pretrained):
-    """What changes whenever a local checkpoint is rewritten; None for tags and None."""
+    """What changes whenever a local checkpoint is rewritten; None for tags and None.
+
+    The inode and ctime change on any rewrite, even one that restores the size and
+    mtime (cp -p, rsync -t, a write within one timestamp tick); utime cannot set ctime.
+    """
     if not _is_local_file(pretrained):
         return None
     stat = Path(str(pretrained)).stat()
