@@ -8,7 +8,7 @@ STAMP := $(VENV)/.skvlm-installed
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 OUT ?= demo_out
 
-.PHONY: demo demo-quick test docs bench clean-venv
+.PHONY: demo demo-quick lint test docs bench clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 
 demo-quick: $(STAMP)
 	$(BIN)/python -m skvlm demo --quick --out $(OUT)
+
+# ruff (pyproject [tool.ruff]) and the layering contracts (pyproject [tool.importlinter]),
+# analysed on this checkout's sources.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

@@ -16,7 +16,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import open_clip
 import torch
 from safetensors.torch import save_file

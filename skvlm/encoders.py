@@ -54,7 +54,7 @@ def _file_identity(path):
     return _FILE_HASHES[memo_key]
 
 
-@functools.lru_cache(maxsize=None)  # package metadata is read once per process
+@functools.cache  # package metadata is read once per process
 def _library_versions(kind):
     """Versions of the libraries whose code shapes an embedding: decoding (Pillow),
     preprocessing and the forward pass (torch, torchvision, open_clip or timm), and

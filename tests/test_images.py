@@ -329,7 +329,7 @@ def test_every_converted_kind_embeds_to_finite_unit_rows(tmp_path):
     pixels = _gradient()
     paths = [
         _save(tmp_path, "a.jpg", Image.fromarray(pixels).convert("CMYK")),
-        _save(tmp_path, "b.png", Image.fromarray((pixels[..., 0].astype(np.uint16) * 257))),
+        _save(tmp_path, "b.png", Image.fromarray(pixels[..., 0].astype(np.uint16) * 257)),
         _save(tmp_path, "c.png", Image.fromarray(pixels).convert("P")),
         _save(tmp_path, "d.png", Image.fromarray(pixels).convert("LA")),
         _save(tmp_path, "e.tif", Image.fromarray(pixels[..., 0].astype(np.float32) / 255)),

@@ -6,7 +6,7 @@ import torch
 
 from skvlm.datasets import caption_vocabulary, make_scenes
 from skvlm.models._tokenizer import CompactTokenizer
-from skvlm.models.shared_clip import SharedCLIP, build_shared_clip
+from skvlm.models.shared_clip import build_shared_clip
 from skvlm.training import (
     ContrastiveTrainer,
     caption_distance,

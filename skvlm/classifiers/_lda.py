@@ -115,6 +115,7 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
                 "rows (averaged views do not help); with text weights the classifier "
                 "reduces to zero-shot.",
                 UserWarning,
+                stacklevel=3,  # fit -> sklearn's _fit_context wrapper -> the caller
             )
         self.means_ = means.astype(np.float32)
         self.precision_ = precision.astype(np.float32)

@@ -1,6 +1,5 @@
 """ZeroShotClassifier: CLIP's class-name text classifier."""
 
-import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from .._sklearn import _fit_context

@@ -10,9 +10,10 @@ import logging
 import math
 import pickle
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ._registry import (
     CheckpointError,

@@ -9,7 +9,7 @@ live in ``configs/shared/`` and are listed here.
 import difflib
 import json
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -40,7 +40,7 @@ class _CheckpointNotFound(CheckpointError, FileNotFoundError):
     """A checkpoint path that does not exist (catchable as either base)."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _register_open_clip_configs():
     import open_clip
 
