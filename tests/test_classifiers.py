@@ -369,18 +369,32 @@ def test_ape_matches_reference(problem):
 
 def test_ape_without_refinement_on_all_features_is_tip_adapter(problem):
     X, y, Q, _, W = problem
-    ape = APEClassifier(alpha=1.2, beta=3.0, gamma=0.0, text_weights=W).fit(X, y)  # 500 capped at 16
+    ape = APEClassifier(alpha=1.2, beta=3.0, gamma=0.0, n_features_to_select=500, text_weights=W)
+    with pytest.warns(UserWarning, match="keeps all 16 channels"):
+        ape.fit(X, y)  # 500 capped at 16
     np.testing.assert_array_equal(np.sort(ape.selected_features_), np.arange(16))
     np.testing.assert_allclose(ape.value_weights_, 1.0)
     tip = TipAdapterClassifier(alpha=1.2, beta=3.0, text_weights=W).fit(X, y)
     np.testing.assert_allclose(ape._scores(Q), tip._scores(Q), rtol=1e-5, atol=1e-4)
 
 
+def test_ape_channel_share_is_relative_to_the_width(problem):
+    X, y, _, _, W = problem
+    # 0.5 of 16 = 8 channels; 0.39 of 16 = 6.24 -> 6; an int is a count.
+    assert len(APEClassifier(text_weights=W).fit(X, y).selected_features_) == 8
+    assert len(APEClassifier(n_features_to_select=0.39, text_weights=W).fit(X, y).selected_features_) == 6
+    assert len(APEClassifier(n_features_to_select=5, text_weights=W).fit(X, y).selected_features_) == 5
+    with pytest.warns(UserWarning, match="no feature selection"):
+        APEClassifier(n_features_to_select=1.0, text_weights=W).fit(X, y)
+
+
 def test_ape_value_weight_hand_case():
     # d = 2, both features kept: key (1,0) of class 0 with text eye(2) gives
     # R = softmax(1, 0) = (0.731059, 0.268941); D = log2(1.000001/0.731060)
     # = 0.313261/0.693147 = 0.451940 bits; gamma = 1 -> weight e^0.451940 = 1.571359.
-    clf = APEClassifier(gamma=1.0, text_weights=np.eye(2)).fit(np.eye(2), [0, 1])
+    clf = APEClassifier(gamma=1.0, n_features_to_select=2, text_weights=np.eye(2))
+    with pytest.warns(UserWarning, match="keeps all 2 channels"):
+        clf.fit(np.eye(2), [0, 1])
     np.testing.assert_allclose(clf.value_weights_, [1.571359, 1.571359], rtol=1e-5)
 
 

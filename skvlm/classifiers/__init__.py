@@ -7,6 +7,7 @@ you pass) only when text weights have to be computed from class names.
 from ._ape import APEClassifier
 from ._lda import LDAClassifier
 from ._prototype import NearestPrototype
+from ._search import param_grid, select_params
 from ._tip import TipAdapterClassifier, TipXClassifier
 from ._zero_shot import ZeroShotClassifier
 
@@ -17,4 +18,6 @@ __all__ = [
     "TipAdapterClassifier",
     "TipXClassifier",
     "ZeroShotClassifier",
+    "param_grid",
+    "select_params",
 ]

@@ -1,5 +1,6 @@
 """APE (Zhu et al., ICCV 2023), training-free: adaptive prior refinement of the cache."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -9,11 +10,37 @@ from .._math import l2_normalize
 from .._sklearn import Interval, _fit_context
 from ._base import BATCH_SIZE_CONSTRAINT, _ScoreClassifierMixin, validate_queries
 from ._cache import cache_logits, chunked_scores, class_sums
+from ._search import reference_range
 from ._tip import _NON_NEGATIVE, _CacheModelMixin
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS
 
 # The reference's guard inside log2((L + eps) / (p + eps)).
 _KL_EPS = 1e-6
+
+#: APE's per-dataset training-free config (yangyangyang127/APE 70460de ``configs/<dataset>.yaml``
+#: lines 9-10 / ImageNet 12-13 and 18-23): search_scale (beta, alpha, gamma), search_step,
+#: training_free_feat_num (of RN50's 1024 channels) and w_training_free[1] (the variance weight).
+#: ``main.py:78-80`` turns scale and step into lists (beta, alpha from 0.1; gamma from 0) and
+#: ``:81-83`` loops beta, alpha, gamma.
+APE_REFERENCE_CONFIGS = {
+    "ImageNet": ((7, 7, 0.5), (200, 20, 5), 500, 0.3),
+    "Caltech101": ((7, 7, 1), (200, 20, 20), 800, 0.5),
+    "OxfordPets": ((7, 7, 1), (200, 20, 20), 800, 0.3),
+    "StanfordCars": ((10, 7, 1), (200, 20, 20), 500, 0.4),
+    "Flowers102": ((7, 7, 1), (200, 20, 20), 700, 0.6),
+    "Food101": ((7, 7, 1), (200, 20, 20), 700, 0.7),
+    "FGVCAircraft": ((20, 10, 1), (200, 20, 20), 800, 0.9),
+    "SUN397": ((10, 7, 1), (200, 20, 20), 800, 0.3),
+    "DTD": ((7, 7, 1), (200, 20, 20), 400, 0.5),
+    "EuroSAT": ((30, 5, 1.5), (200, 20, 20), 700, 0.1),
+    "UCF101": ((10, 7, 1.5), (200, 20, 20), 700, 0.7),
+}
+#: A small APE grid around the reference's ImageNet start (beta 1, alpha 2, gamma 0.1).
+APE_DEFAULT_GRID = {
+    "beta": [1.0, 3.0, 5.5, 8.0],
+    "alpha": [0.5, 1.0, 2.0, 4.0],
+    "gamma": [0.0, 0.1, 0.2, 0.4],
+}
 
 
 class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -42,8 +69,12 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         Strength of the value refinement. alpha, beta, gamma default to the reference's
         ImageNet ``init_*`` values; it then searches beta in [0.1, 7], alpha in
         [0.1, 7], gamma in [0, 0.5] on validation data.
-    n_features_to_select : int, default=500
-        Features kept (capped at the width; the reference uses 400-800 of RN50's 1024).
+    n_features_to_select : int or float in (0, 1], default=0.5
+        Features kept: a float is a share of the embedding width (rounded, at least
+        1), an int a count (capped at the width). The reference keeps 400-800 of
+        RN50's 1024 channels (0.39-0.78; ImageNet 500, about 0.5), so the default is
+        relative: an absolute 500 would keep 98 % of a 512-d ViT-B/32 embedding and
+        all of a 64-d one. Keeping every channel (no selection) is warned about.
     variance_weight : float in [0, 1], default=0.3
         λ of the criterion; the reference's ``w_training_free = [1 − λ, λ]`` (ImageNet:
         [0.7, 0.3]). Only the ratio matters for the ranking, so one number suffices.
@@ -85,7 +116,10 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         "alpha": _NON_NEGATIVE,
         "beta": _NON_NEGATIVE,
         "gamma": _NON_NEGATIVE,
-        "n_features_to_select": [Interval(Integral, 1, None, closed="left")],
+        "n_features_to_select": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(Real, 0, 1, closed="right"),
+        ],
         "variance_weight": [Interval(Real, 0, 1, closed="both")],
         **TEXT_PARAMETER_CONSTRAINTS,
         "batch_size": BATCH_SIZE_CONSTRAINT,
@@ -96,7 +130,7 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         alpha=2.0,
         beta=1.0,
         gamma=0.1,
-        n_features_to_select=500,
+        n_features_to_select=0.5,
         variance_weight=0.3,
         class_names=None,
         templates="openai",
@@ -136,7 +170,7 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
             )
         keys, text = self.cache_keys_.astype(np.float64), self.text_weights_.astype(np.float64)
         criterion = _selection_criterion(keys, text, self._class_starts, self.variance_weight)
-        k = min(self.n_features_to_select, self.n_features_in_)
+        k = self._n_selected()
         selected = np.argsort(-criterion, kind="stable")[:k]
         keys = l2_normalize(keys[:, selected]).astype(self.cache_keys_.dtype)
         own_prob = _own_class_probability(keys, l2_normalize(text[:, selected]), self.cache_classes_)
@@ -145,6 +179,36 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         self.cache_keys_ = keys
         self.value_weights_ = np.exp(self.gamma * divergence).astype(np.float32)
         return self
+
+    def _n_selected(self):
+        """Channels kept: a share of the width or a count, capped; warns when it is all."""
+        n, width = self.n_features_to_select, self.n_features_in_
+        k = min(n, width) if isinstance(n, Integral) else max(1, int(round(n * width)))
+        if k >= width:
+            warnings.warn(
+                f"APEClassifier keeps all {width} channels (n_features_to_select={n!r} on "
+                f"{width}-d embeddings): no feature selection happens and APE reduces to "
+                "Tip-Adapter with refined values. Give a share below 1 (e.g. 0.5, the "
+                "reference keeps 0.39-0.78 of RN50's channels) or a smaller count.",
+                UserWarning,
+            )
+        return k
+
+    @classmethod
+    def _search_grids(cls, search, dataset):
+        if search == "default":
+            return APE_DEFAULT_GRID
+        (beta_max, alpha_max, gamma_max), (n_beta, n_alpha, n_gamma), n_kept, weight = (
+            APE_REFERENCE_CONFIGS[dataset or "ImageNet"]
+        )
+        grid = {
+            "beta": reference_range(0.1, beta_max, n_beta),
+            "alpha": reference_range(0.1, alpha_max, n_alpha),
+            "gamma": reference_range(0.0, gamma_max, n_gamma),
+        }
+        if dataset is not None:  # its channel share of RN50's 1024 and its criterion weight
+            grid.update(n_features_to_select=[n_kept / 1024], variance_weight=[weight])
+        return grid
 
     def _scores(self, X):
         X = validate_queries(self, X)

@@ -12,6 +12,11 @@ from ._base import LOGIT_SCALE, _ScoreClassifierMixin, validate_queries, validat
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS, resolve_text_weights, uses_text
 
 
+#: GDA's alpha grid (mrflogs/ICLR24 560fe21 ``main_few_shots.py:70``); small enough to be
+#: the default too.
+LDA_REFERENCE_GRID = {"alpha": [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0]}
+
+
 class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
     """Gaussian discriminant analysis with a shared, shrunk covariance (GDA / "LDA").
 
@@ -128,6 +133,13 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
             else None
         )
         return self
+
+    @classmethod
+    def _search_grids(cls, search, dataset):
+        return LDA_REFERENCE_GRID
+
+    def _unused_search_params(self):
+        return () if uses_text(self) else ("alpha",)
 
     def _scores(self, X):
         X = validate_queries(self, X)

@@ -68,6 +68,10 @@ class NearestPrototype(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         self.prototypes_ = prototypes.astype(np.float32)
         return self
 
+    @classmethod
+    def _search_grids(cls, search, dataset):
+        return {}  # nothing to tune
+
     def _scores(self, X):
         X = validate_queries(self, X)
         return X @ self.prototypes_.T

@@ -15,9 +15,38 @@ from ._base import (
     validate_support,
 )
 from ._cache import cache_logits, chunked_scores, class_sums, sort_by_class
+from ._search import reference_range
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS, resolve_text_weights, uses_text
 
 _NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
+
+#: Tip-Adapter's search_scale [beta_max, alpha_max] per dataset (gaopengcuhk/Tip-Adapter
+#: d0e2d6f ``configs/<dataset>.yaml:17``, search_step [200, 20] at ``:18``); ``utils.py:103-104``
+#: turns each into a list from 0.1, and ``:109-110`` loops beta outside alpha.
+TIP_ADAPTER_SEARCH_SCALES = {
+    "ImageNet": (7, 3), "Caltech101": (12, 5), "OxfordPets": (7, 3), "StanfordCars": (20, 10),
+    "Flowers102": (50, 50), "Food101": (10, 10), "FGVCAircraft": (30, 30), "SUN397": (12, 10),
+    "DTD": (13, 13), "EuroSAT": (12, 10), "UCF101": (7, 3),
+}
+#: A small grid around the paper's ImageNet optimum (beta 5.5, alpha 1) and the per-dataset
+#: ranges above; a study's default.
+TIP_ADAPTER_DEFAULT_GRID = {
+    "beta": [1.0, 2.0, 3.5, 5.5, 8.0, 12.0],
+    "alpha": [0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
+}
+#: SuS-X's Tip-X grid (vishaal27/SuS-X d7d4d37 ``tipx.py:70-75``, loops alpha, beta, gamma at
+#: ``:81-97``): 20 x 200 x 50 values.
+TIP_X_REFERENCE_GRID = {
+    "alpha": reference_range(0.1, 50, 20),
+    "beta": reference_range(1, 50, 200),
+    "gamma": reference_range(0.1, 30, 50),
+}
+#: A small Tip-X grid (a study's default).
+TIP_X_DEFAULT_GRID = {
+    "alpha": [0.5, 1.0, 2.0, 4.0, 8.0],
+    "beta": [1.0, 3.0, 5.5, 8.0],
+    "gamma": [0.1, 0.3, 1.0, 3.0],
+}
 
 
 class _CacheModelMixin:
@@ -127,6 +156,16 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
         """
         self._fit_cache(X, y, require_text=False)
         return self
+
+    @classmethod
+    def _search_grids(cls, search, dataset):
+        if search == "default":
+            return TIP_ADAPTER_DEFAULT_GRID
+        beta_max, alpha_max = TIP_ADAPTER_SEARCH_SCALES[dataset or "ImageNet"]
+        return {"beta": reference_range(0.1, beta_max, 200), "alpha": reference_range(0.1, alpha_max, 20)}
+
+    def _unused_search_params(self):
+        return () if uses_text(self) else ("alpha",)
 
     def _scores(self, X):
         X = validate_queries(self, X)
@@ -268,6 +307,10 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
             self._ranges(self.cache_keys_) if self.rescale == "fit" else (None, None)
         )
         return self
+
+    @classmethod
+    def _search_grids(cls, search, dataset):
+        return TIP_X_DEFAULT_GRID if search == "default" else TIP_X_REFERENCE_GRID
 
     def _log_signatures(self, X):
         return log_softmax((X @ self.text_weights_.T) / X.dtype.type(self.temperature))

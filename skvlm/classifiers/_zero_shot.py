@@ -79,6 +79,10 @@ class ZeroShotClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         self.text_weights_ = resolve_text_weights(self, self.classes_, self.n_features_in_)
         return self
 
+    @classmethod
+    def _search_grids(cls, search, dataset):
+        return {}  # nothing to tune
+
     def _scores(self, X):
         X = validate_queries(self, X)
         return X @ (LOGIT_SCALE * self.text_weights_.T).astype(X.dtype)

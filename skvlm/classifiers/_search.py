@@ -1,0 +1,264 @@
+"""Hyper-parameter grids that live with the classifiers, and a validation-set search.
+
+Every few-shot reference chooses its hyper-parameters on a validation split
+(Tip-Adapter ``main.py:47``, SuS-X ``tipx.py:68-111``, ICLR24 ``main_few_shots.py:68-77``,
+APE ``main.py:74-93``, CODER ``classify_few_shot.py:37-70``). :func:`param_grid` returns
+the grid of a classifier as a ``GridSearchCV`` ``param_grid`` (a dict of lists), in one
+of two sizes: ``"default"``, a few values per parameter around the published optima
+that keep a study fast, and ``"reference"``, the reference code's own grid.
+:func:`select_params` scores a grid on a validation set (and only on it) and returns
+the best values; for the training-free classifiers it computes the affinities once per
+sharpness and treats the linear weights as a sweep, so a grid costs little more than one
+fit and predict.
+"""
+
+import itertools
+import numbers
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_consistent_length, column_or_1d
+
+from .._sklearn import validate_parameter_constraints
+
+_SEARCHES = ("default", "reference")
+
+
+def reference_range(low, high, n_steps):
+    """The references' search list ``[low + i (high - low) / n_steps for i < n_steps]``.
+
+    Tip-Adapter, APE and SuS-X all build their grids this way from a
+    ``search_scale`` and a ``search_step`` (``high`` itself is never reached).
+
+    Examples
+    --------
+    >>> reference_range(0.1, 3, 4)
+    [0.1, 0.825, 1.55, 2.275]
+    """
+    return [round(low + i * (high - low) / n_steps, 12) for i in range(n_steps)]
+
+
+def param_grid(estimator, search="default", *, dataset=None):
+    """The hyper-parameter grid of a skvlm classifier, as a ``GridSearchCV`` param_grid.
+
+    Parameters
+    ----------
+    estimator : estimator instance or class
+        A skvlm classifier. Given an instance, parameters its configuration ignores
+        are left out (e.g. ``alpha``, the text weight, of an image-only
+        :class:`LDAClassifier` or :class:`TipAdapterClassifier`).
+    search : {"default", "reference"}, default="default"
+        ``"default"``: a small grid around the published optima (fast enough for the
+        demo); ``"reference"``: the reference code's own grid (thousands of points
+        for the cache models; see each classifier's ``_SEARCH_GRIDS`` source lines).
+    dataset : str or None, default=None
+        A CoOp dataset name (``"DTD"``, ``"Flowers102"``, ...): with
+        ``search="reference"``, the reference's per-dataset config where it has one
+        (Tip-Adapter, APE); None means its ImageNet config. The other grids do not
+        depend on the dataset.
+
+    Returns
+    -------
+    dict of str to list
+        Parameter name to candidate values. Its key order is the search order of
+        :func:`select_params` (the first key varies slowest), the references' loop
+        order.
+
+    Examples
+    --------
+    >>> from skvlm.classifiers import TipAdapterClassifier, param_grid
+    >>> grid = param_grid(TipAdapterClassifier)
+    >>> list(grid)
+    ['beta', 'alpha']
+    >>> len(param_grid(TipAdapterClassifier, "reference")["beta"])
+    200
+    """
+    if search not in _SEARCHES:
+        raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
+    cls = estimator if isinstance(estimator, type) else type(estimator)
+    grids = getattr(cls, "_search_grids", None)
+    if grids is None:
+        raise TypeError(
+            f"{cls.__name__} has no skvlm search grid; param_grid knows the skvlm "
+            "classifiers (TipAdapterClassifier, TipXClassifier, APEClassifier, "
+            "LDAClassifier, CODERClassifier, LinearProbeClassifier, ...)."
+        )
+    grid = grids(search, check_reference_dataset(dataset))
+    if not isinstance(estimator, type):
+        unused = estimator._unused_search_params() if hasattr(estimator, "_unused_search_params") else ()
+        grid = {name: values for name, values in grid.items() if name not in unused}
+    return {name: list(values) for name, values in grid.items()}
+
+
+#: The 11 CoOp datasets (skvlm.datasets.COOP_DATASETS' names) the references configure.
+COOP_NAMES = (
+    "ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101",
+    "FGVCAircraft", "SUN397", "DTD", "EuroSAT", "UCF101",
+)
+
+
+def check_reference_dataset(dataset):
+    """The canonical CoOp name of ``dataset`` (case-insensitive), or None for None."""
+    if dataset is None:
+        return None
+    by_key = {name.lower(): name for name in COOP_NAMES}
+    key = str(dataset).lower()
+    if key not in by_key:
+        raise ValueError(
+            f"The references have no config for dataset {dataset!r}; known: "
+            f"{sorted(COOP_NAMES)}, or None for their ImageNet configs."
+        )
+    return by_key[key]
+
+
+def grid_combinations(grid):
+    """Every combination of ``grid``, the first key varying slowest."""
+    names = list(grid)
+    return [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+
+
+def _check_grid(estimator, grid):
+    """Resolve "default"/"reference", check names, emptiness and every value's range."""
+    if isinstance(grid, str):
+        grid = param_grid(estimator, grid)
+    if not isinstance(grid, dict):
+        raise TypeError(
+            f"grid must be a dict of parameter name -> list of values (or 'default' / "
+            f"'reference'), got {type(grid).__name__}."
+        )
+    name = type(estimator).__name__
+    valid = estimator.get_params(deep=False)
+    constraints = getattr(estimator, "_parameter_constraints", {})
+    checked = {}
+    for key, values in grid.items():
+        if key not in valid:
+            raise ValueError(
+                f"grid parameter {key!r} is not a parameter of {name}; its parameters "
+                f"are {sorted(valid)}."
+            )
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise TypeError(f"grid[{key!r}] must be a list of values, got {values!r}.")
+        values = list(values)
+        if not values:
+            raise ValueError(f"grid[{key!r}] is empty; give at least one value.")
+        for value in values:
+            if key in constraints:
+                try:
+                    validate_parameter_constraints(
+                        {key: constraints[key]}, {key: value}, caller_name=name
+                    )
+                except (ValueError, TypeError) as error:  # sklearn's InvalidParameterError
+                    raise type(error)(f"In the grid: {error}") from None
+        checked[key] = values
+    return checked
+
+
+def select_params(estimator, X_support, y_support, X_val, y_val, grid="default"):
+    """Choose hyper-parameters by accuracy on a validation set (never on test rows).
+
+    Each combination is fitted on the support rows and scored on the validation
+    rows only; nothing else is predicted.
+
+    Parameters
+    ----------
+    estimator : classifier
+        Its other parameters are kept; it is not modified.
+    X_support, y_support : array-like
+        The k-shot support set the method is fitted on.
+    X_val, y_val : array-like
+        The validation rows (disjoint from the support and from any test set).
+    grid : dict of str to list, "default" or "reference", default="default"
+        Candidate values per parameter (:func:`param_grid` gives each classifier's).
+        Every value is checked against the parameter's valid range first.
+
+    Returns
+    -------
+    best_params : dict
+        The combination of highest validation accuracy. Ties go to the first
+        combination in the grid's order: keys in the dict's order, the first key
+        varying slowest, values in the order given (the references' nested loops
+        keep the first best the same way, ``if acc > best_acc``).
+    table : dict
+        ``"params"`` (every combination, in search order), ``"param_<name>"`` (the
+        values of each parameter) and ``"accuracy"`` (validation accuracy, a fraction):
+        like ``GridSearchCV.cv_results_``, a ``pandas.DataFrame(table)`` away from a table.
+
+    Notes
+    -----
+    Classifiers with a vectorised search (Tip-Adapter, Tip-X, APE, LDA, CODER) are
+    fitted once per value of the parameters that change the fit, and score the rest
+    of the grid on cached affinities; the result equals fitting each combination.
+    Any other estimator is cloned, ``set_params`` and fitted per combination.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skvlm.classifiers import TipAdapterClassifier, select_params
+    >>> X = np.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0], [-0.1, 1.0]])
+    >>> best, table = select_params(TipAdapterClassifier(), X, [0, 0, 1, 1],
+    ...                             [[0.9, 0.3], [0.2, 0.8]], [0, 1], {"beta": [1.0, 5.0]})
+    >>> best, table["accuracy"].tolist()
+    ({'beta': 1.0}, [1.0, 1.0])
+    """
+    grid = _check_grid(estimator, grid)
+    y_val = column_or_1d(y_val, warn=True)
+    check_consistent_length(X_val, y_val)
+    if len(y_val) == 0:
+        raise ValueError("select_params needs at least one validation row; got none.")
+    combos = grid_combinations(grid)
+    correct = _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos)
+    if correct is None:
+        correct = _generic_correct(estimator, X_support, y_support, X_val, y_val, combos)
+    accuracy = np.asarray(correct, dtype=np.float64) / len(y_val)
+    best = int(np.argmax(accuracy))  # first maximum: the first best in search order
+    table = {"params": combos}
+    for key in grid:
+        table[f"param_{key}"] = [combo[key] for combo in combos]
+    table["accuracy"] = accuracy
+    return dict(combos[best]), table
+
+
+def _generic_correct(estimator, X_support, y_support, X_val, y_val, combos):
+    correct = []
+    for combo in combos:
+        fitted = clone(estimator).set_params(**combo).fit(X_support, y_support)
+        correct.append(int(np.sum(fitted.predict(X_val) == y_val)))
+    return correct
+
+
+def _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos):
+    """Correct counts per combination through ``_grid_correct``, or None if not possible.
+
+    The parameters an estimator's ``_grid_correct`` sweeps without a refit are in
+    its ``_grid_params``; combinations are grouped by the values of all the others
+    (one fit per group, in first-appearance order).
+    """
+    swept = getattr(estimator, "_grid_params", None)
+    if swept is None or not hasattr(estimator, "_grid_correct"):
+        return None
+    groups = {}
+    for index, combo in enumerate(combos):
+        refit = tuple(sorted((k, _hashable(v)) for k, v in combo.items() if k not in swept))
+        groups.setdefault(refit, []).append(index)
+    correct = np.zeros(len(combos), dtype=np.int64)
+    for indices in groups.values():
+        first = combos[indices[0]]
+        fitted = clone(estimator).set_params(**first).fit(X_support, y_support)
+        target = _class_indices(fitted.classes_, y_val)
+        sweep = [{k: v for k, v in combos[i].items() if k in swept} for i in indices]
+        correct[indices] = fitted._grid_correct(X_val, target, sweep)
+    return correct
+
+
+def _class_indices(classes, y):
+    """Index of each label in ``classes``; -1 (never predicted) for unseen labels."""
+    position = np.searchsorted(classes, y)
+    position = np.clip(position, 0, len(classes) - 1)
+    found = classes[position] == y
+    return np.where(found, position, -1)
+
+
+def _hashable(value):
+    if isinstance(value, (numbers.Number, str, bool, type(None))):
+        return value
+    return repr(value)

@@ -1,0 +1,152 @@
+"""The grids that live with the classifiers (param_grid) and the validation search (select_params)."""
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+from skvlm.classifiers import (
+    APEClassifier,
+    LDAClassifier,
+    NearestPrototype,
+    TipAdapterClassifier,
+    TipXClassifier,
+    ZeroShotClassifier,
+    param_grid,
+    select_params,
+)
+from skvlm.classifiers._search import grid_combinations, reference_range
+
+
+def _problem(seed=0, n_classes=5, shots=4, n_val=40, d=16):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_classes, d))
+    y = np.repeat(np.arange(n_classes), shots)
+    X = centers[y] + 1.0 * rng.normal(size=(len(y), d))
+    y_val = rng.integers(0, n_classes, n_val)
+    X_val = centers[y_val] + 1.0 * rng.normal(size=(n_val, d))
+    W = centers + 0.7 * rng.normal(size=(n_classes, d))
+    return X, y, X_val, y_val, W
+
+
+def test_reference_grids_are_the_reference_lists():
+    # Tip-Adapter ImageNet: search_scale [7, 3], search_step [200, 20] ->
+    # beta_i = i (7 - 0.1) / 200 + 0.1, alpha_i = i (3 - 0.1) / 20 + 0.1 (utils.py:103-104).
+    grid = param_grid(TipAdapterClassifier, "reference")
+    assert list(grid) == ["beta", "alpha"]
+    assert len(grid["beta"]) == 200 and len(grid["alpha"]) == 20
+    assert grid["beta"][:2] == [0.1, 0.1345] and grid["beta"][-1] == pytest.approx(6.9655)
+    assert grid["alpha"][1] == pytest.approx(0.245) and grid["alpha"][-1] == pytest.approx(2.855)
+    # per-dataset scales (Flowers102 [50, 50]); the dataset name is case-insensitive.
+    assert param_grid(TipAdapterClassifier, "reference", dataset="flowers102")["alpha"][1] == pytest.approx(2.595)
+    # SuS-X: alpha 20 in [0.1, 50), beta 200 in [1, 50), gamma 50 in [0.1, 30).
+    tipx = param_grid(TipXClassifier, "reference")
+    assert [len(v) for v in tipx.values()] == [20, 200, 50]
+    assert tipx["beta"][:2] == [1.0, 1.245] and tipx["gamma"][1] == pytest.approx(0.698)
+    # APE ImageNet: gamma = i * 0.5 / 5, i < 5.
+    assert param_grid(APEClassifier, "reference")["gamma"] == [0.0, 0.1, 0.2, 0.3, 0.4]
+    dtd = param_grid(APEClassifier, "reference", dataset="DTD")
+    assert dtd["n_features_to_select"] == [400 / 1024] and dtd["variance_weight"] == [0.5]
+    assert param_grid(LDAClassifier, "reference")["alpha"] == [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0]
+    assert param_grid(NearestPrototype) == {} and param_grid(ZeroShotClassifier()) == {}
+
+
+def test_reference_range_hand_case():
+    assert reference_range(0.0, 1.0, 4) == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_instance_grids_drop_parameters_the_configuration_ignores():
+    assert param_grid(LDAClassifier()) == {}
+    assert list(param_grid(LDAClassifier(text_weights=np.eye(2)))) == ["alpha"]
+    assert list(param_grid(TipAdapterClassifier())) == ["beta"]
+
+
+def test_param_grid_bad_input():
+    with pytest.raises(ValueError, match="search must be one of"):
+        param_grid(TipAdapterClassifier, "fine")
+    with pytest.raises(ValueError, match="no config for dataset 'Pets'"):
+        param_grid(TipAdapterClassifier, "reference", dataset="Pets")
+    with pytest.raises(TypeError, match="has no skvlm search grid"):
+        param_grid(GridSearchCV)
+
+
+def test_param_grid_is_a_grid_search_param_grid():
+    X, y, _, _, W = _problem()
+    search = GridSearchCV(TipAdapterClassifier(text_weights=W), param_grid(TipAdapterClassifier), cv=2)
+    search.fit(X, y)
+    assert len(search.cv_results_["params"]) == 36
+
+
+def test_grid_order_is_the_first_key_slowest():
+    assert grid_combinations({"b": [1, 2], "a": [3, 4]}) == [
+        {"b": 1, "a": 3}, {"b": 1, "a": 4}, {"b": 2, "a": 3}, {"b": 2, "a": 4}
+    ]
+
+
+def test_ties_go_to_the_first_combination_in_grid_order():
+    # Two well-separated classes: every (beta, alpha) classifies the validation rows right.
+    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    grid = {"beta": [8.0, 1.0], "alpha": [4.0, 0.5]}
+    best, table = select_params(TipAdapterClassifier(text_weights=np.eye(2)), X, [0, 0, 1, 1], X, [0, 0, 1, 1], grid)
+    assert table["accuracy"].tolist() == [1.0] * 4
+    assert best == {"beta": 8.0, "alpha": 4.0}
+    assert table["param_beta"] == [8.0, 8.0, 1.0, 1.0]
+
+
+def test_the_best_combination_is_the_best_validation_accuracy_and_refits_the_same():
+    X, y, X_val, y_val, W = _problem()
+    grid = {"beta": [0.5, 5.0, 50.0], "alpha": [0.0, 1.0, 30.0]}
+    est = TipAdapterClassifier(text_weights=W)
+    best, table = select_params(est, X, y, X_val, y_val, grid)
+    accs = [np.mean(est.set_params(**c).fit(X, y).predict(X_val) == y_val) for c in grid_combinations(grid)]
+    np.testing.assert_allclose(table["accuracy"], accs)
+    assert best == grid_combinations(grid)[int(np.argmax(accs))]
+
+
+class _Spy:
+    """Records the row count of every array a classifier scores."""
+
+    def __init__(self, monkeypatch, classes):
+        self.seen = []
+        for cls in classes:
+            for name in ("_scores", "_grid_correct"):
+                if hasattr(cls, name):
+                    monkeypatch.setattr(cls, name, self._wrap(getattr(cls, name)))
+
+    def _wrap(self, method):
+        def recorded(est, X, *args):
+            self.seen.append(np.asarray(X).copy())
+            return method(est, X, *args)
+
+        return recorded
+
+
+@pytest.mark.parametrize("make", [
+    lambda W: TipAdapterClassifier(text_weights=W),
+    lambda W: TipXClassifier(text_weights=W),
+    lambda W: APEClassifier(text_weights=W, n_features_to_select=8),
+    lambda W: LDAClassifier(text_weights=W),
+])
+def test_search_scores_only_validation_rows_and_ignores_any_test_set(monkeypatch, make):
+    X, y, X_val, y_val, W = _problem()
+    spy = _Spy(monkeypatch, [TipAdapterClassifier, TipXClassifier, APEClassifier, LDAClassifier])
+    est = make(W)
+    best, table = select_params(est, X, y, X_val, y_val, "default")
+    assert spy.seen and all(np.array_equal(seen, X_val) for seen in spy.seen)
+    # the same support + validation with other test sets cannot change the choice: the
+    # search never sees them; rerunning it gives the same values.
+    assert select_params(est, X, y, X_val, y_val, "default")[0] == best
+
+
+def test_grid_values_outside_their_range_are_clear_errors():
+    X, y, X_val, y_val, W = _problem()
+    est = TipAdapterClassifier(text_weights=W)
+    with pytest.raises(ValueError, match=r"In the grid: The 'beta' parameter of TipAdapterClassifier"):
+        select_params(est, X, y, X_val, y_val, {"beta": [1.0, -2.0]})
+    with pytest.raises(ValueError, match="'gamma' is not a parameter of TipAdapterClassifier"):
+        select_params(est, X, y, X_val, y_val, {"gamma": [1.0]})
+    with pytest.raises(ValueError, match=r"grid\['beta'\] is empty"):
+        select_params(est, X, y, X_val, y_val, {"beta": []})
+    with pytest.raises(ValueError, match="validation row"):
+        select_params(est, X, y, X_val[:0], y_val[:0], {"beta": [1.0]})
+    with pytest.raises(ValueError, match="features"):
+        select_params(est, X, y, X_val[:, :3], y_val, {"beta": [1.0]})
