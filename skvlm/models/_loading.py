@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._hub import check_weights_reachable
 from ._registry import (
     CheckpointError,
     architecture_signature,
@@ -455,6 +456,8 @@ def _build_open_clip(name, pretrained):
         tokenizer = _compact_tokenizer(words, config["text_cfg"]["context_length"])
         kwargs["text_cfg"] = {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}
     local_file = _is_local_file(pretrained)
+    if not local_file:
+        check_weights_reachable(name, pretrained)  # offline: fail in seconds, not minutes
     with _seeded_init():
         try:
             # A local file is loaded by skvlm itself (safely, with a shape check);
@@ -467,7 +470,7 @@ def _build_open_clip(name, pretrained):
             if pretrained is not None and not Path(str(pretrained)).exists():
                 raise WeightsUnavailableError(
                     f"Could not fetch the pretrained weights {pretrained!r} of {name!r}: "
-                    f"{type(exc).__name__}: {str(exc)[:200]}. Without network access, "
+                    f"{type(exc).__name__}: {exc}. Without network access, "
                     f"download the checkpoint elsewhere and pass its local path, e.g. "
                     f"CLIPEncoder(model={name!r}, pretrained='/path/to/checkpoint.safetensors')."
                 ) from exc

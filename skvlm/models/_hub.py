@@ -1,0 +1,161 @@
+"""Fail fast, and say why, when pretrained weights must come from a hub that is out of reach.
+
+open_clip fetches a pretrained tag through ``huggingface_hub``, which retries each
+candidate file with back-off: offline, one tag costs about 50 s before an error whose
+text is truncated. :func:`check_weights_reachable` runs first: weights already in
+the local cache go ahead untouched; otherwise ``HF_HUB_OFFLINE`` stops at once, and a
+single HTTP request with a short timeout (no retry) decides whether the download is
+worth trying.
+"""
+
+import os
+import threading
+from pathlib import Path
+
+from ._registry import WeightsUnavailableError
+
+PROBE_TIMEOUT_S = 3.0
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_HF_PREFIX = "hf-hub:"
+
+
+def hub_offline():
+    """True when ``HF_HUB_OFFLINE`` is set to 1/ON/YES/TRUE (now, or when the hub was imported)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE:
+        return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def _weights_source(model, tag):
+    """(kind, where, cached files to look for) of an open_clip name and tag, or None.
+
+    ``kind`` is "hf" (``where`` is a repo id) or "url"; None when open_clip has no
+    download for it (an unknown tag is open_clip's to report).
+    """
+    from open_clip import pretrained as oc_pretrained
+    from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    if model.startswith(_HF_PREFIX):
+        return "hf", model[len(_HF_PREFIX):], (HF_CONFIG_NAME,)
+    cfg = oc_pretrained.get_pretrained_cfg(model, tag)
+    if not cfg or "file" in cfg:
+        return None
+    hub = cfg.get("hf_hub", "")
+    if hub and oc_pretrained.has_hf_hub():
+        repo_id, filename = os.path.split(hub)
+        filename = filename or HF_WEIGHTS_NAME
+        names = (filename,)
+        if filename == HF_WEIGHTS_NAME:
+            names = (HF_SAFE_WEIGHTS_NAME, filename)
+        elif filename.endswith((".bin", ".pth")):
+            names = (filename[:-4] + ".safetensors", filename)
+        return "hf", repo_id, names
+    if cfg.get("url"):
+        return "url", cfg["url"], (os.path.basename(cfg["url"]),)
+    return None
+
+
+def _cached(kind, where, names):
+    """Whether one of the files is already in the local cache open_clip reads."""
+    if kind == "url":
+        folder = Path("~/.cache/clip").expanduser()
+        return any((folder / name).is_file() for name in names)
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(where, name), str) for name in names)
+
+
+def _cache_location(kind):
+    if kind == "url":
+        return str(Path("~/.cache/clip").expanduser())
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _probe_url(kind, where, names):
+    if kind == "url":
+        return where
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT.rstrip('/')}/{where}/resolve/main/{names[0]}"
+
+
+def probe(url, timeout=PROBE_TIMEOUT_S):
+    """None when ``url``'s server answers one HEAD request (any status), else the reason.
+
+    One attempt, no retry; the request runs in a daemon thread so that a name lookup
+    that hangs is bounded by ``timeout`` too.
+    """
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # a 3xx answer: the hub is there
+            return None
+
+    outcome = {}
+
+    def ask():
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            opener.open(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+        except urllib.error.HTTPError:
+            pass  # the server answered
+        except Exception as exc:  # noqa: BLE001 - refused, reset, DNS, TLS, timeout ...
+            reason = getattr(exc, "reason", exc)
+            text = " ".join(str(reason).split())
+            outcome["error"] = f"{type(reason).__name__}: {text}" if text else type(reason).__name__
+
+    thread = threading.Thread(target=ask, name="skvlm-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    if thread.is_alive():
+        return f"no answer within {timeout:g} s"
+    return outcome.get("error")
+
+
+def unavailable_error(model, tag, reason, *, cache=None):
+    """The WeightsUnavailableError for ``model``/``tag``: one complete line, what to do."""
+    where = f" ({cache})" if cache else ""
+    return WeightsUnavailableError(
+        f"Cannot load the pretrained weights {tag!r} of {model!r}: they are not in the "
+        f"local cache{where}, and {reason}. Without network access, download the "
+        f"checkpoint on another machine and pass its local path, e.g. "
+        f"CLIPEncoder(model={model!r}, pretrained='/path/to/open_clip_model.safetensors') "
+        f"(on the command line: --pretrained /path/to/file), or pretrained=None for "
+        f"random weights. Set HF_HUB_OFFLINE=1 to fail at once without asking the hub, "
+        f"and to load cached weights without network access."
+    )
+
+
+def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S):
+    """Raise WeightsUnavailableError now if ``tag`` of ``model`` can be neither read nor fetched.
+
+    Weights in the local cache return at once. Otherwise ``HF_HUB_OFFLINE`` raises
+    without any network access, and a hub that does not answer one request within
+    ``timeout`` seconds raises; a hub that answers lets open_clip download.
+    """
+    if tag is None and not model.startswith(_HF_PREFIX):
+        return  # random weights: nothing to fetch
+    source = _weights_source(model, tag)
+    if source is None:
+        return
+    kind, where, names = source
+    if _cached(kind, where, names):
+        return
+    cache = _cache_location(kind)
+    if kind == "hf" and hub_offline():
+        raise unavailable_error(model, tag, "HF_HUB_OFFLINE is set, so the hub was not asked",
+                                cache=cache)
+    url = _probe_url(kind, where, names)
+    reason = probe(url, timeout)
+    if reason is not None:
+        from urllib.parse import urlsplit
+
+        host = urlsplit(url).netloc
+        raise unavailable_error(model, tag, f"{host} cannot be reached ({reason})", cache=cache)
