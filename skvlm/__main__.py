@@ -8,8 +8,10 @@ exit status 2, never a traceback.
 import argparse
 import sys
 
-_FEWSHOT_METHODS = ("zeroshot", "prototype", "prototype_pca", "lda", "tip_adapter", "tip_x", "ape")
-_RETRIEVAL_METHODS = ("raw", "inversion", "pca")
+from .studies._methods import DEFAULT_FEWSHOT, REGISTRY, RETRIEVAL_METHODS
+
+_FEWSHOT_METHODS = tuple(REGISTRY)
+_RETRIEVAL_METHODS = tuple(RETRIEVAL_METHODS)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,8 +119,8 @@ def build_parser(with_train_tiny=False):
 
     fewshot = commands.add_parser(
         "fewshot", help="few-shot classification study on an image folder",
-        description="k-shot classification of an image folder by zero-shot, "
-                    "NearestPrototype (with and without PCA←), LDA, Tip-Adapter and Tip-X.",
+        description="k-shot classification of an image folder by "
+                    + ", ".join(method.label for method in REGISTRY.values()) + ".",
     )
     _add_real_data_options(fewshot, "skvlm-fewshot")
     fewshot.add_argument("--shots", type=_positive_int_list, default=[1, 2, 4, 8, 16],
@@ -128,7 +130,7 @@ def build_parser(with_train_tiny=False):
     fewshot.add_argument("--methods", type=_methods(_FEWSHOT_METHODS), default=None,
                          metavar="M,M,...",
                          help="any of " + ", ".join(_FEWSHOT_METHODS)
-                              + " (default: all but ape)")
+                              + " (default: " + ",".join(DEFAULT_FEWSHOT) + ")")
     fewshot.add_argument("--templates", default="openai", choices=["openai", "simple"],
                          help="prompt templates of the class-name classifier (default: openai)")
 

@@ -1,0 +1,104 @@
+"""The few-shot method registry: one entry per method, the only place that knows it.
+
+Each :class:`FewShotMethod` says how the method is labelled in tables and figures,
+which estimator it runs, whether it needs the class-name text classifier, whether a
+PCA← projection comes first, and whether it is in the default method list. The
+studies and the command line read everything from :data:`REGISTRY`; adding a method is
+one entry here plus its estimator in :mod:`skvlm.classifiers`.
+
+The module imports nothing but the standard library, so that the command line can
+build its parser from the registry without loading scikit-learn; estimators are named
+here and imported when a pipeline is built.
+"""
+
+import importlib
+from dataclasses import dataclass, field
+
+__all__ = ["DEFAULT_FEWSHOT", "FEWSHOT_METHODS", "REGISTRY", "RETRIEVAL_METHODS", "FewShotMethod"]
+
+#: Retrieval methods: key -> label. "inversion" is OTI for image queries, OVI for text.
+RETRIEVAL_METHODS = {"raw": "raw", "inversion": "OTI / OVI", "pca": "PCA←"}
+
+
+@dataclass(frozen=True)
+class FewShotMethod:
+    """One few-shot method of the studies.
+
+    Parameters
+    ----------
+    key : str
+        The name in ``methods=``, CSVs, ``summary.json`` and on the command line.
+    label : str
+        The name in tables and figures.
+    estimator : str
+        The name of the classifier class in :mod:`skvlm.classifiers`.
+    text : {"none", "optional", "required"}, default="none"
+        ``"required"``: the method is skipped without class-name text weights;
+        ``"optional"``: it runs image-only without them; ``"none"``: it takes none.
+    pca : bool, default=False
+        A :class:`~skvlm.projection.ClassSubspaceProjector` onto class-name text rows
+        comes first (the method is skipped without them).
+    default : bool, default=True
+        Whether the method is in the default method list.
+    params : dict, default={}
+        Constructor parameters of the estimator other than ``text_weights``.
+    """
+
+    key: str
+    label: str
+    estimator: str
+    text: str = "none"
+    pca: bool = False
+    default: bool = True
+    params: dict = field(default_factory=dict)
+
+    @property
+    def uses_text(self):
+        """Whether the method reads class-name text embeddings at all."""
+        return self.text != "none" or self.pca
+
+    @property
+    def estimator_class(self):
+        """The classifier class itself."""
+        return getattr(importlib.import_module("skvlm.classifiers"), self.estimator)
+
+    def pipeline(self, text_weights=None, pca_text_embeddings=None):
+        """The method's unfitted ``Pipeline``, or a string saying why it cannot run."""
+        from sklearn.pipeline import Pipeline
+
+        from ..projection import ClassSubspaceProjector
+
+        if self.pca and pca_text_embeddings is None:
+            return "no class-name text embeddings for PCA←"
+        if self.text == "required" and text_weights is None:
+            return "needs class-name text weights"
+        params = dict(self.params)
+        if self.text != "none" and text_weights is not None:
+            params["text_weights"] = text_weights
+        steps = []
+        if self.pca:
+            steps.append(("pca", ClassSubspaceProjector(text_embeddings=pca_text_embeddings)))
+        steps.append(("clf", self.estimator_class(**params)))
+        return Pipeline(steps)
+
+
+_ENTRIES = [
+    FewShotMethod("zeroshot", "zero-shot", "ZeroShotClassifier", text="required"),
+    FewShotMethod("prototype", "NearestPrototype", "NearestPrototype"),
+    FewShotMethod("prototype_pca", "NearestPrototype + PCA←", "NearestPrototype",
+                  pca=True),
+    FewShotMethod("lda", "LDA", "LDAClassifier", text="optional"),
+    FewShotMethod("tip_adapter", "Tip-Adapter", "TipAdapterClassifier",
+                  text="optional"),
+    FewShotMethod("tip_x", "Tip-X", "TipXClassifier", text="required"),
+    FewShotMethod("ape", "APE", "APEClassifier", text="required", default=False),
+]
+
+#: Every few-shot method, by key, in table order.
+REGISTRY = {method.key: method for method in _ENTRIES}
+
+#: Few-shot methods: key -> label used in tables and figures.
+FEWSHOT_METHODS = {key: method.label for key, method in REGISTRY.items()}
+
+#: The methods a study runs when ``methods`` is None.
+DEFAULT_FEWSHOT = tuple(key for key, method in REGISTRY.items() if method.default)

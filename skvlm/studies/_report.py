@@ -1,0 +1,307 @@
+"""The report writers: ``report.md``, CSV tables, PNG figures and ``summary.json``.
+
+They print the numbers of ``_findings`` and of the study tables; none computes one.
+"""
+
+import json
+import math
+
+import numpy as np
+
+from ._common import logger, pandas
+from ._methods import RETRIEVAL_METHODS
+
+
+def _fmt(value, percent=True):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.1f}" if percent else f"{value:.3f}"
+
+
+def _markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fewshot_markdown(summary):
+    shots = sorted(summary["shots"].unique())
+    header = ["method"] + [f"{k}-shot" for k in shots]
+    rows = []
+    for label in dict.fromkeys(summary["label"]):
+        part = summary[summary["label"] == label].set_index("shots")
+        cells = []
+        for k in shots:
+            if k in part.index:
+                r = part.loc[k]
+                cells.append(f"{100 * r['acc1']:.1f} ± {100 * r['acc1_std']:.1f}")
+            else:
+                cells.append("–")
+        rows.append([label] + cells)
+    return _markdown_table(header, rows)
+
+
+
+def _retrieval_markdown(results):
+    header = ["task", "method", "mAP", "mAP@R", "R-precision", "queries", "gallery"]
+    rows = [
+        [r.task, r.label, _fmt(r.mAP), _fmt(r.mAP_at_R), _fmt(r.R_precision), r.n_queries,
+         r.n_gallery]
+        for r in results.itertuples()
+    ]
+    return _markdown_table(header, rows)
+
+
+def _save_figure(ax, path):
+    fig = ax.figure
+    fig.savefig(path, dpi=110)
+    return path.name
+
+
+def _plot_available():
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return None if math.isnan(float(obj)) else float(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _finding_line(finding):
+    numbers = []
+    for name, value in finding.items():
+        if name in ("claim", "verdict"):
+            continue
+        if isinstance(value, dict):
+            parts = [f"{k}: {_signed(v, name)}" for k, v in value.items()]
+            numbers.append(f"{name} ({', '.join(parts)})")
+        else:
+            numbers.append(f"{name} {_signed(value, name)}")
+    return [finding["claim"], "; ".join(numbers), f"**{finding['verdict']}**"]
+
+
+def _signed(value, name):
+    if value is None:
+        return "–"
+    if "error" in name:
+        return f"{value:.1e}"
+    if "acc1" in name or "mAP" in name:
+        return f"{100 * value:+.1f} pts"
+    return f"{value:+.3f}"
+
+
+def write_json(path, data):
+    path.write_text(json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+
+
+def _two_histograms(distributions, model, path):
+    from matplotlib.figure import Figure
+
+    from ..plotting import plot_similarity_histograms
+
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    plot_similarity_histograms(distributions, keys=["intra_class", "inter_class"], ax=left,
+                               title=f"{model}: image-image by shape class")
+    if "inter_modal" in distributions:
+        plot_similarity_histograms(distributions, keys=["intra_modal", "inter_modal"], ax=right,
+                                   title=f"{model}: by modality")
+    fig.savefig(path, dpi=110)
+    return path.name
+
+
+def _fewshot_figures(out, fewshot_runs):
+    from ..plotting import plot_fewshot_curves
+
+    names = {}
+    for labeling in dict.fromkeys(fewshot_runs["labeling"]):
+        runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
+        runs = runs.assign(method=runs["label"])
+        ax = plot_fewshot_curves(runs, title=f"few-shot accuracy, labels = {labeling}")
+        names[labeling] = _save_figure(ax, out / f"fewshot_{labeling}.png")
+    return names
+
+
+def _retrieval_figure(out, retrieval):
+    from ..plotting import plot_retrieval_table
+
+    table = retrieval.assign(column=retrieval["labeling"] + ":\n" + retrieval["task"],
+                             row=retrieval["method"].map(RETRIEVAL_METHODS))
+    pivot = table.pivot_table(index="row", columns="column", values="mAP", sort=False)
+    pivot = pivot.loc[[RETRIEVAL_METHODS[m] for m in RETRIEVAL_METHODS
+                       if RETRIEVAL_METHODS[m] in pivot.index]]
+    ax = plot_retrieval_table(pivot, title="retrieval mAP")
+    return _save_figure(ax, out / "retrieval_map.png")
+
+
+def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
+    pd = pandas()
+
+    written = []
+    if fewshot_runs is not None:
+        fewshot_runs.to_csv(out / "fewshot_runs.csv", index=False)
+        fewshot_summary.to_csv(out / "fewshot_summary.csv", index=False)
+        written += ["fewshot_runs.csv", "fewshot_summary.csv"]
+    if retrieval is not None:
+        retrieval.to_csv(out / "retrieval.csv", index=False)
+        written.append("retrieval.csv")
+    if diagnostics:
+        rows = []
+        for model, diag in diagnostics.items():
+            row = {"model": model}
+            for key, value in diag.items():
+                if isinstance(value, dict):
+                    for sub, v in value.items():
+                        if isinstance(v, dict):
+                            row.update({f"{key}.{sub}.{k}": x for k, x in v.items()})
+                        else:
+                            row[f"{key}.{sub}"] = v
+                elif not isinstance(value, list):
+                    row[key] = value
+            rows.append(row)
+        pd.DataFrame(rows).to_csv(out / "models.csv", index=False)
+        written.append("models.csv")
+    return written
+
+
+def _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures):
+    lines = [f"# {summary['title']}", "", summary["description"], "",
+             (f"Finished in {summary['elapsed_s']:.0f} s. All numbers are measured by this "
+             "run; every value is also in `summary.json`."), "",
+             "Configuration: " + ", ".join(f"{k} = `{v}`" for k, v in summary["config"].items()),
+             ""]
+    if summary.get("findings"):
+        lines += _findings_section(summary)
+    if diagnostics:
+        lines += _models_section(diagnostics)
+    if fewshot_summary is not None:
+        lines += _fewshot_section(fewshot_summary, figures)
+    if retrieval is not None:
+        lines += _retrieval_section(retrieval, figures)
+    if diagnostics:
+        lines += _similarity_section(diagnostics, figures)
+    if summary.get("notes"):
+        lines += ["## Notes", ""] + [f"- {note}" for note in summary["notes"]] + [""]
+    if summary.get("skipped") or summary.get("unavailable"):
+        lines += ["## Not run", ""]
+        for what, why in {**summary.get("unavailable", {}), **summary.get("skipped", {})}.items():
+            lines.append(f"- {what}: {why}")
+        lines.append("")
+    lines += ["## Files", ""] + [f"- `{name}`" for name in summary["files"]] + [""]
+    return "\n".join(lines)
+
+
+def _findings_section(summary):
+    rows = [_finding_line(f) for f in summary["findings"].values()]
+    return ["## Findings (as measured)", "",
+            _markdown_table(["claim", "measured", "verdict"], rows), "",
+            "Gains are differences of percentages (pts), averaged over shot counts for "
+            "few-shot accuracy. A verdict is 'holds' when every measured number goes the "
+            "claimed way by at least 0.5 pts (0.005 for cosine scores), 'does not hold' "
+            "when every one goes the other way by that much, 'no clear difference' when "
+            "all are smaller, 'mixed' otherwise." + summary.get("caveat", ""), ""]
+
+
+def _models_section(diagnostics):
+    header = ["model", "zero-shot shape", "colour", "background", "i→t R@1", "t→i R@1",
+              "modality gap", "alignment score"]
+    rows = []
+    for model, d in diagnostics.items():
+        zs = d.get("zero_shot_acc1", {})
+        rk = d.get("recall_at_k", {})
+        rows.append([
+            model, _fmt(zs.get("shape")), _fmt(zs.get("colour")), _fmt(zs.get("background")),
+            _fmt(rk.get("image_to_text", {}).get("1")), _fmt(rk.get("text_to_image", {}).get("1")),
+            _fmt(d["modality_gap"], percent=False), _fmt(d["alignment_score"], percent=False),
+        ])
+    lines = ["## Models", "", _markdown_table(header, rows), ""]
+    chance = next(iter(diagnostics.values())).get("chance_recall_at_1")
+    if chance:
+        lines += [(f"Accuracies and recalls in %. Chance recall@1 is {100 * chance:.2f}%. "
+                  "Modality gap: distance between the L2-normalised image and caption "
+                  "centroids; alignment score: mean cosine of matched image-caption pairs."), ""]
+    for model, d in diagnostics.items():
+        lines += [f"- note ({model}): {note}" for note in d.get("notes", [])]
+    return lines + [""]
+
+
+def _fewshot_section(fewshot_summary, figures):
+    lines = ["## Few-shot classification", "",
+             "Top-1 accuracy (%) on all non-support rows, mean ± std over seeds.", ""]
+    for labeling in dict.fromkeys(fewshot_summary["labeling"]):
+        part = fewshot_summary[fewshot_summary["labeling"] == labeling]
+        lines += [f"### Labels = {labeling}", "", _fewshot_markdown(part), ""]
+        if labeling in figures.get("fewshot", {}):
+            lines += [f"![few-shot {labeling}]({figures['fewshot'][labeling]})", ""]
+    return lines
+
+
+def _retrieval_section(retrieval, figures):
+    lines = ["## Retrieval", "",
+             ("mAP, MAP@R and R-precision (%) of held-out queries against the rest "
+             "(relevant = same label). OTI/OVI invert the queries only (⟨T, I⟩ / ⟨I, T⟩); "
+             "PCA← projects queries and gallery."), ""]
+    for labeling in dict.fromkeys(retrieval["labeling"]):
+        part = retrieval[retrieval["labeling"] == labeling]
+        lines += [f"### Labels = {labeling}", "", _retrieval_markdown(part), ""]
+    if figures.get("retrieval"):
+        lines += [f"![retrieval mAP]({figures['retrieval']})", ""]
+    return lines
+
+
+def _similarity_section(diagnostics, figures):
+    header = ["model", "same class", "different class", "image-image", "image-text",
+              "S_intra recovery max error"]
+    rows = []
+    for model, d in diagnostics.items():
+        err = d.get("recovery_max_abs_error")
+        rows.append([model] + [_fmt(d.get(f"mean_cos_{k}"), percent=False) for k in
+                               ("intra_class", "inter_class", "intra_modal", "inter_modal")]
+                    + ["not run" if err is None else f"{err:.1e} ({d['recovery_n_images']} images)"])
+    lines = ["## Similarity diagnostics", "",
+             "Mean cosine similarity of each kind of pair (seed 002, Fig. 2).", "",
+             _markdown_table(header, rows), ""]
+    for model, name in figures.get("histograms", {}).items():
+        lines += [f"![similarities {model}]({name})", ""]
+    return lines
+
+
+def write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnostics,
+                 distributions):
+    """Write CSVs, PNGs, report.md and summary.json into ``out``."""
+    logger.info(f"writing the report to {out}")
+    files = _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics)
+    figures = {}
+    if _plot_available():
+        if fewshot_runs is not None and len(fewshot_runs):
+            figures["fewshot"] = _fewshot_figures(out, fewshot_runs)
+        if retrieval is not None and len(retrieval):
+            figures["retrieval"] = _retrieval_figure(out, retrieval)
+        figures["histograms"] = {
+            model: _two_histograms(dist, model, out / f"similarity_{model}.png")
+            for model, dist in (distributions or {}).items()
+        }
+        files += list(figures.get("fewshot", {}).values())
+        files += [figures["retrieval"]] if "retrieval" in figures else []
+        files += list(figures["histograms"].values())
+    else:
+        summary.setdefault("skipped", {})["figures"] = (
+            "matplotlib is not installed (pip install 'skvlm[plot]')")
+    summary["files"] = ["report.md", "summary.json"] + files
+    (out / "report.md").write_text(
+        _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures))
+    write_json(out / "summary.json", summary)
+
