@@ -150,3 +150,52 @@ def test_grid_values_outside_their_range_are_clear_errors():
         select_params(est, X, y, X_val[:0], y_val[:0], {"beta": [1.0]})
     with pytest.raises(ValueError, match="features"):
         select_params(est, X, y, X_val[:, :3], y_val, {"beta": [1.0]})
+
+
+_VECTORISED = [
+    (lambda W: TipAdapterClassifier(text_weights=W, batch_size=7), "default"),
+    (lambda W: TipAdapterClassifier(batch_size=7), {"beta": [0.5, 3.0, 20.0]}),
+    (lambda W: TipXClassifier(text_weights=W, batch_size=7), "default"),
+    (lambda W: TipXClassifier(text_weights=W, rescale="fit"), {"alpha": [0.5, 4.0], "beta": [1.0, 9.0], "gamma": [0.0, 2.0, 30.0]}),
+    (lambda W: APEClassifier(text_weights=W, batch_size=7),
+     {"beta": [1.0, 6.0], "alpha": [0.5, 3.0], "gamma": [0.0, 0.4, 3.0], "n_features_to_select": [6, 12]}),
+    (lambda W: LDAClassifier(text_weights=W), "reference"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("make, grid", _VECTORISED)
+def test_vectorised_search_equals_fitting_every_combination(make, grid, dtype):
+    from skvlm.classifiers._search import _check_grid, _generic_correct, _vectorised_correct
+
+    X, y, X_val, y_val, W = _problem(seed=3, n_val=60)
+    X, X_val = X.astype(dtype), X_val.astype(dtype)
+    est = make(W)
+    combos = grid_combinations(_check_grid(est, grid))
+    fast = _vectorised_correct(est, X, y, X_val, y_val, combos)
+    slow = _generic_correct(est, X, y, X_val, y_val, combos)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, slow)
+    assert len(set(slow)) > 1  # the grid matters on this problem: the test can fail
+
+
+def test_image_only_lda_ignores_alpha_in_the_vectorised_search_too():
+    X, y, X_val, y_val, _ = _problem()
+    best, table = select_params(LDAClassifier(), X, y, X_val, y_val, {"alpha": [0.1, 1.0]})
+    acc = np.mean(LDAClassifier().fit(X, y).predict(X_val) == y_val)
+    assert best == {"alpha": 0.1} and table["accuracy"].tolist() == [acc, acc]
+
+
+def test_unseen_validation_labels_are_never_correct():
+    X, y, X_val, y_val, W = _problem()
+    y_val = np.where(y_val == 4, 9, y_val)  # class 9 has no support rows
+    for est in (TipAdapterClassifier(text_weights=W), NearestPrototype()):
+        best, table = select_params(est, X, y, X_val, y_val, {"beta": [1.0]} if "beta" in est.get_params() else {})
+        acc = np.mean(clone_fit(est, X, y).predict(X_val) == y_val)
+        assert table["accuracy"][0] == pytest.approx(acc)
+
+
+def clone_fit(est, X, y):
+    from sklearn.base import clone
+
+    return clone(est).fit(X, y)

@@ -6,11 +6,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from .._math import l2_normalize
+from .._math import iter_batches, l2_normalize
 from .._sklearn import Interval, _fit_context
 from ._base import BATCH_SIZE_CONSTRAINT, _ScoreClassifierMixin, validate_queries
 from ._cache import cache_logits, chunked_scores, class_sums
-from ._search import reference_range
+from ._search import count_correct, reference_range, sweep_groups
 from ._tip import _NON_NEGATIVE, _CacheModelMixin
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS
 
@@ -178,6 +178,7 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         self.selected_features_ = selected
         self.cache_keys_ = keys
         self.value_weights_ = np.exp(self.gamma * divergence).astype(np.float32)
+        self._divergence = divergence
         return self
 
     def _n_selected(self):
@@ -209,6 +210,34 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         if dataset is not None:  # its channel share of RN50's 1024 and its criterion weight
             grid.update(n_features_to_select=[n_kept / 1024], variance_weight=[weight])
         return grid
+
+    _grid_params = ("alpha", "beta", "gamma")
+
+    def _grid_correct(self, X, target, sweep):
+        """Correct predictions per (alpha, beta, gamma): one exp per beta and chunk.
+
+        gamma only rescales the values (one weighted class sum per (beta, gamma)),
+        alpha only weights the (chunk, n_classes) cache logits.
+        """
+        X = validate_queries(self, X)
+        weights = {}
+        correct = np.zeros(len(sweep), dtype=np.int64)
+        for rows in iter_batches(X.shape[0], self.batch_size):
+            chunk = X[rows]
+            shifted = l2_normalize(chunk[:, self.selected_features_]) @ self.cache_keys_.T
+            shifted -= 1.0
+            text = self._text_logits(chunk)
+            for beta, by_beta in sweep_groups(sweep, "beta", self.beta):
+                affinity = np.exp(shifted * beta)
+                by_gamma = sweep_groups([sweep[i] for i in by_beta], "gamma", self.gamma)
+                for gamma, positions in by_gamma:
+                    if gamma not in weights:
+                        weights[gamma] = np.exp(gamma * self._divergence).astype(np.float32)
+                    cache = class_sums(affinity * weights[gamma], self._class_starts)
+                    for i in (by_beta[p] for p in positions):
+                        scores = text + sweep[i].get("alpha", self.alpha) * cache
+                        correct[i] += count_correct(scores.astype(np.float32), target[rows])
+        return correct
 
     def _scores(self, X):
         X = validate_queries(self, X)

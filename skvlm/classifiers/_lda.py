@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from .._math import class_means
 from .._sklearn import Interval, _fit_context
 from ._base import LOGIT_SCALE, _ScoreClassifierMixin, validate_queries, validate_support
+from ._search import count_correct
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS, resolve_text_weights, uses_text
 
 
@@ -140,6 +141,23 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def _unused_search_params(self):
         return () if uses_text(self) else ("alpha",)
+
+    _grid_params = ("alpha",)
+
+    def _grid_correct(self, X, target, sweep):
+        """Correct predictions per alpha of ``sweep``: alpha only mixes the two logits."""
+        X = validate_queries(self, X)
+        lda = X @ self.coef_.T.astype(X.dtype)
+        lda += self.intercept_
+        if self.text_weights_ is None:
+            return np.full(len(sweep), count_correct(lda, target))
+        text = X @ (LOGIT_SCALE * self.text_weights_.T).astype(X.dtype)
+        correct = np.zeros(len(sweep), dtype=np.int64)
+        for i, combo in enumerate(sweep):
+            scores = lda * combo.get("alpha", self.alpha)
+            scores += text
+            correct[i] = count_correct(scores, target)
+        return correct
 
     def _scores(self, X):
         X = validate_queries(self, X)

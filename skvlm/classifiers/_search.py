@@ -262,3 +262,16 @@ def _hashable(value):
     if isinstance(value, (numbers.Number, str, bool, type(None))):
         return value
     return repr(value)
+
+
+def sweep_groups(sweep, key, default):
+    """(value, [indices]) of ``sweep`` grouped by ``combo[key]`` (first-appearance order)."""
+    groups = {}
+    for index, combo in enumerate(sweep):
+        groups.setdefault(combo.get(key, default), []).append(index)
+    return groups.items()
+
+
+def count_correct(scores, target):
+    """How many rows' argmax is their target (``target`` -1: never)."""
+    return int(np.count_nonzero(np.argmax(scores, axis=1) == target))

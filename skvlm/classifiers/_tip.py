@@ -15,7 +15,7 @@ from ._base import (
     validate_support,
 )
 from ._cache import cache_logits, chunked_scores, class_sums, sort_by_class
-from ._search import reference_range
+from ._search import count_correct, reference_range, sweep_groups
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS, resolve_text_weights, uses_text
 
 _NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
@@ -171,6 +171,24 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
         X = validate_queries(self, X)
         return chunked_scores(self._score_chunk, X, len(self.classes_), self.batch_size)
 
+    _grid_params = ("alpha", "beta")
+
+    def _grid_correct(self, X, target, sweep):
+        """Correct predictions per (alpha, beta) of ``sweep``: one exp per beta and chunk."""
+        X = validate_queries(self, X)
+        correct = np.zeros(len(sweep), dtype=np.int64)
+        for rows in iter_batches(X.shape[0], self.batch_size):
+            shifted = X[rows] @ self.cache_keys_.T
+            shifted -= 1.0
+            text = None if self.text_weights_ is None else self._text_logits(X[rows])
+            for beta, indices in sweep_groups(sweep, "beta", self.beta):
+                affinity = shifted * beta
+                cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
+                for i in indices:
+                    scores = cache if text is None else text + sweep[i].get("alpha", self.alpha) * cache
+                    correct[i] += count_correct(scores.astype(np.float32), target[rows])
+        return correct
+
     def _score_chunk(self, X):
         cache = cache_logits(X, self.cache_keys_, self._class_starts, self.beta)
         if self.text_weights_ is None:
@@ -312,6 +330,8 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
     def _search_grids(cls, search, dataset):
         return TIP_X_DEFAULT_GRID if search == "default" else TIP_X_REFERENCE_GRID
 
+    _grid_params = ("alpha", "beta", "gamma")
+
     def _log_signatures(self, X):
         return log_softmax((X @ self.text_weights_.T) / X.dtype.type(self.temperature))
 
@@ -334,13 +354,23 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
             kl_lo, kl_hi = min(kl_lo, kl.min()), max(kl_hi, kl.max())
         return (float(a_lo), float(a_hi)), (float(kl_lo), float(kl_hi))
 
-    def _scores(self, X):
+    def _validated_queries(self, X):
         X = validate_queries(self, X)
         if self.rescale == "fit" and self.kl_range_ is None:
             raise ValueError(
                 "TipXClassifier was fitted with rescale='batch'; refit it after "
                 "set_params(rescale='fit') so that the support ranges are computed."
             )
+        return X
+
+    def _rescaling(self, ranges):
+        """(a, b) of K̃ = a · KL + b, from the queries' ranges or the support's."""
+        if self.rescale == "batch":
+            return _rescale_map(ranges.kl, ranges.affinity)
+        return _rescale_map(self.kl_range_, self.affinity_range_)
+
+    def _scores(self, X):
+        X = self._validated_queries(X)
         n_classes = len(self.classes_)
         partial = np.empty((X.shape[0], n_classes), dtype=np.float32)
         kl_by_class = np.empty((X.shape[0], n_classes), dtype=np.float32)
@@ -351,11 +381,7 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
             partial[rows], kl_by_class[rows] = self._chunk_terms(
                 X[rows], ranges if self.rescale == "batch" else None
             )
-        if self.rescale == "batch":
-            affinity_range, kl_range = ranges.affinity, ranges.kl
-        else:
-            affinity_range, kl_range = self.affinity_range_, self.kl_range_
-        scale, shift = _rescale_map(kl_range, affinity_range)
+        scale, shift = self._rescaling(ranges)
         counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
         kl_by_class *= -self.gamma * scale
         partial += kl_by_class
@@ -371,6 +397,10 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         affinity *= self.beta
         cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
         del affinity
+        return self._text_logits(chunk) + self.alpha * cache, self._kl_by_class(chunk, ranges)
+
+    def _kl_by_class(self, chunk, ranges):
+        """KL L of one chunk, ``(Σ_c P log P) nᵀ − P (log Sᵀ L)``; updates the KL range."""
         log_p = self._log_signatures(chunk)
         p = np.exp(log_p)
         neg_entropy = (p * log_p).sum(axis=1, keepdims=True)
@@ -379,9 +409,41 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
             ranges.update_kl(neg_entropy[:, 0] - cross.max(axis=1), neg_entropy[:, 0] - cross.min(axis=1))
             del cross
         counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
-        # KL L = (Σ_c P log P) nᵀ − P (log Sᵀ L)
-        kl_by_class = neg_entropy * counts - p @ self._class_log_signatures.T
-        return self._text_logits(chunk) + self.alpha * cache, kl_by_class
+        return neg_entropy * counts - p @ self._class_log_signatures.T
+
+    def _grid_correct(self, X, target, sweep):
+        """Correct predictions per (alpha, beta, gamma) of ``sweep``, as ``_scores`` computes.
+
+        The KL terms and the rescaling do not depend on the sweep (one pass); the
+        affinities are computed once per chunk, exponentiated once per beta, and alpha
+        and gamma only weight the (chunk, n_classes) sums.
+        """
+        X = self._validated_queries(X)
+        batch = self.rescale == "batch"
+        kl_by_class = np.empty((X.shape[0], len(self.classes_)), dtype=np.float32)
+        ranges = _RunningRanges()
+        for rows in iter_batches(X.shape[0], self.batch_size):
+            if batch:
+                ranges.update_affinity(X[rows] @ self.cache_keys_.T)
+            kl_by_class[rows] = self._kl_by_class(X[rows], ranges if batch else None)
+        scale, shift = self._rescaling(ranges)
+        counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
+        correct = np.zeros(len(sweep), dtype=np.int64)
+        for rows in iter_batches(X.shape[0], self.batch_size):
+            shifted = X[rows] @ self.cache_keys_.T
+            shifted -= 1.0
+            text = self._text_logits(X[rows])
+            for beta, indices in sweep_groups(sweep, "beta", self.beta):
+                affinity = shifted * beta
+                cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
+                for i in indices:
+                    alpha = sweep[i].get("alpha", self.alpha)
+                    gamma = sweep[i].get("gamma", self.gamma)
+                    scores = (text + alpha * cache).astype(np.float32)
+                    scores += kl_by_class[rows] * (-gamma * scale)
+                    scores -= gamma * shift * counts
+                    correct[i] += count_correct(scores, target[rows])
+        return correct
 
 
 class _RunningRanges:
