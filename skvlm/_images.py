@@ -122,12 +122,23 @@ def pil_identity(image, name):
 
 
 def _load_file(path, resized_side=None, content=None):
+    from PIL import UnidentifiedImageError
+
     if content is None:
         require_file(path)
+    if (len(content) if content is not None else os.path.getsize(path)) == 0:
+        raise UnreadableImageError(f"Cannot read image {path!r}: the file is empty (0 bytes).")
     source = path if content is None else io.BytesIO(content)
 
     def decode():
-        with _opened_quietly(source) as image:
+        try:
+            opened = _opened_quietly(source)
+        except UnidentifiedImageError:  # Pillow's message would name a BytesIO object
+            raise UnreadableImageError(
+                f"Cannot read image {path!r}: it is not an image file in a format Pillow "
+                "reads (its first bytes match none)."
+            ) from None
+        with opened as image:
             _check_size(image, repr(path))
             _check_resized_size(image.size, resized_side, repr(path))
             return _to_rgb(_loaded(image))

@@ -271,3 +271,133 @@ def test_captions_errors_name_the_file(caption_images):
         load_captioned_pairs(latin, check_files=False)
     with pytest.raises(FileNotFoundError, match="is a folder, not a file"):
         load_captioned_pairs(caption_images)
+
+
+# --------------------------------------------------------------------------- unreadable files
+
+
+def _messy_folder(root):
+    """Two classes of real PNGs, plus a truncated JPEG, a zero-byte file and text named .jpg."""
+    for i in range(3):
+        _png(root / "cat" / f"c{i}.png", value=10 * i)
+        _png(root / "dog" / f"d{i}.png", value=100 + 10 * i)
+    jpeg = root / "cat" / "truncated.jpg"
+    Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(jpeg, quality=90)
+    jpeg.write_bytes(jpeg.read_bytes()[:200])
+    (root / "dog" / "empty.png").write_bytes(b"")
+    (root / "dog" / "notes.jpg").write_text("this is not an image")
+    return root
+
+
+def test_image_folder_skip_drops_unreadable_files_with_their_labels(tmp_path):
+    from skvlm.encoders import UnreadableImageWarning
+
+    root = _messy_folder(tmp_path / "messy")
+    assert len(load_image_folder(root).paths) == 9  # listing alone opens nothing
+    with pytest.warns(UnreadableImageWarning) as record:
+        data = load_image_folder(root, on_error="skip")
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "3 of the 9 images" in message
+    for name in ("truncated.jpg", "empty.png", "notes.jpg"):
+        assert name in message
+    assert "the file is empty (0 bytes)" in message and "BytesIO" not in message
+    names = [os.path.basename(p) for p in data.paths]
+    assert names == ["c0.png", "c1.png", "c2.png", "d0.png", "d1.png", "d2.png"]
+    assert data.labels.tolist() == ["cat"] * 3 + ["dog"] * 3
+    assert data.target.tolist() == [0, 0, 0, 1, 1, 1]
+    assert sorted(os.path.basename(p) for p in data.unreadable) == [
+        "empty.png", "notes.jpg", "truncated.jpg"]
+    with pytest.warns(UnreadableImageWarning):
+        paths, labels = load_image_folder(root, on_error="skip", return_X_y=True)
+    assert [os.path.basename(p) for p in paths] == names and len(labels) == 6
+
+
+def test_image_folder_raise_names_the_files_and_suggests_skip(tmp_path):
+    from skvlm.encoders import UnreadableImageError
+
+    root = _messy_folder(tmp_path / "messy")
+    with pytest.raises(UnreadableImageError, match="on_error='skip'") as info:
+        load_image_folder(root, on_error="raise")
+    assert "truncated.jpg" in str(info.value) and "empty.png" in str(info.value)
+    clean = tmp_path / "clean"
+    _png(clean / "a" / "1.png")
+    assert len(load_image_folder(clean, on_error="raise").paths) == 1
+    with pytest.raises(ValueError, match="on_error must be"):
+        load_image_folder(clean, on_error="ignore")
+
+
+def test_decoding_is_cached_by_content(tmp_path, monkeypatch):
+    import skvlm._images
+    from skvlm.datasets import _files
+
+    root = tmp_path / "dupes"
+    for i in range(4):  # four files, two distinct contents
+        _png(root / "a" / f"{i}.png", value=i % 2)
+    decoded = []
+    real = skvlm._images.load_rgb
+    monkeypatch.setattr(_files, "_DECODED", {})
+    monkeypatch.setattr(skvlm._images, "load_rgb",
+                        lambda path, **kw: decoded.append(path) or real(path, **kw))
+    load_image_folder(root, on_error="skip", n_jobs=1)
+    assert len(decoded) == 2
+    load_image_folder(root, on_error="skip", n_jobs=2)  # a second listing decodes nothing
+    assert len(decoded) == 2
+    _png(root / "a" / "0.png", value=9)  # rewritten: new bytes, decoded again
+    load_image_folder(root, on_error="skip")
+    assert len(decoded) == 3
+
+
+def test_coop_split_skip_filters_every_subset_once(tmp_path):
+    from skvlm.encoders import UnreadableImageWarning
+
+    dataset_dir = _coop_tree(tmp_path)
+    image_dir = dataset_dir / COOP_DATASETS["Caltech101"]["image_dir"]
+    (image_dir / "airplanes" / "train_0.png").write_bytes(b"")
+    (image_dir / "Faces_easy" / "test_1.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert len(load_coop_split(tmp_path, "Caltech101").train.paths) == 6
+    with pytest.warns(UnreadableImageWarning) as record:
+        data = load_coop_split(tmp_path, "Caltech101", on_error="skip")
+    assert len(record) == 1 and "2 of the 12 images" in str(record[0].message)
+    assert [len(data[s].paths) for s in ("train", "val", "test")] == [5, 2, 3]
+    assert data.train.target.tolist() == [0, 0, 0, 1, 1]
+    assert data.test.labels.tolist() == ["Faces easy", "airplanes", "airplanes"]
+    assert all("train_0.png" not in p or "Faces" in p for p in data.train.paths)
+    assert len(data.unreadable) == 2
+
+
+def test_readme_headline_pipeline_on_a_messy_folder_scores_without_nan(tmp_path, tiny_images):
+    """README "In one screen", offline (skvlm-tiny), on a folder with two broken files."""
+    import warnings
+
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+
+    from skvlm import ClassSubspaceProjector, CLIPEncoder, NearestPrototype
+    from skvlm.encoders import UnreadableImageWarning
+    from skvlm.model_selection import FewShotSplit
+
+    images, colours = tiny_images
+    root = tmp_path / "my_images"
+    for i, (image, colour) in enumerate(zip(images, colours)):
+        (root / colour).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / colour / f"{i:02d}.png")
+    (root / "red" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "green" / "empty.png").write_bytes(b"")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths, labels = load_image_folder(root, return_X_y=True, on_error="skip")
+        enc = CLIPEncoder(model="skvlm-tiny", cache=tmp_path / "cache")
+        pipe = Pipeline([("enc", enc), ("proj", ClassSubspaceProjector(encoder=enc)),
+                         ("clf", NearestPrototype())])
+        search = GridSearchCV(pipe, {"proj": ["passthrough", ClassSubspaceProjector(encoder=enc)]},
+                              cv=FewShotSplit(n_shots=4, n_splits=3, random_state=0))
+        search.fit(paths, labels)
+    unreadable = [w for w in caught if issubclass(w.category, UnreadableImageWarning)]
+    assert len(unreadable) == 1, [str(w.message) for w in caught]
+    assert "corrupt.jpg" in str(unreadable[0].message)
+    assert "empty.png" in str(unreadable[0].message)
+    assert len(paths) == len(labels) == 24
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isfinite(scores).all() and (scores > 1 / 3).all(), scores

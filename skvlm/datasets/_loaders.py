@@ -5,14 +5,15 @@ images, so listing a folder of a million files takes seconds and no memory to
 speak of. Errors name the file or folder at fault.
 """
 
-import csv
 import difflib
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
+
+from ._captions import load_captioned_pairs
+from ._files import check_files_exist, drop_unreadable
 
 __all__ = [
     "COOP_DATASETS",
@@ -151,7 +152,7 @@ def _labelled(paths, target, target_names):
 
 
 def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, allow_empty=False,
-                      return_X_y=False):
+                      on_error=None, n_jobs=None, return_X_y=False):
     """List a class-per-folder image dataset (torchvision's ``ImageFolder`` layout).
 
     ``root/<class name>/**/<image>``: each sub-folder of ``root`` is a class, and
@@ -169,6 +170,16 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, allow_empty=False,
     allow_empty : bool, default=False
         Keep class folders without images (as classes with no sample) instead of
         raising.
+    on_error : None, "raise" or "skip", default=None
+        None lists the files without opening them (the encoders read them). "skip"
+        decodes every file now (in ``n_jobs`` threads; a file whose bytes were
+        checked before is not decoded again) and leaves the truncated, corrupt,
+        empty or oversized ones out together with their labels, naming each in one
+        :class:`~skvlm.encoders.UnreadableImageWarning`: the paths and labels
+        returned stay aligned. "raise" decodes every file and raises an
+        :class:`~skvlm.encoders.UnreadableImageError` naming those that fail.
+    n_jobs : int or None, default=None
+        Threads that decode the files under ``on_error``; None: up to 8.
     return_X_y : bool, default=False
         Return ``(paths, labels)`` instead of a Bunch.
 
@@ -177,7 +188,8 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, allow_empty=False,
     data : :class:`~sklearn.utils.Bunch`
         ``paths`` (list of str), ``labels`` (ndarray of str, the class folder name of
         each path), ``target`` (ndarray of int, index into ``target_names``),
-        ``target_names`` (list of str, sorted class folder names) and ``root``.
+        ``target_names`` (list of str, sorted class folder names), ``root`` and
+        ``unreadable`` (``{path: reason}`` of the files ``on_error="skip"`` left out).
     (paths, labels) : tuple
         With ``return_X_y=True``.
 
@@ -185,6 +197,8 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, allow_empty=False,
     ------
     FileNotFoundError
         ``root`` is missing, has no class folder, or a class folder has no image.
+    UnreadableImageError
+        With ``on_error="raise"``, a file does not decode; with ``"skip"``, none does.
 
     Examples
     --------
@@ -215,10 +229,11 @@ def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, allow_empty=False,
             )
         paths.extend(files)
         target.extend([index] * len(files))
-    data = _labelled(paths, target, classes)
+    kept, unreadable = drop_unreadable(paths, on_error, root, n_jobs)
+    data = _labelled([paths[i] for i in kept], [target[i] for i in kept], classes)
     if return_X_y:
         return data.paths, data.labels
-    data.update(target_names=classes, root=root)
+    data.update(target_names=classes, root=root, unreadable=unreadable)
     return data
 
 
@@ -360,16 +375,8 @@ def _read_imagenet(dataset_dir, image_dir):
     return rows
 
 
-def _check_files_exist(paths, source):
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(
-            f"{len(missing)} of the {len(paths)} images listed in {source!r} are missing, "
-            f"e.g. {missing[:3]}; check root (the folder the paths are relative to)."
-        )
-
-
-def load_coop_split(root, dataset, split_json=None, *, check_files=True):
+def load_coop_split(root, dataset, split_json=None, *, check_files=True, on_error=None,
+                    n_jobs=None):
     """Load a dataset of the CoOp / Tip-Adapter few-shot benchmark with its split.
 
     CoOp (Zhou et al., 2022) fixed a train / val / test split per dataset in a
@@ -400,6 +407,12 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True):
     check_files : bool, default=True
         Check that every listed image exists (a missing one is a clear error here,
         not a failure in the middle of encoding).
+    on_error : None, "raise" or "skip", default=None
+        As in :func:`load_image_folder`: "skip" decodes each listed image once (in
+        ``n_jobs`` threads) and leaves the unreadable ones out of every subset with
+        their labels, in one warning; "raise" raises naming them.
+    n_jobs : int or None, default=None
+        Threads that decode the files under ``on_error``; None: up to 8.
 
     Returns
     -------
@@ -409,7 +422,8 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True):
         CoOp's prompt builder) and ``target`` (int labels of the file); plus
         ``target_names`` (class name of each int label), ``templates`` (the
         dataset's prompt templates, format strings with one ``{}``), ``dataset``
-        (the canonical name) and ``split_json`` (the file read, or None).
+        (the canonical name), ``split_json`` (the file read, or None) and
+        ``unreadable`` (``{path: reason}`` of the images ``on_error="skip"`` left out).
 
     Raises
     ------
@@ -462,143 +476,13 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True):
     for subset in _SUBSETS:
         paths = [os.path.abspath(os.path.join(image_dir, rel)) for rel, _, _ in rows[subset]]
         out[subset] = _labelled(paths, [label for _, label, _ in rows[subset]], target_names)
+    listed = list(dict.fromkeys(p for s in _SUBSETS for p in out[s].paths))
     if check_files:
-        listed = dict.fromkeys(p for s in _SUBSETS for p in out[s].paths)
-        _check_files_exist(list(listed), split_json or dataset_dir)
+        check_files_exist(listed, split_json or dataset_dir)
+    _, out.unreadable = drop_unreadable(listed, on_error, split_json or dataset_dir, n_jobs)
+    if out.unreadable:
+        for subset in _SUBSETS:
+            rows = [i for i, p in enumerate(out[subset].paths) if p not in out.unreadable]
+            out[subset] = _labelled([out[subset].paths[i] for i in rows],
+                                    out[subset].target[rows], target_names)
     return out
-
-
-# --------------------------------------------------------------------------- captions
-
-_PATH_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename", "img")
-_CAPTION_COLUMNS = ("caption", "text", "title", "sentence", "raw")
-
-
-def _pick_column(columns, wanted, candidates, path, what):
-    if wanted is not None:
-        if wanted not in columns:
-            raise ValueError(f"{path!r} has no column {wanted!r} (columns: {columns}).")
-        return wanted
-    lowered = {str(c).lower(): c for c in columns}
-    for candidate in candidates:
-        if candidate in lowered:
-            return lowered[candidate]
-    raise ValueError(
-        f"Cannot tell which column of {path!r} holds the {what}: columns are {columns}; "
-        f"name one {list(candidates[:3])} or pass {what}_column=..."
-    )
-
-
-def _read_records(path):
-    """(rows as dicts, column names) from a CSV/TSV or JSON-lines file."""
-    try:
-        return _read_utf8_records(path)
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"The captions file {path!r} is not UTF-8 text (it holds the byte "
-            f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8."
-        ) from None
-
-
-def _read_utf8_records(path):
-    suffix = Path(path).suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json"):
-        records = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"Malformed JSON in {path!r}, line {number}: {exc}") from None
-                if not isinstance(record, dict):
-                    raise ValueError(
-                        f"{path!r}, line {number}: expected a JSON object, got {record!r}."
-                    )
-                records.append(record)
-        columns = list(dict.fromkeys(k for r in records for k in r))
-        return records, columns
-    if suffix not in (".csv", ".tsv", ".txt"):
-        raise ValueError(
-            f"Unsupported captions file {path!r}: use .csv, .tsv or .jsonl (one JSON "
-            "object per line)."
-        )
-    with open(path, encoding="utf-8", newline="") as handle:
-        delimiter = "\t" if suffix == ".tsv" else ","
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        try:
-            records = list(reader)
-        except csv.Error as exc:
-            raise ValueError(f"Malformed CSV {path!r}: {exc}") from None
-        return records, list(reader.fieldnames or [])
-
-
-def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=None,
-                         check_files=True):
-    """Read (image path, caption) pairs from a CSV/TSV or JSON-lines file.
-
-    One row per pair; an image with five captions (COCO, Flickr30k) has five rows.
-    ``image_ids`` numbers the distinct images, so "same id" is the relevance of
-    text-to-image and image-to-text retrieval
-    (:func:`skvlm.retrieval.mean_average_precision`, :func:`skvlm.retrieval.recall_at_k`).
-
-    Parameters
-    ----------
-    path : str or path
-        ``.csv`` (header row), ``.tsv`` or ``.jsonl`` (one object per line).
-    root : str, path or None, default=None
-        Folder relative image paths are resolved against; None: the file's folder.
-    path_column, caption_column : str or None, default=None
-        Column (key) names; None picks the first of "path", "image", "image_path",
-        "filepath", "file", "filename" and of "caption", "text", "title", "sentence".
-    check_files : bool, default=True
-        Check that every image exists.
-
-    Returns
-    -------
-    data : :class:`~sklearn.utils.Bunch`
-        ``paths`` (list of absolute paths, one per row), ``captions`` (list of str),
-        ``image_ids`` (ndarray of int, the index of the row's image in
-        ``unique_paths``) and ``unique_paths`` (list, first-seen order).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> for name in ("a.png", "b.png"):
-    ...     _ = (folder / name).write_bytes(b"")
-    >>> _ = (folder / "pairs.csv").write_text(
-    ...     "image,caption\\na.png,a red circle\\nb.png,a blue star\\na.png,red round thing\\n")
-    >>> pairs = load_captioned_pairs(folder / "pairs.csv")
-    >>> pairs.captions, pairs.image_ids.tolist(), len(pairs.unique_paths)
-    (['a red circle', 'a blue star', 'red round thing'], [0, 1, 0], 2)
-    """
-    path = os.path.expanduser(os.fspath(path))
-    if not os.path.isfile(path):
-        kind = "is a folder, not a file" if os.path.isdir(path) else "not found"
-        raise FileNotFoundError(f"Captions file {kind}: {path!r}.")
-    records, columns = _read_records(path)
-    if not records:
-        raise ValueError(f"The captions file {path!r} has no rows.")
-    path_key = _pick_column(columns, path_column, _PATH_COLUMNS, path, "path")
-    caption_key = _pick_column(columns, caption_column, _CAPTION_COLUMNS, path, "caption")
-    base = os.path.dirname(os.path.abspath(path)) if root is None else os.path.expanduser(
-        os.fspath(root))
-    paths, captions = [], []
-    for number, record in enumerate(records, 1):
-        image, caption = record.get(path_key), record.get(caption_key)
-        if not isinstance(image, str) or not image or not isinstance(caption, str):
-            raise ValueError(
-                f"{path!r}, row {number}: needs a {path_key!r} string and a "
-                f"{caption_key!r} string, got {image!r} and {caption!r}."
-            )
-        paths.append(os.path.abspath(os.path.join(base, image)))
-        captions.append(caption)
-    unique = list(dict.fromkeys(paths))
-    index = {p: i for i, p in enumerate(unique)}
-    if check_files:
-        _check_files_exist(unique, path)
-    return Bunch(paths=paths, captions=captions,
-                 image_ids=np.array([index[p] for p in paths], dtype=np.int64),
-                 unique_paths=unique)
