@@ -58,6 +58,20 @@ def log_softmax(scores, axis=-1):
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
+def numerical_rank(singular_values, shape, dtype=np.float64):
+    """Number of singular values above ``numpy.linalg.matrix_rank``'s tolerance.
+
+    The tolerance is ``max(singular_values) * max(shape) * eps``, with ``eps`` the
+    machine precision of ``dtype`` (the precision the matrix was given in; float64
+    for non-float dtypes). ``shape`` is the shape of the decomposed matrix.
+    """
+    dtype = np.dtype(dtype)
+    eps = np.finfo(dtype if dtype.kind == "f" else np.float64).eps
+    singular_values = np.asarray(singular_values)
+    tol = singular_values.max(initial=0.0) * max(shape) * eps
+    return int(np.count_nonzero(singular_values > tol))
+
+
 def iter_batches(n, batch_size):
     """Yield ``slice`` objects covering ``range(n)`` in chunks of ``batch_size``."""
     for start in range(0, n, batch_size):

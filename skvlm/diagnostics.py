@@ -7,12 +7,17 @@ modality (seed 002, Fig. 2 and 5), and the recovery of image-image similarities 
 image-text similarities alone (seed 002, Appendix A).
 
 All functions take plain arrays of embeddings (one row per item) and never load a model.
+Their arguments are checked by scikit-learn's ``validate_params``: a bad one raises
+``InvalidParameterError`` (a ``ValueError`` and a ``TypeError``) that names it.
 """
+
+from numbers import Integral
 
 import numpy as np
 from sklearn.utils import check_array
 
-from ._math import l2_normalize
+from ._math import l2_normalize, numerical_rank
+from ._sklearn import Interval, validate_params
 
 __all__ = [
     "alignment_score",
@@ -36,7 +41,11 @@ def _check_same_width(A, B, name_a, name_b):
         )
 
 
-def modality_gap(image_emb, text_emb, normalize=True):
+@validate_params(
+    {"image_emb": ["array-like"], "text_emb": ["array-like"], "normalize": ["boolean"]},
+    prefer_skip_nested_validation=True,
+)
+def modality_gap(image_emb, text_emb, *, normalize=True):
     """Euclidean distance between the image centroid and the text centroid.
 
     The "modality gap" of Liang et al. (2022): with L2-normalised embeddings,
@@ -81,6 +90,10 @@ def modality_gap(image_emb, text_emb, normalize=True):
     return float(np.linalg.norm(delta))
 
 
+@validate_params(
+    {"image_emb": ["array-like"], "text_emb": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def alignment_score(image_emb, text_emb):
     """Mean cosine similarity of matched image-text pairs (AlignCLIP, Eq. 5).
 
@@ -145,8 +158,19 @@ def _subsample(values, max_pairs, rng):
     return values[keep]
 
 
+@validate_params(
+    {
+        "emb_a": ["array-like"],
+        "labels_a": ["array-like"],
+        "emb_b": ["array-like", None],
+        "labels_b": ["array-like", None],
+        "max_pairs": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": [Interval(Integral, 0, None, closed="left"), np.random.Generator, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def similarity_distributions(
-    emb_a, labels_a, emb_b=None, labels_b=None, max_pairs=None, random_state=None
+    emb_a, labels_a, emb_b=None, labels_b=None, *, max_pairs=None, random_state=None
 ):
     """Cosine-similarity samples by class and by modality (seed 002, Fig. 2 and 5).
 
@@ -195,9 +219,9 @@ def similarity_distributions(
     emb_a = l2_normalize(_check_embeddings(emb_a, "emb_a").astype(np.float64))
     labels_a = _check_labels(labels_a, emb_a.shape[0], "labels_a", "emb_a")
     if emb_a.shape[0] < 2:
-        raise ValueError(f"similarity_distributions needs at least 2 rows in emb_a, got {emb_a.shape[0]}.")
-    if max_pairs is not None and (int(max_pairs) != max_pairs or max_pairs < 1):
-        raise ValueError(f"max_pairs must be a positive integer or None, got {max_pairs!r}.")
+        raise ValueError(
+            f"similarity_distributions needs at least 2 rows in emb_a, got {emb_a.shape[0]}."
+        )
     rng = np.random.default_rng(random_state)
 
     S_aa = emb_a @ emb_a.T
@@ -232,14 +256,11 @@ def _check_labels(labels, n_rows, name, emb_name):
     return labels
 
 
-def _infer_rank(singular_values, shape, dtype):
-    """Numerical rank, with numpy's ``matrix_rank`` tolerance at the input's precision."""
-    eps = np.finfo(dtype).eps if np.issubdtype(dtype, np.floating) else np.finfo(np.float64).eps
-    tol = singular_values[0] * max(shape) * eps
-    return int(np.sum(singular_values > tol))
-
-
-def recover_intra_similarity(S_inter, rank=None):
+@validate_params(
+    {"S_inter": ["array-like"], "rank": [Interval(Integral, 1, None, closed="left"), None]},
+    prefer_skip_nested_validation=True,
+)
+def recover_intra_similarity(S_inter, *, rank=None):
     """Recover image-image similarities from image-text similarities alone.
 
     Seed 002, Appendix A: with unit rows ``X_T`` (texts) and ``X_I`` (images) in ``d``
@@ -299,18 +320,36 @@ def recover_intra_similarity(S_inter, rank=None):
     input_dtype = S.dtype
     S = S.astype(np.float64)
     n_texts, n_images = S.shape
-    U, s, Vt = np.linalg.svd(S, full_matrices=False)
+    _, singular_values, Vt = np.linalg.svd(S, full_matrices=False)
+    d = _embedding_dimension(singular_values, S.shape, input_dtype, rank)
+    n_unknowns = d * (d + 1) // 2
+    _check_enough_rows(n_texts, n_images, d)
+
+    V = Vt[:d].T
+    coef = _solve_unit_diagonal(_quadratic_form_design(V), n_images, n_unknowns)
+    Q = np.zeros((d, d))
+    Q[np.triu_indices(d)] = coef
+    Q = Q + np.triu(Q, k=1).T
+    return V @ Q @ V.T
+
+
+def _embedding_dimension(singular_values, shape, dtype, rank):
+    """``rank`` checked against ``shape``, or the numerical rank when it is None."""
     if rank is None:
-        d = _infer_rank(s, S.shape, input_dtype)
+        d = numerical_rank(singular_values, shape, dtype)
         if d == 0:
             raise ValueError("S_inter is numerically zero; its rank (the dimension d) is 0.")
-    else:
-        if isinstance(rank, bool) or int(rank) != rank or not 1 <= rank <= min(S.shape):
-            raise ValueError(
-                f"rank must be an integer in [1, {min(S.shape)}] (the smaller side of "
-                f"S_inter {S.shape}), got {rank!r}."
-            )
-        d = int(rank)
+        return d
+    if isinstance(rank, bool) or rank > min(shape):
+        raise ValueError(
+            f"rank must be an integer in [1, {min(shape)}] (the smaller side of "
+            f"S_inter {shape}), got {rank!r}."
+        )
+    return int(rank)
+
+
+def _check_enough_rows(n_texts, n_images, d):
+    """Eq. 9 has d(d+1)/2 unknowns: one equation per image, and d texts to span."""
     n_unknowns = d * (d + 1) // 2
     if n_images < n_unknowns:
         raise ValueError(
@@ -319,13 +358,6 @@ def recover_intra_similarity(S_inter, rank=None):
         )
     if n_texts < d:
         raise ValueError(f"Recovery needs at least d = {d} texts, but S_inter has {n_texts} rows.")
-
-    V = Vt[:d].T
-    coef = _solve_unit_diagonal(_quadratic_form_design(V), n_images, n_unknowns)
-    Q = np.zeros((d, d))
-    Q[np.triu_indices(d)] = coef
-    Q = Q + np.triu(Q, k=1).T
-    return V @ Q @ V.T
 
 
 def _solve_unit_diagonal(A, n_images, n_unknowns):

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from sklearn.utils._param_validation import InvalidParameterError
 
+from skvlm._math import numerical_rank
 from skvlm.diagnostics import (
     alignment_score,
     modality_gap,
@@ -116,8 +118,63 @@ def test_similarity_distributions_errors():
         similarity_distributions(emb, [0, 1])
     with pytest.raises(ValueError, match="labels_b was given without emb_b"):
         similarity_distributions(emb, [0, 1, 2], labels_b=[0])
-    with pytest.raises(ValueError, match="max_pairs"):
+    with pytest.raises(InvalidParameterError, match="'max_pairs' parameter"):
         similarity_distributions(emb, [0, 1, 2], max_pairs=0)
+    with pytest.raises(InvalidParameterError, match="'random_state' parameter"):
+        similarity_distributions(emb, [0, 1, 2], random_state="seed")
+    with pytest.raises(ValueError, match="at least 2 rows in emb_a, got 1"):
+        similarity_distributions(emb[:1], [0])
+
+
+# ---------------------------------------------------------------- parameter validation
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: modality_gap(np.eye(2), np.eye(2), normalize="yes"),
+         "The 'normalize' parameter of modality_gap must be an instance of 'bool'"),
+        (lambda: modality_gap(np.eye(2), 3.0),
+         "The 'text_emb' parameter of modality_gap must be an array-like"),
+        (lambda: alignment_score("images", np.eye(2)),
+         "The 'image_emb' parameter of alignment_score must be an array-like"),
+        (lambda: similarity_distributions(np.eye(3), [0, 1, 2], max_pairs=2.5),
+         "The 'max_pairs' parameter of similarity_distributions must be an int"),
+        (lambda: recover_intra_similarity(None),
+         "The 'S_inter' parameter of recover_intra_similarity must be an array-like"),
+    ],
+)
+def test_bad_arguments_raise_sklearns_invalid_parameter_error(call, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        call()
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        modality_gap(np.eye(2), np.eye(2), False)
+    with pytest.raises(TypeError, match="positional"):
+        recover_intra_similarity(np.eye(3), 2)
+
+
+def test_random_state_accepts_a_generator():
+    emb = _unit_rows(np.random.default_rng(1), 12, 3)
+    a = similarity_distributions(emb, np.arange(12) % 2, max_pairs=5,
+                                 random_state=np.random.default_rng(4))
+    b = similarity_distributions(emb, np.arange(12) % 2, max_pairs=5, random_state=4)
+    np.testing.assert_array_equal(a["inter_class"], b["inter_class"])
+
+
+def test_numerical_rank_uses_matrix_ranks_tolerance():
+    # singular values (1, 1e-10, 1e-17): tol = 1 * 3 * eps(float64) ~ 6.7e-16 -> rank 2;
+    # at float32 precision (eps ~ 1.2e-7) 1e-10 is noise -> rank 1.
+    s = np.array([1.0, 1e-10, 1e-17])
+    assert numerical_rank(s, (3, 3)) == 2
+    assert numerical_rank(s, (3, 3), np.float32) == 1
+    assert numerical_rank(s, (3, 3), np.int64) == 2  # non-float input: float64 eps
+    assert numerical_rank(np.zeros(3), (3, 3)) == 0
+    assert numerical_rank(np.array([]), (0, 3)) == 0
+    M = np.diag(s)
+    assert numerical_rank(np.linalg.svd(M, compute_uv=False), M.shape) == np.linalg.matrix_rank(M)
 
 
 # ---------------------------------------------------------------- recover_intra_similarity
@@ -170,10 +227,14 @@ def test_recover_intra_similarity_too_few_images_is_clear_error():
 
 def test_recover_intra_similarity_rejects_bad_rank_and_degenerate_input():
     S = np.ones((10, 10))
-    with pytest.raises(ValueError, match="rank must be an integer"):
+    with pytest.raises(InvalidParameterError, match="'rank' parameter of recover_intra_similarity"):
         recover_intra_similarity(S, rank=0)
-    with pytest.raises(ValueError, match="rank must be an integer"):
+    with pytest.raises(InvalidParameterError, match="'rank' parameter"):
+        recover_intra_similarity(S, rank=2.0)
+    with pytest.raises(ValueError, match=r"rank must be an integer in \[1, 10\]"):
         recover_intra_similarity(S, rank=11)
+    with pytest.raises(ValueError, match="rank must be an integer"):
+        recover_intra_similarity(S, rank=True)
     with pytest.raises(ValueError, match="rank.*0"):
         recover_intra_similarity(np.zeros((5, 5)))
 

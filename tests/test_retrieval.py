@@ -7,6 +7,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skvlm.retrieval import (
     Retriever,
@@ -206,10 +207,51 @@ def test_bad_input_errors():
         mean_average_precision(np.ones((2, 3)), [0, 1], gallery, [0, 1, 2], exclude_self=True)
     with pytest.raises(ValueError, match="NaN"):
         mean_average_precision([[np.nan, 0, 0]], [0], gallery, [0, 1, 2])
-    with pytest.raises(ValueError, match="batch_size"):
-        mean_average_precision(gallery, [0, 1, 2], gallery, [0, 1, 2], batch_size=0)
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+
+
+_METRIC_FUNCTIONS = [average_precision_per_query, mean_average_precision, map_at_r,
+                     r_precision, recall_at_k]
+
+
+@pytest.mark.parametrize("metric", _METRIC_FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"batch_size": 0}, r"'batch_size' parameter of {name} must be an int in the range \[1, inf\)"),
+        ({"batch_size": 2.5}, r"'batch_size' parameter of {name} must be an int"),
+        ({"exclude_self": "yes"}, r"'exclude_self' parameter of {name} must be an instance of 'bool'"),
+    ],
+)
+def test_metric_parameters_are_validated_like_sklearn_metrics(metric, bad, message):
+    gallery = np.eye(3)
+    with pytest.raises(InvalidParameterError, match=message.format(name=metric.__name__)):
+        metric(gallery, [0, 1, 2], gallery, [0, 1, 2], **bad)
+
+
+def test_metric_options_are_keyword_only():
+    gallery = np.eye(3)
+    with pytest.raises(TypeError, match="positional"):
+        mean_average_precision(gallery, [0, 1, 2], gallery, [0, 1, 2], True)
+
+
+def test_recall_cutoffs_are_validated():
+    gallery = np.eye(3)
+    with pytest.raises(InvalidParameterError, match="'k' parameter of recall_at_k"):
         recall_at_k(gallery, [0, 1, 2], gallery, [0, 1, 2], k=0)
+    with pytest.raises(InvalidParameterError, match="'k' parameter of recall_at_k"):
+        recall_at_k(gallery, [0, 1, 2], gallery, [0, 1, 2], k="5")
+    with pytest.raises(ValueError, match=r"k must be a positive integer.*got 0 in k=\[1, 0\]"):
+        recall_at_k(gallery, [0, 1, 2], gallery, [0, 1, 2], k=[1, 0])
+    with pytest.raises(ValueError, match=r"got 1.5"):
+        recall_at_k(gallery, [0, 1, 2], gallery, [0, 1, 2], k=(1, 1.5))
+
+
+def test_undefined_query_warning_points_at_the_callers_line():
+    gallery = np.eye(2)
+    for metric in (mean_average_precision, map_at_r, r_precision, recall_at_k):
+        with pytest.warns(UndefinedMetricWarning) as record:
+            metric([[1.0, 0.0]], [5], gallery, [0, 1])
+        assert record[0].filename == __file__, metric.__name__
 
 
 # ------------------------------------------------------------------- Retriever
@@ -277,5 +319,7 @@ def test_gridsearch_maximises_map_and_scorer_uses_pipeline():
     search_r1 = GridSearchCV(pipe, {"select": ["passthrough", keep_signal]}, cv=cv,
                              scoring=retrieval_scorer("recall_at_k", k=1))
     assert search_r1.fit(X_noisy, y).best_params_["select"] is keep_signal
-    with pytest.raises(ValueError, match="metric must be one of"):
+    with pytest.raises(InvalidParameterError, match="'metric' parameter of retrieval_scorer"):
         retrieval_scorer("ndcg")
+    with pytest.raises(InvalidParameterError, match="'k' parameter of retrieval_scorer"):
+        retrieval_scorer("recall_at_k", k=0)
