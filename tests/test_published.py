@@ -5,13 +5,13 @@ import pytest
 
 pd = pytest.importorskip("pandas")
 
-from skvlm._published import (
+from skvlm._published import (  # noqa: E402 (after the importorskip)
     PUBLISHED_ONLY_METHODS,
     compare_with_published,
     published_results,
 )
-from skvlm.datasets._loaders import COOP_DATASETS
-from skvlm.studies import FEWSHOT_METHODS, RETRIEVAL_METHODS
+from skvlm.datasets._loaders import COOP_DATASETS  # noqa: E402
+from skvlm.studies import FEWSHOT_METHODS, RETRIEVAL_METHODS  # noqa: E402
 
 SHOTS = [1, 2, 4, 8, 16]
 

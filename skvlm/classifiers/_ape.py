@@ -192,6 +192,7 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
                 "Tip-Adapter with refined values. Give a share below 1 (e.g. 0.5, the "
                 "reference keeps 0.39-0.78 of RN50's channels) or a smaller count.",
                 UserWarning,
+                stacklevel=4,  # _n_selected -> fit -> sklearn's _fit_context -> the caller
             )
         return k
 
