@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from sklearn.utils._param_validation import InvalidParameterError
 
 from skvlm._math import numerical_rank
+from skvlm._sklearn import InvalidParameterError
 from skvlm.diagnostics import (
     alignment_score,
     modality_gap,

@@ -7,8 +7,8 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils._param_validation import InvalidParameterError
 
+from skvlm._sklearn import InvalidParameterError
 from skvlm.retrieval import (
     Retriever,
     average_precision_per_query,
