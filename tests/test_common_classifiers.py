@@ -45,6 +45,8 @@ TEXT = SyntheticText()
 # large end of the reference's alpha grid (1e-4 ... 100).
 ESTIMATORS = [
     NearestPrototype(),
+    NearestPrototype(normalize=False),
+    LDAClassifier(normalize=False),
     ZeroShotClassifier(text_weights=TEXT),
     LDAClassifier(),
     LDAClassifier(alpha=100.0, text_weights=TEXT),

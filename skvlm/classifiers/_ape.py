@@ -78,7 +78,7 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
     variance_weight : float in [0, 1], default=0.3
         λ of the criterion; the reference's ``w_training_free = [1 − λ, λ]`` (ImageNet:
         [0.7, 0.3]). Only the ratio matters for the ranking, so one number suffices.
-    class_names, templates, encoder, text_weights
+    class_names, templates, encoder, text_weights, descriptions
         The text classifier, as in :class:`ZeroShotClassifier`: required.
     batch_size : int, default=512
         Queries scored at a time: memory is bounded by ``batch_size × n_support``.
@@ -128,14 +128,16 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
     def __init__(
         self,
         alpha=2.0,
+        *,
         beta=1.0,
         gamma=0.1,
         n_features_to_select=0.5,
         variance_weight=0.3,
         class_names=None,
-        templates="openai",
+        templates="simple",
         encoder=None,
         text_weights=None,
+        descriptions=None,
         batch_size=512,
     ):
         self.alpha = alpha
@@ -147,6 +149,7 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         self.templates = templates
         self.encoder = encoder
         self.text_weights = text_weights
+        self.descriptions = descriptions
         self.batch_size = batch_size
 
     @_fit_context(prefer_skip_nested_validation=True)

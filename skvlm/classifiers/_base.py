@@ -24,19 +24,19 @@ _FLOAT_DTYPES = [np.float64, np.float32]
 BATCH_SIZE_CONSTRAINT = [Interval(Integral, 1, None, closed="left")]
 
 
-def validate_support(estimator, X, y):
-    """Validate the training rows, record ``classes_`` and return unit rows + indices."""
+def validate_support(estimator, X, y, normalize=True):
+    """Validate the training rows, record ``classes_`` and return (unit) rows + indices."""
     X, y = validate_data(estimator, X, y, dtype=_FLOAT_DTYPES)
     check_classification_targets(y)
     estimator.classes_, y_idx = np.unique(y, return_inverse=True)
-    return l2_normalize(X), y_idx
+    return (l2_normalize(X) if normalize else X), y_idx
 
 
-def validate_queries(estimator, X):
-    """Fitted check, then the query rows validated against the fit and L2-normalised."""
+def validate_queries(estimator, X, normalize=True):
+    """Fitted check, then the query rows validated against the fit and (L2-normalised)."""
     check_is_fitted(estimator)
     X = validate_data(estimator, X, reset=False, dtype=_FLOAT_DTYPES)
-    return l2_normalize(X)
+    return l2_normalize(X) if normalize else X
 
 
 class _ScoreClassifierMixin:

@@ -45,7 +45,12 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         Weight of the GDA logits in the ensemble with the text classifier (the
         reference searches it in {1e-4, ..., 100} on validation data). Unused
         without text.
-    class_names, templates, encoder, text_weights
+    normalize : bool, default=True
+        L2-normalise the rows (support and queries) first, as the reference does
+        with CLIP features. ``False`` uses the rows as given everywhere (means,
+        covariance, scores), as seed 002's code does after PCA←: its projected rows
+        are not unit vectors and go into GDA unchanged.
+    class_names, templates, encoder, text_weights, descriptions
         Optional text classifier, as in :class:`ZeroShotClassifier`. Without any of
         them the classifier is image-only.
 
@@ -78,17 +83,28 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "normalize": ["boolean"],
         **TEXT_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
-        self, alpha=1.0, class_names=None, templates="openai", encoder=None, text_weights=None
+        self,
+        alpha=1.0,
+        *,
+        normalize=True,
+        class_names=None,
+        templates="simple",
+        encoder=None,
+        text_weights=None,
+        descriptions=None,
     ):
         self.alpha = alpha
+        self.normalize = normalize
         self.class_names = class_names
         self.templates = templates
         self.encoder = encoder
         self.text_weights = text_weights
+        self.descriptions = descriptions
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -103,11 +119,13 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        X, y_idx = validate_support(self, X, y)
+        X, y_idx = validate_support(self, X, y, normalize=self.normalize)
         n_classes = len(self.classes_)
-        eps = np.finfo(X.dtype).eps  # the precision of the unit rows
+        eps = np.finfo(X.dtype).eps  # the precision of the (unit) rows
         X = X.astype(np.float64)
         means = class_means(X, y_idx, n_classes)
+        # the round-off level scales with the rows' squared norm (1 for unit rows)
+        eps *= np.sqrt(np.mean(np.einsum("ij,ij->i", X, X))) if not self.normalize else 1.0
         precision = _shrunk_precision(X - means[y_idx], eps, np.bincount(y_idx).max())
         if not precision.any():
             warnings.warn(
@@ -146,7 +164,7 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def _grid_correct(self, X, target, sweep):
         """Correct predictions per alpha of ``sweep``: alpha only mixes the two logits."""
-        X = validate_queries(self, X)
+        X = validate_queries(self, X, normalize=self.normalize)
         lda = X @ self.coef_.T.astype(X.dtype)
         lda += self.intercept_
         if self.text_weights_ is None:
@@ -160,7 +178,7 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         return correct
 
     def _scores(self, X):
-        X = validate_queries(self, X)
+        X = validate_queries(self, X, normalize=self.normalize)
         scores = X @ self.coef_.T.astype(X.dtype)
         scores += self.intercept_
         if self.text_weights_ is None:

@@ -19,6 +19,10 @@ class NearestPrototype(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
     ----------
     metric : {"cosine"}, default="cosine"
         The similarity; scores are cosines in [-1, 1].
+    normalize : bool, default=True
+        L2-normalise the training rows before averaging them. ``False`` averages the
+        rows as given, as seed 002's code does after PCA← (its projected rows are
+        not unit vectors and are not re-normalised); the scores stay cosines.
 
     Attributes
     ----------
@@ -44,10 +48,11 @@ class NearestPrototype(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
     array([0.008], dtype=float32)
     """
 
-    _parameter_constraints = {"metric": [StrOptions({"cosine"})]}
+    _parameter_constraints = {"metric": [StrOptions({"cosine"})], "normalize": ["boolean"]}
 
-    def __init__(self, metric="cosine"):
+    def __init__(self, metric="cosine", *, normalize=True):
         self.metric = metric
+        self.normalize = normalize
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -56,14 +61,14 @@ class NearestPrototype(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Embeddings (normalised here, whatever their norm).
+            Embeddings (normalised here, whatever their norm, unless ``normalize=False``).
         y : array-like of shape (n_samples,)
 
         Returns
         -------
         self
         """
-        X, y_idx = validate_support(self, X, y)
+        X, y_idx = validate_support(self, X, y, normalize=self.normalize)
         prototypes = l2_normalize(class_means(X, y_idx, len(self.classes_)))
         self.prototypes_ = prototypes.astype(np.float32)
         return self

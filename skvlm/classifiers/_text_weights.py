@@ -6,13 +6,15 @@ A text-using classifier takes one of:
   ``class_names``, or rows indexed by integer labels), or a callable
   ``f(classes, n_features) -> (n_classes, n_features)`` evaluated in ``fit``;
 - ``class_names`` (a list, ``"imagenet"`` or ``"labels"``) embedded by ``encoder``
-  (default: ``CLIPEncoder()``) with ``templates``;
+  (default: ``CLIPEncoder()``) with ``templates`` and, per class, ``descriptions``
+  (CuPL-style sentences, in the same mean as the templates);
 - nothing, with string labels: the labels are the class names.
 
 The result is an (n_classes, d) array of unit rows aligned with ``classes_``.
 """
 
 import difflib
+from collections.abc import Mapping
 
 import numpy as np
 from sklearn.utils import check_array
@@ -25,14 +27,23 @@ TEXT_PARAMETER_CONSTRAINTS = {
     "templates": [str, list, tuple, None],
     "encoder": [HasMethods(["encode_text"]), None],
     "text_weights": ["array-like", callable, None],
+    "descriptions": [Mapping, None],
 }
+
+#: The classifiers' default prompts: open_clip's 7 "simple" ImageNet templates, the
+#: ensemble Tip-Adapter (``datasets/imagenet.py:177-183``), GDA, SuS-X and seed 002 use
+#: on ImageNet. No reference uses open_clip's 80; on the other CoOp datasets they use
+#: one template each (``skvlm.datasets.COOP_DATASETS[name]["templates"]``).
+DEFAULT_TEMPLATES = "simple"
+
+
 
 
 def uses_text(estimator):
     """Whether any text source was given (optional-text classifiers stay image-only otherwise)."""
     return any(
-        getattr(estimator, name) is not None
-        for name in ("text_weights", "class_names", "encoder")
+        getattr(estimator, name, None) is not None
+        for name in ("text_weights", "class_names", "encoder", "descriptions")
     )
 
 
@@ -40,6 +51,12 @@ def resolve_text_weights(estimator, classes, n_features):
     """Return the (n_classes, n_features) float32 unit-norm text classifier of ``classes``."""
     name = type(estimator).__name__
     if estimator.text_weights is not None:
+        if getattr(estimator, "descriptions", None) is not None:
+            raise ValueError(
+                f"{name}: descriptions are embedded by the encoder, but text_weights "
+                "was given and bypasses it; pass one of them (embed the descriptions "
+                "into the text weights yourself with skvlm._text.class_text_embeddings)."
+            )
         weights = _weights_from_array(estimator, classes, n_features, name)
     else:
         weights = _weights_from_names(estimator, classes, name)
@@ -92,8 +109,9 @@ def _weights_from_names(estimator, classes, name):
 
         encoder = CLIPEncoder()
     wanted = [names[row] for row in rows]
-    templates = resolve_templates(estimator.templates)
-    return class_text_embeddings(encoder.encode_text, wanted, templates)
+    descriptions = getattr(estimator, "descriptions", None)
+    templates = resolve_templates(estimator.templates, allow_empty=descriptions is not None)
+    return class_text_embeddings(encoder.encode_text, wanted, templates, descriptions)
 
 
 def _explicit_names(class_names):

@@ -86,7 +86,7 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
         Sharpness of the affinity. The defaults are the paper's ImageNet setting
         (Sec. 4.2); the reference code starts from (alpha, beta) = (1.17, 1) and
         searches both on validation data, which ``GridSearchCV`` does here.
-    class_names, templates, encoder, text_weights
+    class_names, templates, encoder, text_weights, descriptions
         Optional text classifier, as in :class:`ZeroShotClassifier`.
     batch_size : int, default=512
         Queries scored at a time: memory is bounded by ``batch_size × n_support``.
@@ -126,11 +126,13 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
     def __init__(
         self,
         alpha=1.0,
+        *,
         beta=5.5,
         class_names=None,
-        templates="openai",
+        templates="simple",
         encoder=None,
         text_weights=None,
+        descriptions=None,
         batch_size=512,
     ):
         self.alpha = alpha
@@ -139,6 +141,7 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
         self.templates = templates
         self.encoder = encoder
         self.text_weights = text_weights
+        self.descriptions = descriptions
         self.batch_size = batch_size
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -225,7 +228,7 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         min/max; never per chunk). ``"fit"``: the support-vs-support matrices at fit
         time, so scores do not depend on the batch (use it where subset invariance
         matters, e.g. serving one query at a time).
-    class_names, templates, encoder, text_weights
+    class_names, templates, encoder, text_weights, descriptions
         The text classifier, as in :class:`ZeroShotClassifier`: required.
     batch_size : int, default=512
         Queries scored at a time: memory is bounded by ``batch_size × n_support``.
@@ -281,14 +284,16 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
     def __init__(
         self,
         alpha=1.0,
+        *,
         beta=5.5,
         gamma=1.0,
         temperature=0.5,
         rescale="batch",
         class_names=None,
-        templates="openai",
+        templates="simple",
         encoder=None,
         text_weights=None,
+        descriptions=None,
         batch_size=512,
     ):
         self.alpha = alpha
@@ -300,6 +305,7 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         self.templates = templates
         self.encoder = encoder
         self.text_weights = text_weights
+        self.descriptions = descriptions
         self.batch_size = batch_size
 
     @_fit_context(prefer_skip_nested_validation=True)
