@@ -21,6 +21,8 @@ _PUBLIC = {
     "TipAdapterClassifier": "skvlm.classifiers",
     "TipXClassifier": "skvlm.classifiers",
     "APEClassifier": "skvlm.classifiers",
+    "CODERClassifier": "skvlm.classifiers",
+    "LinearProbeClassifier": "skvlm.classifiers",
     "Retriever": "skvlm.retrieval",
     "FewShotSplit": "skvlm.model_selection",
     "make_scenes": "skvlm.datasets",

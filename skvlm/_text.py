@@ -144,6 +144,23 @@ def class_text_embeddings(encode_text, class_names, templates, descriptions=None
     >>> class_text_embeddings(fake_encode, ["a_b"], ["{}"]).round(3)  # "a b": 3 chars
     array([[0.949, 0.316]], dtype=float32)
     """
+    per_class = class_prompts(class_names, templates, descriptions)
+    texts = [text for prompts in per_class for text in prompts]
+    embeddings = l2_normalize(np.asarray(encode_text(texts), dtype=np.float64))
+    counts = np.array([len(prompts) for prompts in per_class])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    means = np.add.reduceat(embeddings, starts, axis=0) / counts[:, None]
+    return l2_normalize(means).astype(np.float32)
+
+
+def class_prompts(class_names, templates, descriptions=None):
+    """The prompts of each class: its templates filled with its name, then its descriptions.
+
+    Examples
+    --------
+    >>> class_prompts(["sea_lion"], ["a photo of a {}."], {"sea_lion": ["it swims."]})
+    [['a photo of a sea lion.', 'it swims.']]
+    """
     class_names = list(class_names)
     templates = list(templates)
     per_class = [
@@ -157,12 +174,7 @@ def class_text_embeddings(encode_text, class_names, templates, descriptions=None
             f"Classes {empty[:5]} have no prompt: no templates and no descriptions; "
             "give templates or at least one description per class."
         )
-    texts = [text for prompts in per_class for text in prompts]
-    embeddings = l2_normalize(np.asarray(encode_text(texts), dtype=np.float64))
-    counts = np.array([len(prompts) for prompts in per_class])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    means = np.add.reduceat(embeddings, starts, axis=0) / counts[:, None]
-    return l2_normalize(means).astype(np.float32)
+    return per_class
 
 
 def _class_descriptions(descriptions, name):

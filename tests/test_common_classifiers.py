@@ -10,7 +10,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skvlm.classifiers import (
     APEClassifier,
+    CODERClassifier,
     LDAClassifier,
+    LinearProbeClassifier,
     NearestPrototype,
     TipAdapterClassifier,
     TipXClassifier,
@@ -56,6 +58,10 @@ ESTIMATORS = [
     TipXClassifier(rescale="batch", text_weights=TEXT),
     # the checks' blobs are 2-D: keeping half the channels (the default) drops one
     APEClassifier(n_features_to_select=1.0, text_weights=TEXT),
+    # a bank of noisy text rows (the representation keeps the blobs' geometry); the
+    # synthetic text barely differs between classes, so the cache decides
+    CODERClassifier(alpha=1.0, beta=5.0, text_weights=TEXT, text_bank=SyntheticText(spread=1.0)),
+    LinearProbeClassifier(C=100.0),
 ]
 
 

@@ -6,6 +6,7 @@ from sklearn.model_selection import GridSearchCV
 
 from skvlm.classifiers import (
     APEClassifier,
+    CODERClassifier,
     LDAClassifier,
     NearestPrototype,
     TipAdapterClassifier,
@@ -160,6 +161,9 @@ _VECTORISED = [
     (lambda W: APEClassifier(text_weights=W, batch_size=7),
      {"beta": [1.0, 6.0], "alpha": [0.5, 3.0], "gamma": [0.0, 0.4, 3.0], "n_features_to_select": [6, 12]}),
     (lambda W: LDAClassifier(text_weights=W), "reference"),
+    # text weights of the wrong classes: the cache has to overrule them, so alpha matters
+    (lambda W: CODERClassifier(text_weights=np.roll(W, 1, axis=0), text_bank=np.vstack([W, W[::-1] + 0.3]), batch_size=7),
+     {"beta": [1.0, 20.0, 72.0], "alpha": [0.3, 3.0, 30.0], "temperature": [1.0, 2.0]}),
 ]
 
 

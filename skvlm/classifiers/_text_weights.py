@@ -91,7 +91,29 @@ def _weights_from_array(estimator, classes, n_features, name):
 
 
 def _weights_from_names(estimator, classes, name):
-    from .._text import class_text_embeddings, resolve_templates
+    from .._text import class_text_embeddings
+
+    wanted, encoder, templates, descriptions = _prompt_sources(estimator, classes, name)
+    return class_text_embeddings(encoder.encode_text, wanted, templates, descriptions)
+
+
+def prompt_embeddings(estimator, classes):
+    """Every prompt of every class as its own unit row (a text bank), float32.
+
+    The prompts are those of the text classifier (templates filled with each class
+    name, then its descriptions), embedded by the estimator's encoder, not averaged.
+    """
+    from .._math import l2_normalize
+    from .._text import class_prompts
+
+    wanted, encoder, templates, descriptions = _prompt_sources(estimator, classes, type(estimator).__name__)
+    texts = [text for prompts in class_prompts(wanted, templates, descriptions) for text in prompts]
+    return l2_normalize(np.asarray(encoder.encode_text(texts), dtype=np.float64)).astype(np.float32)
+
+
+def _prompt_sources(estimator, classes, name):
+    """(class name of each class, encoder, templates, descriptions) for embedding prompts."""
+    from .._text import resolve_templates
 
     names = _explicit_names(estimator.class_names)
     if names is None:
@@ -108,10 +130,9 @@ def _weights_from_names(estimator, classes, name):
         from ..encoders import CLIPEncoder
 
         encoder = CLIPEncoder()
-    wanted = [names[row] for row in rows]
     descriptions = getattr(estimator, "descriptions", None)
     templates = resolve_templates(estimator.templates, allow_empty=descriptions is not None)
-    return class_text_embeddings(encoder.encode_text, wanted, templates, descriptions)
+    return [names[row] for row in rows], encoder, templates, descriptions
 
 
 def _explicit_names(class_names):
