@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
+    OneToOneFeatureMixin,
     TransformerMixin,
     clone,
 )
@@ -38,9 +39,12 @@ def _n_components_from(spec, singular_values, rank_cap):
                 "the class-name embeddings (at most min(n_classes[-1 if centred], d))."
             )
         return int(spec)
+    # sklearn.decomposition.PCA's rule (``_pca.py``, ``_fit_full``; scikit-learn keeps it
+    # inline, with no helper to call): the fewest components whose cumulative ratio
+    # exceeds the fraction, side="right" so that a tie takes one more (its issue #15669).
     variance = singular_values**2
-    ratio = np.cumsum(variance) / variance.sum()
-    return int(min(np.searchsorted(ratio, spec, side="left") + 1, rank_cap))
+    ratio = np.cumsum(variance / variance.sum())
+    return int(min(np.searchsorted(ratio, spec, side="right") + 1, rank_cap))
 
 
 class ClassSubspaceProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -239,13 +243,11 @@ class ClassSubspaceProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Input names when re-projected (same axes), else ``classsubspaceprojector0..k``."""
         check_is_fitted(self)
         if self.reproject:
-            from sklearn.utils.validation import _check_feature_names_in
-
-            return _check_feature_names_in(self, input_features)
+            return OneToOneFeatureMixin.get_feature_names_out(self, input_features)
         return super().get_feature_names_out(input_features)
 
 
-class ModalityMeanShift(TransformerMixin, BaseEstimator):
+class ModalityMeanShift(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """PCA← followed by the mean adjustment of Eq. 12 (Herzog & Wang 2026, App. B).
 
     ``x̃ = Q Λ Qᵀ x + Q (1 − Λ) Qᵀ μ_x``: the part of the mean of the fitted rows
@@ -302,10 +304,3 @@ class ModalityMeanShift(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return (self.projector_.transform(X) + self.shift_).astype(X.dtype, copy=False)
-
-    def get_feature_names_out(self, input_features=None):
-        """Same names as the input (the output lives in the input's axes)."""
-        from sklearn.utils.validation import _check_feature_names_in
-
-        check_is_fitted(self)
-        return _check_feature_names_in(self, input_features)

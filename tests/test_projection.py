@@ -52,6 +52,39 @@ def test_float_n_components_reaches_the_variance_fraction():
     assert proj.n_components_ == int(np.searchsorted(np.cumsum(ratios), 0.9) + 1) == 2
 
 
+def test_float_n_components_tie_takes_one_more_as_sklearn_pca():
+    from skvlm.projection import _n_components_from
+
+    # variances (1, 1): cumulative ratios (0.5, 1.0). A fraction of exactly 0.5 is not
+    # exceeded by one component, so sklearn's PCA (side="right") keeps 2.
+    assert _n_components_from(0.5, np.array([1.0, 1.0]), 2) == 2
+    assert _n_components_from(0.49, np.array([1.0, 1.0]), 2) == 1
+    assert _n_components_from(0.5, np.array([2.0, 1.0, 1.0]), 3) == 1  # 0.667 > 0.5
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.5, 0.75, 0.9, 0.99])
+def test_float_n_components_equals_sklearn_pca_on_the_centred_rows(fraction):
+    from sklearn.decomposition import PCA
+
+    text = np.random.default_rng(3).normal(size=(12, 8)) * np.arange(1, 9)
+    ours = ClassSubspaceProjector(text_embeddings=text, n_components=fraction).fit(np.ones((1, 8)))
+    assert ours.n_components_ == PCA(n_components=fraction).fit(text).n_components_
+
+
+def test_feature_names_follow_the_input_when_reprojected():
+    import pandas as pd
+
+    X = pd.DataFrame(np.eye(3), columns=["a", "b", "c"])
+    proj = ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], n_components=1, center=False).fit(X)
+    assert proj.get_feature_names_out().tolist() == ["a", "b", "c"]
+    coords = ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], n_components=1, reproject=False).fit(X)
+    assert coords.get_feature_names_out().tolist() == ["classsubspaceprojector0"]
+    shift = ModalityMeanShift(ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], center=False)).fit(X)
+    assert shift.get_feature_names_out().tolist() == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        shift.get_feature_names_out(["x", "y", "z"])
+
+
 def test_normalize_gives_unit_rows():
     text = np.random.default_rng(1).normal(size=(6, 4))
     out = ClassSubspaceProjector(text_embeddings=text, normalize=True).fit_transform(
