@@ -15,7 +15,6 @@ from skvlm.studies import (
     summarize_fewshot,
 )
 from skvlm.studies._demo import _mentions
-from skvlm.studies._findings import _verdict
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -170,22 +169,31 @@ def test_fewshot_command_on_an_image_folder(tmp_path):
 
     from skvlm.datasets import make_scenes
 
-    scenes = make_scenes(30, random_state=3)
+    scenes = make_scenes(50, random_state=3)
     root = tmp_path / "data"
     for i, (image, shape) in enumerate(zip(scenes.images, scenes.factors["background"])):
         (root / shape).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(root / shape / f"{i}.png")
     out = tmp_path / "report"
     status = main(["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
-                   "--methods", "prototype", "--shots", "1,2", "--seeds", "0,1", "--out", str(out),
-                   "--quiet"])
+                   "--methods", "prototype,tip_adapter", "--shots", "1,2", "--seeds", "0,1",
+                   "--out", str(out), "--quiet"])
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["n_images"] == 30
+    assert summary["config"]["n_images"] == 50
     assert summary["config"]["n_classes"] == scenes.factors["background"].nunique()
+    assert summary["config"]["tune"] is True and summary["config"]["templates"] == "reference"
     entry = summary["fewshot"]["classes"]["prototype"]["2"]
     assert len(entry["acc1_per_seed"]) == 2 and 0 <= entry["acc1"] <= 1
-    assert "fewshot_classes.png" in (out / "report.md").read_text()
+    assert entry["acc1_ci95"][0] <= entry["acc1"] <= entry["acc1_ci95"][1]
+    # the chosen values are in summary.json and in the per-run CSV
+    chosen = summary["fewshot"]["classes"]["tip_adapter"]["1"]["params_per_seed"]
+    assert len(chosen) == 2 and all(set(p) == {"alpha", "beta"} for p in chosen)
+    runs = pd.read_csv(out / "fewshot_runs.csv")
+    tip = runs[(runs.method == "tip_adapter") & (runs.shots == 1)].sort_values("seed")
+    assert [json.loads(p) for p in tip["params"]] == chosen
+    report = (out / "report.md").read_text()
+    assert "fewshot_classes.png" in report and "validation shots" in report
 
 
 def test_a_damaged_image_stops_the_study_or_is_skipped_and_listed(tmp_path, capsys):
@@ -201,7 +209,7 @@ def test_a_damaged_image_stops_the_study_or_is_skipped_and_listed(tmp_path, caps
     damaged = next(root.rglob("*.png"))
     damaged.write_bytes(damaged.read_bytes()[:60])
     options = ["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
-               "--methods", "prototype", "--shots", "1", "--seeds", "0", "--quiet"]
+               "--methods", "prototype", "--shots", "1", "--seeds", "0", "--quiet", "--no-tune"]
     assert main(options + ["--out", str(tmp_path / "stop")]) == 2
     assert damaged.name in capsys.readouterr().err
     with pytest.warns(UserWarning, match=damaged.name):
@@ -223,7 +231,9 @@ def test_fewshot_study_runs_every_method_shot_seed_on_the_same_split():
     assert len(runs) == 2 * 2 * 2
     # both methods see the same test rows for a given shots/seed
     assert runs.groupby(["shots", "seed"])["n_test"].nunique().eq(1).all()
-    assert (runs[runs.shots == 3]["n_test"] == 24 - 2 * 3).all()
+    # 3 support + min(3, 4) validation shots per class are not test rows
+    assert (runs[runs.shots == 3]["n_test"] == 24 - 2 * (3 + 3)).all()
+    assert (runs[runs.shots == 3]["n_val"] == 2 * 3).all()
     assert (runs["acc1"] == 1.0).all()  # separable classes
     again = run_fewshot_study(X, y, methods=["prototype"], shots=[1, 3], seeds=[0, 1])
     pd.testing.assert_series_equal(
@@ -309,15 +319,7 @@ def test_diagnose_embeddings_recovers_intra_similarity_when_enough_images():
     assert few["recovery_max_abs_error"] is None
 
 
-def test_verdict_and_caption_mentions():
-    assert _verdict([0.1, 0.2], 1) == "holds"
-    assert _verdict([-0.1, -0.2], -1) == "holds"
-    assert _verdict([0.1, -0.2], 1) == "mixed"
-    assert _verdict([0.1, 0.001], 1) == "mixed"  # one gain below the 0.005 tolerance
-    assert _verdict([-0.1, None], 1) == "does not hold"
-    assert _verdict([0.004, -0.004], 1) == "no clear difference"
-    assert _verdict([1e-9], 1, tol=0.0) == "holds"
-    assert _verdict([None], -1) == "not measured"
+def test_caption_mentions():
     assert _mentions("a red star on stripes.", "background", "striped")
     assert not _mentions("a red star.", "background", "striped")
     assert _mentions("a photo of a star in the top left.", "shape", "star")

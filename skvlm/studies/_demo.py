@@ -12,7 +12,7 @@ from ..retrieval import recall_at_k
 from ._common import logger, pandas, progress_to_stderr
 from ._diagnose import diagnose_embeddings
 from ._fewshot import run_fewshot_study, summarize_fewshot
-from ._findings import fewshot_summary_dict, findings, retrieval_summary_dict
+from ._findings import fewshot_summary_dict, findings, model_gains, retrieval_summary_dict
 from ._report import write_report
 from ._retrieval import run_retrieval_study
 
@@ -32,6 +32,9 @@ _BACKGROUND_WORDS = {
     "dotted": ("dotted", "dots"),
     "noisy": ("noisy", "noise"),
 }
+
+# (separate towers, shared towers) model pairs the AlignCLIP claim compares, in order.
+_SHARED_PAIRS = (("skvlm-tiny", "skvlm-tiny-shared"), ("skvlm-tiny", "skvlm-tiny-align"))
 
 _DEMO_SIZES = {
     False: {"n_scenes": 3000, "n_queries": 200, "oti_steps": 150, "ovi_steps": 300,
@@ -105,7 +108,7 @@ def _zero_shot_quality(encoded, factors, captions):
 
 
 def run_demo(out, *, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), device="auto",
-             random_state=0, verbose=1):
+             tune=True, random_state=0, verbose=1):
     """Run the seed papers' studies on the shipped tiny models and write a report.
 
     On ``make_scenes`` (held-out scenes, never seen in training), with the first model
@@ -130,6 +133,9 @@ def run_demo(out, *, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), de
     models : sequence of str, default=("skvlm-tiny", "skvlm-tiny-shared")
         The first runs the studies; all get the diagnostics.
     device : str, default="auto"
+    tune : bool, default=True
+        Choose the few-shot methods' hyper-parameters on validation shots (min(k, 4)
+        per class, drawn from the rows outside the support; the default grids).
     random_state : int, default=0
         Seeds the scenes (offset from the training seeds), splits, queries and inverters.
     verbose : int, default=1
@@ -157,14 +163,18 @@ def run_demo(out, *, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), de
         pca_text = class_text_embeddings(main["encoder"].encode_text, object_names,
                                          _OBJECT_TEMPLATES)
         labelings = [f for f in ("shape", "background") if f in scenes.factors]
-        fewshot = _demo_fewshot(main, scenes.factors, labelings, pca_text, sizes, random_state)
+        fewshot = _demo_fewshot(main, scenes.factors, labelings, pca_text, sizes, random_state,
+                                tune)
         retrieval = _demo_retrieval(main, scenes, labelings, pca_text, sizes, random_state)
         diagnostics, distributions = _demo_diagnostics(encoded, scenes, sizes, random_state)
         config = {"study_model": main_model, "models": list(models),
                   "n_scenes": sizes["n_scenes"], "scene_seed": scene_seed,
                   **{k: sizes[k] for k in ("shots", "seeds", "n_queries", "oti_steps",
                                            "ovi_steps")}}
-        summary = _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics)
+        config["tune"] = bool(tune)
+        comparison = _model_comparison(encoded)
+        summary = _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics,
+                                comparison)
         summary["elapsed_s"] = time.perf_counter() - start
         write_report(out, summary, fewshot["runs"], fewshot["summary"], retrieval["results"],
                      diagnostics, distributions)
@@ -186,7 +196,7 @@ def _encode_models(models, scenes, device):
     return encoded, unavailable
 
 
-def _demo_fewshot(main, factors, labelings, pca_text, sizes, random_state):
+def _demo_fewshot(main, factors, labelings, pca_text, sizes, random_state, tune):
     """The few-shot study of the study model, once per labeling."""
     pd = pandas()
     all_runs, skipped, notes = [], {}, []
@@ -197,7 +207,7 @@ def _demo_fewshot(main, factors, labelings, pca_text, sizes, random_state):
         logger.info(f"few-shot study, labeling '{labeling}' ({len(names)} classes)")
         runs = run_fewshot_study(
             main["images"], y, text_weights=W, pca_text_embeddings=pca_text,
-            shots=sizes["shots"], seeds=[random_state + s for s in sizes["seeds"]],
+            shots=sizes["shots"], seeds=[random_state + s for s in sizes["seeds"]], tune=tune,
         )
         runs.insert(0, "labeling", labeling)
         all_runs.append(runs)
@@ -249,7 +259,15 @@ def _demo_diagnostics(encoded, scenes, sizes, random_state):
     return diagnostics, distributions
 
 
-def _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics):
+def _model_comparison(encoded):
+    """(base, other, paired gains) of the first shared-tower pair of models encoded here."""
+    for base, other in _SHARED_PAIRS:
+        if base in encoded and other in encoded:
+            return base, other, model_gains(encoded[base], encoded[other])
+    return None
+
+
+def _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics, comparison):
     """What ``summary.json`` holds (``elapsed_s`` and ``files`` are added by the caller)."""
     return {
         "title": "skvlm demo report",
@@ -260,6 +278,11 @@ def _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics):
             "model. PCA← projects onto the principal directions of the 64 'colour shape' "
             "object names (the analogue of ImageNet class names), keeping d // 2 components."
         ),
+        "protocol": ("Support: k shots per class; " + (
+            "hyper-parameters chosen on min(k, 4) validation shots per class drawn from the "
+            "other scenes, over the 'default' grids; scored on every scene in neither set."
+            if config["tune"] else "every method at its default hyper-parameters; scored on "
+            "every other scene.")),
         "caveat": (" The tiny models and generated scenes are a toy world: the verdicts "
                    "describe this setting, not CLIP at scale."),
         "skvlm_version": __version__,
@@ -271,6 +294,7 @@ def _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics):
         "models": diagnostics,
         "fewshot": fewshot_summary_dict(fewshot["summary"], fewshot["runs"]),
         "retrieval": retrieval_summary_dict(retrieval["results"]),
-        "findings": findings(fewshot["summary"], retrieval["results"], diagnostics),
+        "findings": findings(fewshot["runs"], retrieval["results"], diagnostics,
+                             comparison=comparison),
         "notes": fewshot["notes"],
     }

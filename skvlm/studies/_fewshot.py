@@ -1,5 +1,15 @@
-"""The few-shot study: every method fitted on the same k-shot splits, over shots and seeds."""
+"""The few-shot study: every method on the same k-shot splits, tuned on validation shots.
 
+For each shot count k and seed: the k-shot support (``FewShotSplit(k, random_state=seed)``
+on the training pool) and a disjoint validation set of ``min(k, 4)`` shots per class
+(CoOp's rule) drawn from the rest of the pool, or from a given validation pool; each
+method's hyper-parameters are chosen on the validation rows over its grid
+(:func:`skvlm.classifiers.select_params`, vectorised on the embeddings), the method is
+refitted on the support with the chosen values and scored on the test rows, which the
+search never sees.
+"""
+
+import time
 import warnings
 
 import numpy as np
@@ -8,36 +18,62 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.utils import check_array
 from sklearn.utils.validation import column_or_1d
 
+from ..classifiers import select_params
 from ..model_selection import FewShotSplit
 from ._common import check_methods, logger, pandas, progress_to_stderr
+from ._intervals import t_interval
 from ._methods import DEFAULT_FEWSHOT, FEWSHOT_METHODS, REGISTRY
 
-_RUN_COLUMNS = ["method", "label", "shots", "seed", "acc1", "mean_per_class_recall", "n_test"]
+_RUN_COLUMNS = ["method", "label", "shots", "seed", "acc1", "mean_per_class_recall", "n_test",
+                "n_val", "params", "seconds"]
+_SEARCHES = ("default", "reference")
+
+
+def validation_shots(k):
+    """CoOp's validation shots per class for a k-shot support: ``min(k, 4)``."""
+    return min(int(k), 4)
 
 
 def run_fewshot_study(
     X,
     y,
     *,
+    X_test=None,
+    y_test=None,
+    X_val=None,
+    y_val=None,
     text_weights=None,
     pca_text_embeddings=None,
+    support_views=None,
     methods=None,
     shots=(1, 2, 4, 8, 16),
     seeds=(0, 1, 2),
+    tune=True,
+    search="default",
+    dataset=None,
     verbose=0,
 ):
     """k-shot classification of embeddings by several methods, over shots and seeds.
 
-    For each number of shots k and each seed, one :class:`~skvlm.model_selection.FewShotSplit`
-    draws k training rows per class and tests on all the other rows; every method is
-    fitted on the same split, so methods are compared on identical data.
+    For each number of shots k and each seed, the k-shot support is
+    ``FewShotSplit(k, n_splits=1, random_state=seed)`` on (X, y); with ``tune``, a
+    disjoint validation set of ``min(k, 4)`` rows per class is drawn from the other rows
+    of (X, y), or from (X_val, y_val) when given; each method's hyper-parameters are
+    chosen on the validation rows over its grid, then it is refitted on the support and
+    scored on the test rows: (X_test, y_test) when given, else every row of (X, y) in
+    neither the support nor the validation set. Every method sees the same rows.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, d)
-        Image embeddings (encoded once by the caller).
+        Image embeddings of the training pool (encoded once by the caller).
     y : array-like of shape (n_samples,)
         Class labels.
+    X_test, y_test : array-like, default=None
+        A fixed test split (CoOp's ``test``); every method is scored on all of it.
+    X_val, y_val : array-like, default=None
+        A validation pool (CoOp's ``val``) to draw the validation shots from instead of
+        (X, y). Never pass a test set here (CoOp's ImageNet ``val`` is its test set).
     text_weights : array-like of shape (n_classes, d), default=None
         Class-name text classifier, rows in the order of ``numpy.unique(y)``. Needed by
         ``"zeroshot"``, ``"tip_x"`` and ``"ape"`` (skipped without it) and used by
@@ -45,14 +81,27 @@ def run_fewshot_study(
     pca_text_embeddings : array-like of shape (m, d), default=None
         The text rows whose principal directions PCA← projects onto (class names);
         ``"prototype_pca"`` is skipped without them.
+    support_views : array-like of shape (n_views, n_samples, d), default=None
+        Augmented views of the rows of X (``CLIPEncoder(n_augmentations=1,
+        random_state=v)``, one call per view): methods marked ``views`` in the
+        registry (``"lda_views"``) fit on every view of the support shots as
+        separate rows, as GDA's reference does at 1 shot.
     methods : list of str, default=None
-        Keys of :data:`FEWSHOT_METHODS`; None runs zero-shot, NearestPrototype,
-        NearestPrototype + PCA←, LDA, Tip-Adapter and Tip-X.
+        Keys of :data:`FEWSHOT_METHODS`; None runs the registry's default methods.
     shots : sequence of int, default=(1, 2, 4, 8, 16)
-        Shot counts; a count that leaves some class without a test row is skipped
-        with a warning.
+        Shot counts; a count that leaves some class without a test row (or, with
+        ``X_test``, exceeds a class's rows) is skipped with a warning.
     seeds : sequence of int, default=(0, 1, 2)
-        One split per seed (``FewShotSplit(k, n_splits=1, random_state=seed)``).
+        One split per seed.
+    tune : bool, default=True
+        Choose each method's hyper-parameters on the validation shots. False fits the
+        estimators' defaults and tests on every non-support row (no validation set).
+    search : {"default", "reference"}, default="default"
+        The grid of each method (:func:`skvlm.classifiers.param_grid`): a small one
+        around the published optima, or the reference code's own.
+    dataset : str, default=None
+        A CoOp dataset name: with ``search="reference"``, the reference's per-dataset
+        grid where it has one.
     verbose : int, default=0
         Log a line per shot count to stderr (the lines always go to the
         ``"skvlm.studies"`` logger at level INFO).
@@ -61,7 +110,9 @@ def run_fewshot_study(
     -------
     runs : pandas.DataFrame
         One row per (method, shots, seed): ``method``, ``label``, ``shots``, ``seed``,
-        ``acc1`` (accuracy), ``mean_per_class_recall`` (balanced accuracy), ``n_test``.
+        ``acc1`` (accuracy), ``mean_per_class_recall`` (balanced accuracy), ``n_test``,
+        ``n_val``, ``params`` (a dict: the chosen values, or the defaults when
+        untuned) and ``seconds`` (search, fit and predict).
         ``runs.attrs["skipped"]`` maps each method that could not run to the reason;
         ``runs.attrs["warnings"]`` lists the distinct warnings the methods raised.
 
@@ -73,37 +124,80 @@ def run_fewshot_study(
     >>> centres = np.eye(4)[:2] * 3
     >>> y = np.repeat([0, 1], 20)
     >>> X = centres[y] + rng.normal(scale=0.3, size=(40, 4))
-    >>> runs = run_fewshot_study(X, y, methods=["prototype"], shots=[1, 2], seeds=[0])
-    >>> runs[["method", "shots", "acc1"]].to_dict("records")
-    [{'method': 'prototype', 'shots': 1, 'acc1': 1.0}, {'method': 'prototype', 'shots': 2, 'acc1': 1.0}]
+    >>> runs = run_fewshot_study(X, y, methods=["prototype", "tip_adapter"], shots=[2],
+    ...                          seeds=[0])
+    >>> runs[["method", "shots", "acc1", "n_val", "n_test"]].to_dict("records")
+    [{'method': 'prototype', 'shots': 2, 'acc1': 1.0, 'n_val': 4, 'n_test': 32}, \
+{'method': 'tip_adapter', 'shots': 2, 'acc1': 1.0, 'n_val': 4, 'n_test': 32}]
+    >>> sorted(runs["params"][1])  # chosen on the validation shots (image-only: no alpha)
+    ['beta']
     """
     pd = pandas()
-    X = check_array(X, dtype=[np.float32, np.float64], input_name="X")
-    y = column_or_1d(np.asarray(y), warn=False)
-    if len(y) != len(X):
-        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels.")
+    data = _check_data(X, y, X_test, y_test, X_val, y_val, support_views)
+    if search not in _SEARCHES:
+        raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
     methods = check_methods(methods, FEWSHOT_METHODS, DEFAULT_FEWSHOT)
-    pipelines, skipped = _method_pipelines(methods, text_weights, pca_text_embeddings)
+    pipelines, skipped = _method_pipelines(methods, text_weights, pca_text_embeddings,
+                                           data["views"] is not None)
+    usable = _usable_shots(shots, data, tune)
+    setting = {"tune": bool(tune), "search": search, "dataset": dataset}
     rows, notes = [], {}
     with progress_to_stderr(verbose):
-        for k in _usable_shots(shots, y):
-            logger.info(f"few-shot: {k} shot(s) x {len(seeds)} seed(s) x {len(pipelines)} method(s)")
+        for k in usable:
+            logger.info(f"few-shot: {k} shot(s) x {len(seeds)} seed(s) x {len(pipelines)} "
+                        f"method(s){', tuned on validation shots' if tune else ''}")
             for seed in seeds:
-                train, test = next(FewShotSplit(k, n_splits=1, random_state=int(seed)).split(X, y))
+                split = _draw_split(data, k, int(seed), tune)
                 for method, template in pipelines.items():
-                    scores = _fit_and_score(template, X, y, train, test, notes, method, k)
+                    result = _run_method(method, template, data, split, setting, notes, k)
                     rows.append({"method": method, "label": FEWSHOT_METHODS[method], "shots": k,
-                                 "seed": int(seed), **scores, "n_test": len(test)})
+                                 "seed": int(seed), **result})
     runs = pd.DataFrame(rows, columns=_RUN_COLUMNS)
     runs.attrs["skipped"] = skipped
     runs.attrs["warnings"] = [f"{message} (first at {k} shots)" for message, k in notes.items()]
     return runs
 
 
-def _method_pipelines(methods, text_weights, pca_text_embeddings):
+def _check_data(X, y, X_test, y_test, X_val, y_val, support_views):
+    """Validated arrays of the pools; the errors name what does not fit."""
+    X = check_array(X, dtype=[np.float32, np.float64], input_name="X")
+    y = column_or_1d(np.asarray(y), warn=False)
+    if len(y) != len(X):
+        raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels.")
+    data = {"X": X, "y": y, "classes": np.unique(y), "views": None}
+    for name, (A, b) in {"test": (X_test, y_test), "val": (X_val, y_val)}.items():
+        if (A is None) != (b is None):
+            raise ValueError(f"X_{name} and y_{name} go together: pass both or neither.")
+        if A is None:
+            data[f"X_{name}"] = data[f"y_{name}"] = None
+            continue
+        A = check_array(A, dtype=[np.float32, np.float64], input_name=f"X_{name}")
+        b = column_or_1d(np.asarray(b), warn=False)
+        if A.shape[1] != X.shape[1]:
+            raise ValueError(f"X_{name} has {A.shape[1]} features but X has {X.shape[1]}: "
+                             "both must be embeddings of the same model.")
+        if len(b) != len(A):
+            raise ValueError(f"X_{name} has {len(A)} rows but y_{name} has {len(b)} labels.")
+        unknown = np.setdiff1d(b, data["classes"])
+        if unknown.size:
+            raise ValueError(f"y_{name} has classes absent from y: {unknown[:5].tolist()}.")
+        data[f"X_{name}"], data[f"y_{name}"] = A, b
+    if support_views is not None:
+        views = np.asarray(support_views, dtype=X.dtype)
+        if views.ndim != 3 or views.shape[1:] != X.shape:
+            raise ValueError(f"support_views must have shape (n_views, {X.shape[0]}, "
+                             f"{X.shape[1]}) (views of the rows of X); got {views.shape}.")
+        data["views"] = views
+    return data
+
+
+def _method_pipelines(methods, text_weights, pca_text_embeddings, has_views):
     """{key: unfitted pipeline} of the methods that can run, {key: reason} of the others."""
     pipelines, skipped = {}, {}
     for method in methods:
+        if REGISTRY[method].views and not has_views:
+            skipped[method] = "needs augmented views of the support (support_views)"
+            continue
         pipe = REGISTRY[method].pipeline(text_weights, pca_text_embeddings)
         if isinstance(pipe, str):
             skipped[method] = pipe
@@ -112,43 +206,143 @@ def _method_pipelines(methods, text_weights, pca_text_embeddings):
     return pipelines, skipped
 
 
-def _usable_shots(shots, y):
-    """The shot counts that leave every class a test row (a warning for each other one)."""
-    smallest = np.unique(y, return_counts=True)[1].min()
+def _class_counts(y, classes):
+    return np.array([np.sum(y == c) for c in classes])
+
+
+def _usable_shots(shots, data, tune):
+    """The shot counts with a test row for every class (a warning for each other one).
+
+    A usable count whose validation shots do not fit is an error naming the class.
+    """
+    counts = _class_counts(data["y"], data["classes"])
+    has_test = data["X_test"] is not None
+    limit = counts.min() if has_test else counts.min() - 1
     usable = []
     for k in shots:
         k = int(k)
-        if k < 1 or k >= smallest:
-            warnings.warn(
-                f"shots={k} skipped: the smallest class has {smallest} rows, so "
-                "k must be in [1, smallest class - 1].",
-                UserWarning,
-                stacklevel=3,
-            )
+        if k < 1 or k > limit:
+            bound = "smallest class" if has_test else "smallest class - 1"
+            warnings.warn(f"shots={k} skipped: the smallest class has {counts.min()} rows, so "
+                          f"k must be in [1, {bound}].", UserWarning, stacklevel=3)
             continue
+        if tune:
+            _check_validation_room(k, counts, data)
         usable.append(k)
     return usable
 
 
-def _fit_and_score(template, X, y, train, test, notes, method, k):
-    """Fit a clone on the train rows and score it on the test rows.
+def _check_validation_room(k, counts, data):
+    v = validation_shots(k)
+    if data["y_val"] is not None:
+        room, where = _class_counts(data["y_val"], data["classes"]), "in the validation pool"
+        need = np.full(len(counts), v)
+    else:
+        room, where = counts, "in the training pool"
+        need = k + v + (0 if data["X_test"] is not None else 1)
+    short = np.flatnonzero(room < need)
+    if short.size:
+        c = short[0]
+        label = data["classes"][c]
+        label = label.item() if isinstance(label, np.generic) else label
+        raise ValueError(
+            f"shots={k}: class {label!r} has {room[c]} rows {where}, too few for "
+            f"{'' if data['y_val'] is not None else f'{k} support + '}{v} validation shot(s)"
+            f"{' + 1 test row' if data['X_test'] is None and data['y_val'] is None else ''}. "
+            "Use fewer shots, pass a validation pool (X_val, y_val), or tune=False "
+            "(--no-tune on the command line)."
+        )
+
+
+def _draw_split(data, k, seed, tune):
+    """Support, validation and test row indices of one (shots, seed)."""
+    y = data["y"]
+    support, rest = next(FewShotSplit(k, n_splits=1, random_state=seed).split(None, y)) \
+        if data["X_test"] is None else _support_of_pool(y, k, seed)
+    val = np.array([], dtype=int)
+    if tune:
+        rng = np.random.default_rng([seed, k, 4])  # apart from the support's generator
+        if data["y_val"] is not None:
+            val = _draw_per_class(data["y_val"], data["classes"], validation_shots(k), rng)
+        else:
+            val = rest[_draw_per_class(y[rest], data["classes"], validation_shots(k), rng)]
+            rest = np.setdiff1d(rest, val)
+    test = rest if data["X_test"] is None else None
+    return {"support": support, "val": val, "test": test}
+
+
+def _support_of_pool(y, k, seed):
+    """The k-shot support of a pool that needs no test rows (a fixed test split is given)."""
+    if k == len(y) // len(np.unique(y)) and np.all(np.unique(y, return_counts=True)[1] == k):
+        return np.arange(len(y)), np.array([], dtype=int)  # every row is a shot
+    return next(FewShotSplit(k, n_splits=1, random_state=seed).split(None, y))
+
+
+def _draw_per_class(y, classes, n, rng):
+    """``n`` random positions of each class of ``classes`` in ``y``, sorted."""
+    picked = [rng.choice(np.flatnonzero(y == c), n, replace=False) for c in classes]
+    return np.sort(np.concatenate(picked))
+
+
+def _run_method(method, template, data, split, setting, notes, k):
+    """Choose the parameters on validation, refit on the support, score on the test rows.
 
     Expected warnings (e.g. LDA's 1-shot collapse) are kept in ``notes`` instead of
-    being printed once per split.
+    being printed once per split and grid point.
     """
+    tic = time.perf_counter()
+    X_s, y_s = _support_rows(data, split["support"], REGISTRY[method].views)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        predicted = clone(template).fit(X[train], y[train]).predict(X[test])
+        grid = REGISTRY[method].grid(template, setting["search"], setting["dataset"])
+        if setting["tune"] and grid:
+            X_v, y_v = data["X_val" if data["y_val"] is not None else "X"], \
+                data["y_val" if data["y_val"] is not None else "y"]
+            params = choose_params(template, X_s, y_s, X_v[split["val"]], y_v[split["val"]], grid)
+        else:
+            defaults = template[-1].get_params()
+            params = {name: defaults[name] for name in grid}
+        pipe = clone(template).set_params(**{f"clf__{n}": v for n, v in params.items()})
+        pipe.fit(X_s, y_s)
+        X_t, y_t = _test_rows(data, split)
+        predicted = pipe.predict(X_t)
     for w in caught:
         notes.setdefault(f"{FEWSHOT_METHODS[method]}: {w.message}", k)
-    return {
-        "acc1": float(accuracy_score(y[test], predicted)),
-        "mean_per_class_recall": float(balanced_accuracy_score(y[test], predicted)),
-    }
+    return {"acc1": float(accuracy_score(y_t, predicted)),
+            "mean_per_class_recall": float(balanced_accuracy_score(y_t, predicted)),
+            "n_test": len(y_t), "n_val": len(split["val"]), "params": params,
+            "seconds": time.perf_counter() - tic}
+
+
+def choose_params(template, X_support, y_support, X_val, y_val, grid):
+    """The grid point of best validation accuracy for a pipeline's classifier.
+
+    The steps before the classifier (PCA←) are fitted on the support and applied to
+    both sets; only the validation rows are ever scored.
+    """
+    head = clone(template[:-1]) if len(template) > 1 else None
+    if head is not None:
+        X_support = head.fit_transform(X_support, y_support)
+        X_val = head.transform(X_val)
+    best, _ = select_params(template[-1], X_support, y_support, X_val, y_val, grid)
+    return best
+
+
+def _support_rows(data, support, views):
+    if not views:
+        return data["X"][support], data["y"][support]
+    V = data["views"][:, support]  # (n_views, n_support, d): every view a row
+    return V.reshape(-1, V.shape[-1]), np.tile(data["y"][support], V.shape[0])
+
+
+def _test_rows(data, split):
+    if data["X_test"] is not None:
+        return data["X_test"], data["y_test"]
+    return data["X"][split["test"]], data["y"][split["test"]]
 
 
 def summarize_fewshot(runs):
-    """Mean and standard deviation over seeds of each (method, shots) of a few-shot study.
+    """Mean, standard deviation and 95 % interval over seeds of each (method, shots).
 
     Parameters
     ----------
@@ -160,7 +354,8 @@ def summarize_fewshot(runs):
     -------
     summary : pandas.DataFrame
         One row per group: ``acc1``, ``acc1_std`` (sample std, 0 for one seed),
-        ``mean_per_class_recall``, ``mean_per_class_recall_std``, ``n_seeds``.
+        ``acc1_ci_low`` / ``acc1_ci_high`` (Student-t 95 % interval over seeds, NaN for
+        one seed), ``mean_per_class_recall``, ``mean_per_class_recall_std``, ``n_seeds``.
 
     Examples
     --------
@@ -177,7 +372,11 @@ def summarize_fewshot(runs):
     out = grouped[["acc1", "mean_per_class_recall"]].mean()
     std = grouped[["acc1", "mean_per_class_recall"]].std().fillna(0.0)
     out["acc1_std"] = std["acc1"]
+    intervals = grouped["acc1"].apply(lambda v: t_interval(v.to_numpy())[1] or (np.nan, np.nan))
+    out["acc1_ci_low"] = [iv[0] for iv in intervals]
+    out["acc1_ci_high"] = [iv[1] for iv in intervals]
     out["mean_per_class_recall_std"] = std["mean_per_class_recall"]
     out["n_seeds"] = grouped["seed"].nunique()
-    return out.reset_index()[keys + ["acc1", "acc1_std", "mean_per_class_recall",
-                                     "mean_per_class_recall_std", "n_seeds"]]
+    return out.reset_index()[keys + ["acc1", "acc1_std", "acc1_ci_low", "acc1_ci_high",
+                                     "mean_per_class_recall", "mean_per_class_recall_std",
+                                     "n_seeds"]]

@@ -15,6 +15,8 @@ from ._report import write_report
 from ._retrieval import run_retrieval_study
 
 _LABELING = "classes"
+# CoOp's prompt for a dataset of its own (load_coop_split with dataset=None).
+_FOLDER_TEMPLATE = "a photo of a {}."
 
 
 def run_folder_study(
@@ -27,7 +29,7 @@ def run_folder_study(
     shots=(1, 2, 4, 8, 16),
     seeds=(0, 1, 2),
     methods=None,
-    templates="openai",
+    templates="reference",
     pca_class_names=None,
     n_queries=200,
     cache=None,
@@ -35,20 +37,32 @@ def run_folder_study(
     batch_size=64,
     random_state=0,
     on_error="raise",
+    coop=None,
+    tune=True,
+    search="default",
+    n_views=0,
     verbose=1,
 ):
     """Run the few-shot or the retrieval study on an image folder and write a report.
 
     This is what ``python -m skvlm fewshot`` and ``python -m skvlm retrieval`` do. The
-    images (``root/<class>/<image>``, see :func:`skvlm.datasets.load_image_folder`)
-    are encoded once (``cache`` keeps the embeddings on disk for the next run); the
-    class names are the folder names with ``_`` read as spaces.
+    images (``root/<class>/<image>``, see :func:`skvlm.datasets.load_image_folder`, or
+    a CoOp benchmark split with ``coop``) are encoded once (``cache`` keeps the
+    embeddings on disk for the next run); the class names are the folder names with
+    ``_`` read as spaces.
+
+    With ``coop`` (few-shot), the study follows CoOp's protocol: the support comes from
+    ``train``, the validation shots from ``val`` (from ``train`` for ImageNet, whose
+    CoOp ``val`` is its test set), every method is scored on ``test``, the prompts are
+    the dataset's reference templates, and the report puts the published numbers of
+    the references beside the measured ones where model, dataset, shots and method
+    match (:func:`skvlm.studies.published_results`).
 
     Parameters
     ----------
     study : {"fewshot", "retrieval"}
     data : str or path
-        The image folder.
+        The image folder, or with ``coop`` the data root of the CoOp datasets.
     out : str or path
         Report folder: ``report.md``, ``summary.json``, CSVs and PNGs.
     model, pretrained : str
@@ -57,8 +71,11 @@ def run_folder_study(
         Few-shot only.
     methods : list of str, default=None
         Keys of :data:`FEWSHOT_METHODS` or :data:`RETRIEVAL_METHODS`.
-    templates : str or list of str, default="openai"
+    templates : "reference", "openai", "simple" or list of str, default="reference"
         Prompt templates of the class-name text classifier (few-shot).
+        ``"reference"``: the dataset's own (CoOp's one template per dataset, the 7
+        "simple" ones for ImageNet; "a photo of a {}." for a plain folder), as the
+        few-shot references use them.
     pca_class_names : "imagenet", "labels" or list of str, default=None
         The names whose text embeddings PCA← projects onto. None: the dataset's class
         names for few-shot (the seed's few-shot code) and the 1000 ImageNet class
@@ -74,6 +91,17 @@ def run_folder_study(
     on_error : {"raise", "skip"}, default="raise"
         ``"skip"`` leaves unreadable images out of the study (with their labels); they
         are listed under ``unreadable`` in ``summary.json``.
+    coop : str, default=None
+        A ``COOP_DATASETS`` name: ``data`` is read by
+        :func:`skvlm.datasets.load_coop_split`.
+    tune : bool, default=True
+        Few-shot: choose each method's hyper-parameters on validation shots.
+    search : {"default", "reference"}, default="default"
+        Few-shot: the grids (the reference's own with ``"reference"``).
+    n_views : int, default=0
+        Few-shot: encode that many augmented views of every training image (one
+        row per view) for ``"lda_views"`` (GDA at 1 shot as its reference runs it,
+        10 views); added to the default methods when positive.
     verbose : int, default=1
         Progress lines on stderr (always logged to the ``"skvlm.studies"`` logger).
 
@@ -85,75 +113,174 @@ def run_folder_study(
     if study not in ("fewshot", "retrieval"):
         raise ValueError(f"study must be 'fewshot' or 'retrieval', got {study!r}.")
     known = FEWSHOT_METHODS if study == "fewshot" else RETRIEVAL_METHODS
-    methods = check_methods(methods, known, DEFAULT_FEWSHOT if study == "fewshot" else tuple(known))
+    default = (DEFAULT_FEWSHOT + (("lda_views",) if n_views else ())
+               if study == "fewshot" else tuple(known))
+    methods = check_methods(methods, known, default)
     out = Path(out)
+    encoding = {"model": model, "pretrained": pretrained, "device": device, "cache": cache,
+                "batch_size": batch_size, "on_error": on_error, "verbose": verbose}
     with progress_to_stderr(verbose):
         start = time.perf_counter()
-        data_rows = _encode_folder(data, model, pretrained, device, cache, batch_size, on_error,
-                                   verbose)
+        rows = _encode_coop(data, coop, encoding) if coop else _encode_folder(data, encoding)
+        if study == "fewshot" and n_views:
+            rows["views"] = _encode_views(rows, n_views)
         out.mkdir(parents=True, exist_ok=True)
-        config = {"study": study, "data": str(data), "n_images": len(data_rows["labels"]),
-                  "n_classes": len(data_rows["names"]), "model": model,
+        config = {"study": study, "data": str(data), "n_images": len(rows["labels"]),
+                  "n_classes": len(rows["names"]), "model": model,
                   "pretrained": str(pretrained), "methods": methods}
         pca = {"names": pca_class_names, "templates": templates}
         if study == "fewshot":
-            result = _folder_fewshot(data_rows, methods, shots, seeds, templates, pca, verbose)
-            config.update(shots=list(shots), seeds=list(seeds), templates=templates)
+            setting = {"shots": shots, "seeds": seeds, "tune": tune, "search": search}
+            result = _folder_fewshot(rows, methods, setting, templates, pca, verbose)
+            config.update(shots=list(shots), seeds=list(seeds), templates=templates,
+                          tune=bool(tune), search=search, n_views=int(n_views))
         else:
-            result = _folder_retrieval(data_rows, methods, n_queries, random_state, pca, verbose)
+            result = _folder_retrieval(rows, methods, n_queries, random_state, pca, verbose)
             config.update(n_queries=n_queries, seed=random_state)
-        summary = _folder_summary(study, data, model, pretrained, config, result,
-                                  data_rows["unreadable"])
+        if rows.get("dataset"):
+            config["coop_dataset"] = rows["dataset"]
+        summary = _folder_summary(study, data, model, pretrained, config, result, rows)
         summary["elapsed_s"] = time.perf_counter() - start
         write_report(out, summary, result.get("runs"), result.get("summary"),
                      result.get("retrieval"), None, None)
     return summary
 
 
-def _encode_folder(data, model, pretrained, device, cache, batch_size, on_error, verbose):
-    """The folder's image embeddings, labels, class names, encoder and unreadable files."""
-    from ..datasets import load_image_folder  # pandas: imported when a study runs
+def _encoder(encoding):
     from ..encoders import CLIPEncoder
 
-    dataset = load_image_folder(data)
-    labels = np.asarray(dataset.labels)
-    names = [str(n).replace("_", " ") for n in dataset.target_names]
-    encoder = CLIPEncoder(model=model, pretrained=pretrained, device=device, cache=cache,
-                          batch_size=batch_size, on_error=on_error, verbose=verbose)
-    logger.info(f"encoding {len(dataset.paths)} images of {len(names)} classes with {model}")
-    images, kept = encoder.encode_images(dataset.paths, return_indices=True)
-    unreadable = [str(dataset.paths[i]) for i in sorted(set(range(len(labels))) - set(kept))]
+    return CLIPEncoder(model=encoding["model"], pretrained=encoding["pretrained"],
+                       device=encoding["device"], cache=encoding["cache"],
+                       batch_size=encoding["batch_size"], on_error=encoding["on_error"],
+                       verbose=encoding["verbose"])
+
+
+def _encode_paths(encoder, paths, labels):
+    """Embeddings of the readable images, their labels and the unreadable paths."""
+    images, kept = encoder.encode_images(list(paths), return_indices=True)
+    unreadable = [str(paths[i]) for i in sorted(set(range(len(paths))) - set(kept))]
+    kept = np.asarray(kept, dtype=int)
     # rows and labels stay paired when images were skipped
-    return {"images": images, "labels": labels[kept], "names": names, "encoder": encoder,
-            "unreadable": unreadable}
+    return images, np.asarray(labels)[kept], [paths[i] for i in kept], unreadable
 
 
-def _pca_rows(data_rows, pca, default_names, default_templates):
+def _encode_folder(data, encoding):
+    """The folder's image embeddings, labels, class names, encoder and unreadable files."""
+    from ..datasets import load_image_folder  # pandas: imported when a study runs
+
+    dataset = load_image_folder(data)
+    names = [str(n).replace("_", " ") for n in dataset.target_names]
+    encoder = _encoder(encoding)
+    logger.info(f"encoding {len(dataset.paths)} images of {len(names)} classes with "
+                f"{encoding['model']}")
+    images, labels, paths, unreadable = _encode_paths(encoder, list(dataset.paths),
+                                                      dataset.labels)
+    return {"images": images, "labels": labels, "paths": paths, "names": names,
+            "encoder": encoder, "unreadable": unreadable, "templates": [_FOLDER_TEMPLATE],
+            "notes": []}
+
+
+def _encode_coop(root, dataset, encoding):
+    """CoOp's train pool, validation pool (not for ImageNet) and test split, encoded."""
+    from ..datasets import load_coop_split
+
+    split = load_coop_split(root, dataset)
+    encoder = _encoder(encoding)
+    rows = {"names": list(split.target_names), "encoder": encoder, "unreadable": [],
+            "templates": list(split.templates), "dataset": split.dataset, "notes": []}
+    subsets = ["train", "test"] + ([] if split.dataset == "ImageNet" else ["val"])
+    for subset in subsets:
+        part = split[subset]
+        logger.info(f"encoding {len(part.paths)} {subset} images of {split.dataset} with "
+                    f"{encoding['model']}")
+        images, labels, paths, unreadable = _encode_paths(encoder, list(part.paths),
+                                                          part.target)
+        prefix = "" if subset == "train" else f"{subset}_"
+        rows.update({f"{prefix}images": images, f"{prefix}labels": labels})
+        rows["paths" if subset == "train" else f"{subset}_paths"] = paths
+        rows["unreadable"] += unreadable
+    if split.dataset == "ImageNet":
+        rows["notes"].append("ImageNet: the validation shots are drawn from train, since "
+                             "CoOp's ImageNet val is its test set.")
+    return rows
+
+
+def _encode_views(rows, n_views):
+    """(n_views, n, d) augmented views of the training images, one encoder call per view."""
+    from sklearn.base import clone
+
+    logger.info(f"encoding {n_views} augmented views of {len(rows['paths'])} training images")
+    views = []
+    for view in range(int(n_views)):
+        encoder = clone(rows["encoder"]).set_params(n_augmentations=1, random_state=view,
+                                                    on_error="raise")
+        views.append(encoder.fit_transform(rows["paths"]))
+    return np.stack(views)
+
+
+def _templates(spec, rows):
+    """``"reference"``: the dataset's own templates; anything else as resolve_templates."""
+    return list(rows["templates"]) if spec == "reference" else resolve_templates(spec)
+
+
+def _pca_rows(rows, pca, default_names, default_templates):
     """The text rows PCA← projects onto: ``pca["names"]`` or the study's default."""
     spec = default_names if pca["names"] is None else pca["names"]
     if isinstance(spec, str) and spec == "labels":
-        names = data_rows["names"]
+        names = rows["names"]
     else:
         names = resolve_class_names(spec)
     tmpl = default_templates if pca["names"] is None else pca["templates"]
-    return class_text_embeddings(data_rows["encoder"].encode_text, names, resolve_templates(tmpl))
+    return class_text_embeddings(rows["encoder"].encode_text, names, _templates(tmpl, rows))
 
 
-def _folder_fewshot(data_rows, methods, shots, seeds, templates, pca, verbose):
+def _folder_fewshot(rows, methods, setting, templates, pca, verbose):
     W = pca_text = None
     if any(REGISTRY[m].uses_text for m in methods):
-        W = class_text_embeddings(data_rows["encoder"].encode_text, data_rows["names"],
-                                  resolve_templates(templates))
-        pca_text = W if pca["names"] is None else _pca_rows(data_rows, pca, "labels", templates)
-    runs = run_fewshot_study(data_rows["images"], data_rows["labels"], text_weights=W,
-                             pca_text_embeddings=pca_text, methods=methods, shots=shots,
-                             seeds=seeds, verbose=verbose)
+        W = class_text_embeddings(rows["encoder"].encode_text, rows["names"],
+                                  _templates(templates, rows))
+        pca_text = W if pca["names"] is None else _pca_rows(rows, pca, "labels", templates)
+    runs = run_fewshot_study(
+        rows["images"], rows["labels"], X_test=rows.get("test_images"),
+        y_test=rows.get("test_labels"), X_val=rows.get("val_images"),
+        y_val=rows.get("val_labels"), text_weights=W, pca_text_embeddings=pca_text,
+        support_views=rows.get("views"), methods=methods, shots=setting["shots"],
+        seeds=setting["seeds"], tune=setting["tune"], search=setting["search"],
+        dataset=rows.get("dataset"), verbose=verbose)
     if runs.empty:
         raise RuntimeError(f"No few-shot result: {runs.attrs['skipped'] or 'no usable shots'}")
     skipped = {f"few-shot {k}": v for k, v in runs.attrs["skipped"].items()}
     runs.insert(0, "labeling", _LABELING)
-    return {"runs": runs, "summary": summarize_fewshot(runs), "skipped": skipped,
-            "notes": list(runs.attrs["warnings"])}
+    summary = summarize_fewshot(runs)
+    if rows.get("dataset"):
+        summary = _with_published(summary, rows["dataset"], rows["encoder"])
+    return {"runs": runs, "summary": summary, "skipped": skipped,
+            "notes": rows["notes"] + list(runs.attrs["warnings"]),
+            "protocol": _protocol(rows, setting)}
+
+
+def _with_published(summary, dataset, encoder):
+    """The summary with ``published``, ``difference`` and ``published_source`` columns."""
+    from .._published import compare_with_published
+
+    pretrained = None if encoder.pretrained in (None, "default") else str(encoder.pretrained)
+    return compare_with_published(summary, model=encoder.model, dataset=dataset,
+                                  pretrained=pretrained)
+
+
+def _protocol(rows, setting):
+    """One sentence on where the support, validation and test rows came from."""
+    if not setting["tune"]:
+        validation = "untuned: every method at its default hyper-parameters"
+    else:
+        source = ("the val split" if rows.get("val_images") is not None else
+                  "the train split (CoOp's ImageNet val is its test set)"
+                  if rows.get("dataset") == "ImageNet" else "the other training rows")
+        validation = (f"hyper-parameters chosen on min(k, 4) validation shots per class from "
+                      f"{source} over the '{setting['search']}' grids")
+    test = ("the test split" if rows.get("test_images") is not None
+            else "every row in neither the support nor the validation set")
+    return f"Support: k shots per class; {validation}; scored on {test}."
 
 
 def _folder_retrieval(data_rows, methods, n_queries, random_state, pca, verbose):
@@ -169,8 +296,9 @@ def _folder_retrieval(data_rows, methods, n_queries, random_state, pca, verbose)
     return {"retrieval": results, "skipped": skipped, "notes": []}
 
 
-def _folder_summary(study, data, model, pretrained, config, result, unreadable):
+def _folder_summary(study, data, model, pretrained, config, result, rows):
     runs, retrieval = result.get("runs"), result.get("retrieval")
+    unreadable = rows["unreadable"]
     notes = result["notes"]
     if unreadable:
         notes = [(f"{len(unreadable)} unreadable images were left out "
@@ -178,14 +306,14 @@ def _folder_summary(study, data, model, pretrained, config, result, unreadable):
     return {
         "title": f"skvlm {study} report",
         "description": f"`python -m skvlm {study}` on `{data}` with `{model}` (`{pretrained}`).",
+        "protocol": result.get("protocol", ""),
         "skvlm_version": __version__,
         "elapsed_s": None,
         "config": config,
         "skipped": result["skipped"],
         "fewshot": fewshot_summary_dict(result["summary"], runs) if runs is not None else {},
         "retrieval": retrieval_summary_dict(retrieval) if retrieval is not None else {},
-        "findings": findings(result.get("summary"), retrieval, None,
-                             expectations=((_LABELING, 1),)),
+        "findings": findings(runs, retrieval, None, expectations=((_LABELING, 1),)),
         "notes": notes,
         "unreadable": unreadable,
     }

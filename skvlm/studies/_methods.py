@@ -30,8 +30,8 @@ class FewShotMethod:
         The name in ``methods=``, CSVs, ``summary.json`` and on the command line.
     label : str
         The name in tables and figures.
-    estimator : str
-        The name of the classifier class in :mod:`skvlm.classifiers`.
+    estimator : str or type
+        The name of the classifier class in :mod:`skvlm.classifiers` (or a class).
     text : {"none", "optional", "required"}, default="none"
         ``"required"``: the method is skipped without class-name text weights;
         ``"optional"``: it runs image-only without them; ``"none"``: it takes none.
@@ -42,15 +42,22 @@ class FewShotMethod:
         Whether the method is in the default method list.
     params : dict, default={}
         Constructor parameters of the estimator other than ``text_weights``.
+    views : bool, default=False
+        The support enters as its augmented views, one row per view (GDA at 1 shot as
+        its reference runs it); the method is skipped without them.
+
+    Its search grid is the estimator's own
+    (:func:`skvlm.classifiers.param_grid`), so a ``GridSearchCV`` user gets the same.
     """
 
     key: str
     label: str
-    estimator: str
+    estimator: object
     text: str = "none"
     pca: bool = False
     default: bool = True
     params: dict = field(default_factory=dict)
+    views: bool = False
 
     @property
     def uses_text(self):
@@ -60,7 +67,15 @@ class FewShotMethod:
     @property
     def estimator_class(self):
         """The classifier class itself."""
+        if isinstance(self.estimator, type):
+            return self.estimator
         return getattr(importlib.import_module("skvlm.classifiers"), self.estimator)
+
+    def grid(self, pipeline, search="default", dataset=None):
+        """The search grid of a pipeline of this method, keyed by the classifier's names."""
+        from ..classifiers import param_grid
+
+        return param_grid(pipeline[-1], search, dataset=dataset)
 
     def pipeline(self, text_weights=None, pca_text_embeddings=None):
         """The method's unfitted ``Pipeline``, or a string saying why it cannot run."""
@@ -92,6 +107,8 @@ _ENTRIES = [
                   text="optional"),
     FewShotMethod("tip_x", "Tip-X", "TipXClassifier", text="required"),
     FewShotMethod("ape", "APE", "APEClassifier", text="required", default=False),
+    FewShotMethod("lda_views", "LDA (augmented views)", "LDAClassifier", text="optional",
+                  views=True, default=False),
 ]
 
 #: Every few-shot method, by key, in table order.

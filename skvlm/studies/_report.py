@@ -30,23 +30,56 @@ def _fewshot_markdown(summary):
     rows = []
     for label in dict.fromkeys(summary["label"]):
         part = summary[summary["label"] == label].set_index("shots")
-        cells = []
-        for k in shots:
-            if k in part.index:
-                r = part.loc[k]
-                cells.append(f"{100 * r['acc1']:.1f} ± {100 * r['acc1_std']:.1f}")
-            else:
-                cells.append("–")
-        rows.append([label] + cells)
+        rows.append([label] + [_accuracy_cell(part.loc[k]) if k in part.index else "–"
+                               for k in shots])
     return _markdown_table(header, rows)
 
 
+def _accuracy_cell(r):
+    """``62.3 ± 1.2 [59.4, 65.2]``: mean ± std over seeds [95 % interval], in %."""
+    cell = f"{100 * r['acc1']:.1f} ± {100 * r['acc1_std']:.1f}"
+    if "acc1_ci_low" in r and not math.isnan(r["acc1_ci_low"]):
+        cell += f" [{100 * r['acc1_ci_low']:.1f}, {100 * r['acc1_ci_high']:.1f}]"
+    return cell
+
+
+def published_markdown(summary):
+    """Measured beside published accuracy, for the rows a published number matches."""
+    if "published" not in summary.columns:
+        return None
+    matched = summary[summary["published"].notna()]
+    if matched.empty:
+        return None
+    rows = [[r.label, r.shots, _accuracy_cell(r._asdict()), _fmt(r.published),
+             f"{100 * (r.acc1 - r.published):+.1f}", r.published_source]
+            for r in matched.itertuples()]
+    return _markdown_table(["method", "shots", "measured", "published", "difference",
+                            "source"], rows)
+
+
+def _params_markdown(runs):
+    """The hyper-parameters chosen per (method, shots), one entry per seed."""
+    if "params" not in runs.columns:
+        return None
+    rows = []
+    for (label, shots), part in runs.groupby(["label", "shots"], sort=False):
+        chosen = [p for p in part["params"] if p]
+        if chosen:
+            rows.append([label, shots, "; ".join(_params_text(p) for p in chosen)])
+    return _markdown_table(["method", "shots", "values (one per seed)"], rows) if rows else None
+
+
+def _params_text(params):
+    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                     for k, v in params.items())
+
 
 def _retrieval_markdown(results):
-    header = ["task", "method", "mAP", "mAP@R", "R-precision", "queries", "gallery"]
+    header = ["task", "method", "mAP [95 % interval]", "mAP@R", "R-precision", "queries",
+              "gallery"]
     rows = [
-        [r.task, r.label, _fmt(r.mAP), _fmt(r.mAP_at_R), _fmt(r.R_precision), r.n_queries,
-         r.n_gallery]
+        [r.task, r.label, f"{_fmt(r.mAP)} [{_fmt(r.mAP_ci_low)}, {_fmt(r.mAP_ci_high)}]",
+         _fmt(r.mAP_at_R), _fmt(r.R_precision), r.n_queries, r.n_gallery]
         for r in results.itertuples()
     ]
     return _markdown_table(header, rows)
@@ -85,7 +118,7 @@ def _finding_line(finding):
     for name, value in finding.items():
         if name in ("claim", "verdict"):
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not _is_gain(value):
             parts = [f"{k}: {_signed(v, name)}" for k, v in value.items()]
             numbers.append(f"{name} ({', '.join(parts)})")
         else:
@@ -93,14 +126,26 @@ def _finding_line(finding):
     return [finding["claim"], "; ".join(numbers), f"**{finding['verdict']}**"]
 
 
+def _is_gain(value):
+    return isinstance(value, dict) and set(value) == {"mean", "ci95"}
+
+
 def _signed(value, name):
+    """A number of a finding: a gain with its interval, or an error."""
     if value is None:
         return "–"
     if "error" in name:
         return f"{value:.1e}"
+    mean, interval = (value["mean"], value["ci95"]) if _is_gain(value) else (value, None)
     if "acc1" in name or "mAP" in name:
-        return f"{100 * value:+.1f} pts"
-    return f"{value:+.3f}"
+        text = f"{100 * mean:+.1f} pts"
+        if interval is not None:
+            text += f" [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+        return text
+    text = f"{mean:+.3f}"
+    if interval is not None:
+        text += f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+    return text
 
 
 def write_json(path, data):
@@ -152,11 +197,15 @@ def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
 
     written = []
     if fewshot_runs is not None:
-        fewshot_runs.to_csv(out / "fewshot_runs.csv", index=False)
+        runs = fewshot_runs
+        if "params" in runs.columns:  # one JSON object per row
+            runs = runs.assign(params=runs["params"].map(lambda p: json.dumps(_jsonable(p))))
+        runs.to_csv(out / "fewshot_runs.csv", index=False)
         fewshot_summary.to_csv(out / "fewshot_summary.csv", index=False)
         written += ["fewshot_runs.csv", "fewshot_summary.csv"]
     if retrieval is not None:
-        retrieval.to_csv(out / "retrieval.csv", index=False)
+        retrieval.drop(columns=["ap_per_query"], errors="ignore").to_csv(
+            out / "retrieval.csv", index=False)
         written.append("retrieval.csv")
     if diagnostics:
         rows = []
@@ -177,7 +226,7 @@ def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
     return written
 
 
-def _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures):
+def _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnostics, figures):
     lines = [f"# {summary['title']}", "", summary["description"], "",
              (f"Finished in {summary['elapsed_s']:.0f} s. All numbers are measured by this "
              "run; every value is also in `summary.json`."), "",
@@ -188,7 +237,7 @@ def _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures):
     if diagnostics:
         lines += _models_section(diagnostics)
     if fewshot_summary is not None:
-        lines += _fewshot_section(fewshot_summary, figures)
+        lines += _fewshot_section(summary, fewshot_summary, fewshot_runs, figures)
     if retrieval is not None:
         lines += _retrieval_section(retrieval, figures)
     if diagnostics:
@@ -208,11 +257,14 @@ def _findings_section(summary):
     rows = [_finding_line(f) for f in summary["findings"].values()]
     return ["## Findings (as measured)", "",
             _markdown_table(["claim", "measured", "verdict"], rows), "",
-            "Gains are differences of percentages (pts), averaged over shot counts for "
-            "few-shot accuracy. A verdict is 'holds' when every measured number goes the "
-            "claimed way by at least 0.5 pts (0.005 for cosine scores), 'does not hold' "
-            "when every one goes the other way by that much, 'no clear difference' when "
-            "all are smaller, 'mixed' otherwise." + summary.get("caveat", ""), ""]
+            "Gains are differences of percentages (pts) with their 95 % interval in "
+            "brackets, paired: few-shot accuracy gains are averaged over shot counts per seed "
+            "(same splits for both methods; Student-t interval over seeds), retrieval mAP "
+            "gains use the same queries (bootstrap over queries), model gains the same "
+            "image-caption pairs (bootstrap over pairs). A verdict is 'holds' / 'does not "
+            "hold' only when every interval it rests on excludes zero on the claimed / the "
+            "opposite side, 'no clear difference' when every interval straddles zero, "
+            "'mixed' otherwise." + summary.get("caveat", ""), ""]
 
 
 def _models_section(diagnostics):
@@ -238,14 +290,23 @@ def _models_section(diagnostics):
     return lines + [""]
 
 
-def _fewshot_section(fewshot_summary, figures):
+def _fewshot_section(summary, fewshot_summary, fewshot_runs, figures):
     lines = ["## Few-shot classification", "",
-             "Top-1 accuracy (%) on all non-support rows, mean ± std over seeds.", ""]
+             "Top-1 accuracy (%) on the test rows, mean ± std over seeds [95 % interval]. "
+             + summary.get("protocol", ""), ""]
     for labeling in dict.fromkeys(fewshot_summary["labeling"]):
         part = fewshot_summary[fewshot_summary["labeling"] == labeling]
         lines += [f"### Labels = {labeling}", "", _fewshot_markdown(part), ""]
         if labeling in figures.get("fewshot", {}):
             lines += [f"![few-shot {labeling}]({figures['fewshot'][labeling]})", ""]
+        published = published_markdown(part)
+        if published:
+            lines += ["Beside the published numbers (same model, dataset, shots and method):",
+                      "", published, ""]
+        runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
+        params = _params_markdown(runs)
+        if params:
+            lines += ["Hyper-parameters chosen on the validation shots:", "", params, ""]
     return lines
 
 
@@ -302,6 +363,7 @@ def write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnos
             "matplotlib is not installed (pip install 'skvlm[plot]')")
     summary["files"] = ["report.md", "summary.json"] + files
     (out / "report.md").write_text(
-        _report_markdown(summary, fewshot_summary, retrieval, diagnostics, figures))
+        _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnostics,
+                         figures))
     write_json(out / "summary.json", summary)
 

@@ -7,22 +7,29 @@ from sklearn.utils import check_array
 
 from .. import inversion
 from ..projection import ClassSubspaceProjector
-from ..retrieval import map_at_r, mean_average_precision, r_precision
+from ..retrieval import average_precision_per_query, map_at_r, mean_average_precision, r_precision
 from ._common import check_methods, logger, pandas, progress_to_stderr
+from ._intervals import bootstrap_interval
 from ._methods import RETRIEVAL_METHODS
 
 TASKS = {"image": "image→image", "text": "text→text"}
 _INVERSION_LABEL = {"image": "OTI", "text": "OVI"}
-_COLUMNS = ["task", "method", "label", "mAP", "mAP_at_R", "R_precision", "n_queries",
-            "n_gallery", "seconds"]
+_COLUMNS = ["task", "method", "label", "mAP", "mAP_ci_low", "mAP_ci_high", "mAP_at_R",
+            "R_precision", "n_queries", "n_gallery", "seconds", "ap_per_query"]
 
 
-def _retrieval_metrics(queries, query_labels, gallery, gallery_labels):
+def _retrieval_metrics(queries, query_labels, gallery, gallery_labels, random_state):
     args = (queries, query_labels, gallery, gallery_labels)
+    ap = average_precision_per_query(*args)
+    _, interval = bootstrap_interval(ap, random_state=random_state)
+    low, high = interval if interval is not None else (np.nan, np.nan)
     return {
         "mAP": float(mean_average_precision(*args)),
+        "mAP_ci_low": low,
+        "mAP_ci_high": high,
         "mAP_at_R": float(map_at_r(*args)),
         "R_precision": float(r_precision(*args)),
+        "ap_per_query": ap,
     }
 
 
@@ -87,7 +94,10 @@ def run_retrieval_study(
     -------
     results : pandas.DataFrame
         One row per (task, method): ``task``, ``method``, ``label``, ``mAP``,
-        ``mAP_at_R``, ``R_precision``, ``n_queries``, ``n_gallery``, ``seconds``.
+        ``mAP_ci_low`` / ``mAP_ci_high`` (bootstrap 95 % interval over the queries),
+        ``mAP_at_R``, ``R_precision``, ``n_queries``, ``n_gallery``, ``seconds`` and
+        ``ap_per_query`` (each query's average precision, NaN without a relevant item:
+        the paired gains between methods are computed from it).
         ``results.attrs["skipped"]`` maps what could not run to the reason.
 
     Examples
@@ -159,7 +169,8 @@ def _run_method(method, kind, split, context):
         logger.info(f"retrieval: {label} of {len(queries)} {kind} queries")
         queries = _invert(kind, queries, context["encoder"], context["params"][kind],
                           context["seed"])
-    metrics = _retrieval_metrics(queries, split["q_labels"], gallery, split["g_labels"])
+    metrics = _retrieval_metrics(queries, split["q_labels"], gallery, split["g_labels"],
+                                 context["seed"])
     return {"task": TASKS[kind], "method": method, "label": label, **metrics,
             "n_queries": len(queries), "n_gallery": len(gallery),
             "seconds": time.perf_counter() - tic}
