@@ -140,3 +140,19 @@ def test_reference_search_and_views():
     assert "support_views" in skipped["lda_views"]
     with pytest.raises(ValueError, match="support_views must have shape"):
         run_fewshot_study(X, y, support_views=views[:, :3], methods=["lda_views"])
+
+
+def test_registry_is_the_one_place_a_method_is_described():
+    from skvlm.studies import FEWSHOT_METHODS
+    from skvlm.studies._methods import DEFAULT_FEWSHOT
+
+    assert list(FEWSHOT_METHODS) == list(REGISTRY)
+    assert set(DEFAULT_FEWSHOT) <= set(REGISTRY)
+    text = np.eye(4)[:2]
+    # seed 002's pipelines: PCA← rows reach the classifier without re-normalisation
+    for key in ("prototype_pca", "lda_pca"):
+        pipe = REGISTRY[key].pipeline(text, text)
+        assert [name for name, _ in pipe.steps] == ["pca", "clf"]
+        assert pipe[-1].normalize is False
+    assert REGISTRY["zeroshot"].pipeline(None, None) == "needs class-name text weights"
+    assert isinstance(REGISTRY["lda"].pipeline(None, None)[-1].get_params(), dict)

@@ -15,14 +15,16 @@ The package, one concept a module:
 - ``_diagnose``: :func:`diagnose_embeddings`;
 - ``_findings``: the numbers a report rests on, gains and verdicts;
 - ``_report``: Markdown, CSV, JSON and PNG writers;
-- ``_demo``: :func:`run_demo`; ``_folder``: :func:`run_folder_study`.
+- ``_demo``: :func:`run_demo`; ``_folder``: :func:`run_folder_study`;
+- :func:`published_results`: the references' published numbers (``skvlm._published``).
 
 Progress lines go to the ``"skvlm.studies"`` logger (and to stderr when a study is
 called with ``verbose`` > 0).
 
-Hyper-parameters of the adapters (Tip-Adapter's and Tip-X's alpha/beta, LDA's alpha)
-stay at their defaults here; tune them with an inner ``FewShotSplit`` on the shots
-(``GridSearchCV``) when a study needs it.
+The few-shot study follows the references' protocol: each method's hyper-parameters
+are chosen on validation shots (never on test rows) over the grid that lives with its
+classifier (:func:`skvlm.classifiers.param_grid`); every reported number carries its
+95 % interval and every gain is paired (``_intervals``).
 """
 
 import importlib
@@ -33,6 +35,7 @@ from ._methods import FEWSHOT_METHODS, RETRIEVAL_METHODS
 # registry without loading scikit-learn.
 _PUBLIC = {
     "diagnose_embeddings": "._diagnose",
+    "published_results": "skvlm._published",
     "run_demo": "._demo",
     "run_fewshot_study": "._fewshot",
     "run_folder_study": "._folder",
@@ -44,6 +47,7 @@ __all__ = [
     "FEWSHOT_METHODS",
     "RETRIEVAL_METHODS",
     "diagnose_embeddings",
+    "published_results",
     "run_demo",
     "run_fewshot_study",
     "run_folder_study",

@@ -34,105 +34,70 @@ def validation_shots(k):
     return min(int(k), 4)
 
 
-def run_fewshot_study(
-    X,
-    y,
-    *,
-    X_test=None,
-    y_test=None,
-    X_val=None,
-    y_val=None,
-    text_weights=None,
-    pca_text_embeddings=None,
-    support_views=None,
-    methods=None,
-    shots=(1, 2, 4, 8, 16),
-    seeds=(0, 1, 2),
-    tune=True,
-    search="default",
-    dataset=None,
-    verbose=0,
-):
+def run_fewshot_study(X, y, *, X_test=None, y_test=None, X_val=None, y_val=None,
+                      text_weights=None, pca_text_embeddings=None, support_views=None,
+                      methods=None, shots=(1, 2, 4, 8, 16), seeds=(0, 1, 2), tune=True,
+                      search="default", dataset=None, verbose=0):
     """k-shot classification of embeddings by several methods, over shots and seeds.
 
-    For each number of shots k and each seed, the k-shot support is
-    ``FewShotSplit(k, n_splits=1, random_state=seed)`` on (X, y); with ``tune``, a
-    disjoint validation set of ``min(k, 4)`` rows per class is drawn from the other rows
-    of (X, y), or from (X_val, y_val) when given; each method's hyper-parameters are
-    chosen on the validation rows over its grid, then it is refitted on the support and
-    scored on the test rows: (X_test, y_test) when given, else every row of (X, y) in
-    neither the support nor the validation set. Every method sees the same rows.
+    Per (k, seed): the support is ``FewShotSplit(k, n_splits=1, random_state=seed)`` on
+    (X, y); with ``tune``, ``min(k, 4)`` validation rows per class come from the other
+    rows of (X, y) or from (X_val, y_val), each method's hyper-parameters are chosen on
+    them, and it is refitted on the support. Every method is scored on the same test
+    rows: (X_test, y_test), else the rows of (X, y) in neither set.
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, d)
-        Image embeddings of the training pool (encoded once by the caller).
-    y : array-like of shape (n_samples,)
-        Class labels.
+    X, y : array-like of shape (n_samples, d) and (n_samples,)
+        Image embeddings of the training pool and their class labels.
     X_test, y_test : array-like, default=None
-        A fixed test split (CoOp's ``test``); every method is scored on all of it.
+        A fixed test split (CoOp's ``test``), scored whole by every method.
     X_val, y_val : array-like, default=None
-        A validation pool (CoOp's ``val``) to draw the validation shots from instead of
-        (X, y). Never pass a test set here (CoOp's ImageNet ``val`` is its test set).
+        A validation pool (CoOp's ``val``; never a test set, as ImageNet's ``val`` is).
     text_weights : array-like of shape (n_classes, d), default=None
-        Class-name text classifier, rows in the order of ``numpy.unique(y)``. Needed by
-        ``"zeroshot"``, ``"tip_x"`` and ``"ape"`` (skipped without it) and used by
-        ``"lda"`` and ``"tip_adapter"`` (image-only without it).
+        Class-name text classifier (rows in ``numpy.unique(y)`` order) of the methods
+        that use text; those that need it are skipped without it.
     pca_text_embeddings : array-like of shape (m, d), default=None
-        The text rows whose principal directions PCA← projects onto (class names);
-        ``"prototype_pca"`` is skipped without them.
+        The text rows PCA← projects onto; PCA← methods are skipped without them.
     support_views : array-like of shape (n_views, n_samples, d), default=None
-        Augmented views of the rows of X (``CLIPEncoder(n_augmentations=1,
-        random_state=v)``, one call per view): methods marked ``views`` in the
-        registry (``"lda_views"``) fit on every view of the support shots as
-        separate rows, as GDA's reference does at 1 shot.
+        Augmented views of the rows of X: ``"lda_views"`` fits on every view of the
+        support as its own row (GDA at 1 shot, as its reference runs it).
     methods : list of str, default=None
         Keys of :data:`FEWSHOT_METHODS`; None runs the registry's default methods.
-    shots : sequence of int, default=(1, 2, 4, 8, 16)
-        Shot counts; a count that leaves some class without a test row (or, with
-        ``X_test``, exceeds a class's rows) is skipped with a warning.
-    seeds : sequence of int, default=(0, 1, 2)
-        One split per seed.
+    shots, seeds : sequence of int
+        Shot counts (one without a test row for some class is skipped with a warning)
+        and one split per seed.
     tune : bool, default=True
-        Choose each method's hyper-parameters on the validation shots. False fits the
-        estimators' defaults and tests on every non-support row (no validation set).
+        Choose hyper-parameters on validation shots; False fits the defaults and tests
+        on every non-support row.
     search : {"default", "reference"}, default="default"
-        The grid of each method (:func:`skvlm.classifiers.param_grid`): a small one
-        around the published optima, or the reference code's own.
-    dataset : str, default=None
-        A CoOp dataset name: with ``search="reference"``, the reference's per-dataset
-        grid where it has one.
+        The grids of :func:`skvlm.classifiers.param_grid`; ``dataset`` (a CoOp name)
+        picks the reference's per-dataset grid where it has one.
     verbose : int, default=0
-        Log a line per shot count to stderr (the lines always go to the
-        ``"skvlm.studies"`` logger at level INFO).
+        Also log the progress lines (logger ``"skvlm.studies"``) to stderr.
 
     Returns
     -------
     runs : pandas.DataFrame
         One row per (method, shots, seed): ``method``, ``label``, ``shots``, ``seed``,
-        ``acc1`` (accuracy), ``mean_per_class_recall`` (balanced accuracy), ``n_test``,
-        ``n_val``, ``params`` (a dict: the chosen values, or the defaults when
-        untuned) and ``seconds`` (search, fit and predict).
-        ``runs.attrs["skipped"]`` maps each method that could not run to the reason;
-        ``runs.attrs["warnings"]`` lists the distinct warnings the methods raised.
+        ``acc1``, ``mean_per_class_recall``, ``n_test``, ``n_val``, ``params`` (the
+        chosen values, or the defaults when untuned) and ``seconds``.
+        ``attrs["skipped"]``: why a method could not run; ``attrs["warnings"]``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from skvlm.studies import run_fewshot_study
     >>> rng = np.random.default_rng(0)
-    >>> centres = np.eye(4)[:2] * 3
     >>> y = np.repeat([0, 1], 20)
-    >>> X = centres[y] + rng.normal(scale=0.3, size=(40, 4))
-    >>> runs = run_fewshot_study(X, y, methods=["prototype", "tip_adapter"], shots=[2],
-    ...                          seeds=[0])
-    >>> runs[["method", "shots", "acc1", "n_val", "n_test"]].to_dict("records")
-    [{'method': 'prototype', 'shots': 2, 'acc1': 1.0, 'n_val': 4, 'n_test': 32}, \
-{'method': 'tip_adapter', 'shots': 2, 'acc1': 1.0, 'n_val': 4, 'n_test': 32}]
+    >>> X = 3 * np.eye(4)[y] + rng.normal(scale=0.3, size=(40, 4))
+    >>> runs = run_fewshot_study(X, y, methods=["prototype", "tip_adapter"], shots=[2], seeds=[0])
+    >>> runs[["method", "acc1", "n_val", "n_test"]].to_dict("records")
+    [{'method': 'prototype', 'acc1': 1.0, 'n_val': 4, 'n_test': 32}, \
+{'method': 'tip_adapter', 'acc1': 1.0, 'n_val': 4, 'n_test': 32}]
     >>> sorted(runs["params"][1])  # chosen on the validation shots (image-only: no alpha)
     ['beta']
     """
-    pd = pandas()
     data = _check_data(X, y, X_test, y_test, X_val, y_val, support_views)
     if search not in _SEARCHES:
         raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
@@ -141,21 +106,27 @@ def run_fewshot_study(
                                            data["views"] is not None)
     usable = _usable_shots(shots, data, tune)
     setting = {"tune": bool(tune), "search": search, "dataset": dataset}
-    rows, notes = [], {}
     with progress_to_stderr(verbose):
-        for k in usable:
-            logger.info(f"few-shot: {k} shot(s) x {len(seeds)} seed(s) x {len(pipelines)} "
-                        f"method(s){', tuned on validation shots' if tune else ''}")
-            for seed in seeds:
-                split = _draw_split(data, k, int(seed), tune)
-                for method, template in pipelines.items():
-                    result = _run_method(method, template, data, split, setting, notes, k)
-                    rows.append({"method": method, "label": FEWSHOT_METHODS[method], "shots": k,
-                                 "seed": int(seed), **result})
-    runs = pd.DataFrame(rows, columns=_RUN_COLUMNS)
+        rows, notes = _run_splits(pipelines, data, usable, seeds, setting)
+    runs = pandas().DataFrame(rows, columns=_RUN_COLUMNS)
     runs.attrs["skipped"] = skipped
     runs.attrs["warnings"] = [f"{message} (first at {k} shots)" for message, k in notes.items()]
     return runs
+
+
+def _run_splits(pipelines, data, usable, seeds, setting):
+    """One result row per (shots, seed, method); the distinct warnings, by first shots."""
+    rows, notes = [], {}
+    for k in usable:
+        logger.info(f"few-shot: {k} shot(s) x {len(seeds)} seed(s) x {len(pipelines)} "
+                    f"method(s){', tuned on validation shots' if setting['tune'] else ''}")
+        for seed in seeds:
+            split = _draw_split(data, k, int(seed), setting["tune"])
+            for method, template in pipelines.items():
+                result = _run_method(method, template, data, split, setting, notes, k)
+                rows.append({"method": method, "label": FEWSHOT_METHODS[method], "shots": k,
+                             "seed": int(seed), **result})
+    return rows, notes
 
 
 def _check_data(X, y, X_test, y_test, X_val, y_val, support_views):

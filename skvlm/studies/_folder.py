@@ -19,44 +19,20 @@ _LABELING = "classes"
 _FOLDER_TEMPLATE = "a photo of a {}."
 
 
-def run_folder_study(
-    study,
-    data,
-    out,
-    *,
-    model="ViT-B-32",
-    pretrained="default",
-    shots=(1, 2, 4, 8, 16),
-    seeds=(0, 1, 2),
-    methods=None,
-    templates="reference",
-    pca_class_names=None,
-    n_queries=200,
-    cache=None,
-    device="auto",
-    batch_size=64,
-    random_state=0,
-    on_error="raise",
-    coop=None,
-    tune=True,
-    search="default",
-    n_views=0,
-    verbose=1,
-):
+def run_folder_study(study, data, out, *, model="ViT-B-32", pretrained="default",
+                     shots=(1, 2, 4, 8, 16), seeds=(0, 1, 2), methods=None,
+                     templates="reference", pca_class_names=None, n_queries=200, cache=None,
+                     device="auto", batch_size=64, random_state=0, on_error="raise",
+                     coop=None, tune=True, search="default", n_views=0, verbose=1):
     """Run the few-shot or the retrieval study on an image folder and write a report.
 
-    This is what ``python -m skvlm fewshot`` and ``python -m skvlm retrieval`` do. The
-    images (``root/<class>/<image>``, see :func:`skvlm.datasets.load_image_folder`, or
-    a CoOp benchmark split with ``coop``) are encoded once (``cache`` keeps the
-    embeddings on disk for the next run); the class names are the folder names with
-    ``_`` read as spaces.
-
-    With ``coop`` (few-shot), the study follows CoOp's protocol: the support comes from
-    ``train``, the validation shots from ``val`` (from ``train`` for ImageNet, whose
-    CoOp ``val`` is its test set), every method is scored on ``test``, the prompts are
-    the dataset's reference templates, and the report puts the published numbers of
-    the references beside the measured ones where model, dataset, shots and method
-    match (:func:`skvlm.studies.published_results`).
+    What ``python -m skvlm fewshot | retrieval`` do. The images (``root/<class>/<image>``,
+    :func:`skvlm.datasets.load_image_folder`; class names are the folder names with
+    ``_`` read as spaces) are encoded once (``cache`` keeps the embeddings on disk).
+    With ``coop``, ``data`` is a CoOp benchmark root (:func:`~skvlm.datasets.load_coop_split`):
+    support from ``train``, validation shots from ``val`` (from ``train`` for ImageNet,
+    whose CoOp ``val`` is its test set), scored on ``test``, and the published numbers
+    (:func:`skvlm.studies.published_results`) beside the measured ones.
 
     Parameters
     ----------
@@ -67,41 +43,28 @@ def run_folder_study(
         Report folder: ``report.md``, ``summary.json``, CSVs and PNGs.
     model, pretrained : str
         Any open_clip model and tag or local checkpoint (see :class:`~skvlm.CLIPEncoder`).
-    shots, seeds : sequence of int
-        Few-shot only.
-    methods : list of str, default=None
-        Keys of :data:`FEWSHOT_METHODS` or :data:`RETRIEVAL_METHODS`.
+    shots, seeds, methods, tune, search
+        As in :func:`run_fewshot_study` (``methods`` also takes
+        :data:`RETRIEVAL_METHODS` keys).
     templates : "reference", "openai", "simple" or list of str, default="reference"
-        Prompt templates of the class-name text classifier (few-shot).
-        ``"reference"``: the dataset's own (CoOp's one template per dataset, the 7
-        "simple" ones for ImageNet; "a photo of a {}." for a plain folder), as the
-        few-shot references use them.
+        Few-shot prompts: ``"reference"`` is the dataset's own (CoOp's per dataset, the
+        7 "simple" ones for ImageNet; "a photo of a {}." for a plain folder).
     pca_class_names : "imagenet", "labels" or list of str, default=None
-        The names whose text embeddings PCA← projects onto. None: the dataset's class
-        names for few-shot (the seed's few-shot code) and the 1000 ImageNet class
-        names, without templates, for retrieval (its retrieval code).
+        The names PCA← projects onto. None: the class names (few-shot) or the 1000
+        ImageNet names without templates (retrieval), as the seed's code does.
     n_queries : int, default=200
         Retrieval queries (the rest of the images is the gallery).
-    cache : None or str, default=None
-        Embedding cache directory.
-    device : str, default="auto"
-    batch_size : int, default=64
+    cache, device, batch_size
+        Of the :class:`~skvlm.CLIPEncoder`.
     random_state : int, default=0
-        Retrieval only: seeds the query draw and OTI.
+        Retrieval: seeds the query draw and OTI.
     on_error : {"raise", "skip"}, default="raise"
-        ``"skip"`` leaves unreadable images out of the study (with their labels); they
-        are listed under ``unreadable`` in ``summary.json``.
+        ``"skip"`` leaves unreadable images out (listed under ``unreadable``).
     coop : str, default=None
-        A ``COOP_DATASETS`` name: ``data`` is read by
-        :func:`skvlm.datasets.load_coop_split`.
-    tune : bool, default=True
-        Few-shot: choose each method's hyper-parameters on validation shots.
-    search : {"default", "reference"}, default="default"
-        Few-shot: the grids (the reference's own with ``"reference"``).
+        A ``COOP_DATASETS`` name.
     n_views : int, default=0
-        Few-shot: encode that many augmented views of every training image (one
-        row per view) for ``"lda_views"`` (GDA at 1 shot as its reference runs it,
-        10 views); added to the default methods when positive.
+        Few-shot: augmented views per training image for ``"lda_views"`` (10 in GDA's
+        reference); added to the default methods when positive.
     verbose : int, default=1
         Progress lines on stderr (always logged to the ``"skvlm.studies"`` logger).
 
@@ -112,38 +75,44 @@ def run_folder_study(
     """
     if study not in ("fewshot", "retrieval"):
         raise ValueError(f"study must be 'fewshot' or 'retrieval', got {study!r}.")
-    known = FEWSHOT_METHODS if study == "fewshot" else RETRIEVAL_METHODS
-    default = (DEFAULT_FEWSHOT + (("lda_views",) if n_views else ())
-               if study == "fewshot" else tuple(known))
-    methods = check_methods(methods, known, default)
-    out = Path(out)
+    default = (DEFAULT_FEWSHOT + (("lda_views",) if n_views else ()) if study == "fewshot"
+               else tuple(RETRIEVAL_METHODS))
+    methods = check_methods(methods, FEWSHOT_METHODS if study == "fewshot"
+                            else RETRIEVAL_METHODS, default)
     encoding = {"model": model, "pretrained": pretrained, "device": device, "cache": cache,
                 "batch_size": batch_size, "on_error": on_error, "verbose": verbose}
+    setting = {"shots": shots, "seeds": seeds, "tune": tune, "search": search,
+               "n_views": int(n_views), "templates": templates, "n_queries": n_queries,
+               "random_state": random_state, "pca": {"names": pca_class_names, "templates": templates}}
     with progress_to_stderr(verbose):
         start = time.perf_counter()
         rows = _encode_coop(data, coop, encoding) if coop else _encode_folder(data, encoding)
         if study == "fewshot" and n_views:
             rows["views"] = _encode_views(rows, n_views)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {"study": study, "data": str(data), "n_images": len(rows["labels"]),
-                  "n_classes": len(rows["names"]), "model": model,
-                  "pretrained": str(pretrained), "methods": methods}
-        pca = {"names": pca_class_names, "templates": templates}
-        if study == "fewshot":
-            setting = {"shots": shots, "seeds": seeds, "tune": tune, "search": search}
-            result = _folder_fewshot(rows, methods, setting, templates, pca, verbose)
-            config.update(shots=list(shots), seeds=list(seeds), templates=templates,
-                          tune=bool(tune), search=search, n_views=int(n_views))
-        else:
-            result = _folder_retrieval(rows, methods, n_queries, random_state, pca, verbose)
-            config.update(n_queries=n_queries, seed=random_state)
-        if rows.get("dataset"):
-            config["coop_dataset"] = rows["dataset"]
+        Path(out).mkdir(parents=True, exist_ok=True)
+        run = _folder_fewshot if study == "fewshot" else _folder_retrieval
+        result = run(rows, methods, setting, verbose)
+        config = _folder_config(study, data, model, pretrained, methods, rows, setting)
         summary = _folder_summary(study, data, model, pretrained, config, result, rows)
         summary["elapsed_s"] = time.perf_counter() - start
-        write_report(out, summary, result.get("runs"), result.get("summary"),
+        write_report(Path(out), summary, result.get("runs"), result.get("summary"),
                      result.get("retrieval"), None, None)
     return summary
+
+
+def _folder_config(study, data, model, pretrained, methods, rows, setting):
+    config = {"study": study, "data": str(data), "n_images": len(rows["labels"]),
+              "n_classes": len(rows["names"]), "model": model, "pretrained": str(pretrained),
+              "methods": methods}
+    if study == "fewshot":
+        config.update(shots=list(setting["shots"]), seeds=list(setting["seeds"]),
+                      templates=setting["templates"], tune=bool(setting["tune"]),
+                      search=setting["search"], n_views=setting["n_views"])
+    else:
+        config.update(n_queries=setting["n_queries"], seed=setting["random_state"])
+    if rows.get("dataset"):
+        config["coop_dataset"] = rows["dataset"]
+    return config
 
 
 def _encoder(encoding):
@@ -234,7 +203,8 @@ def _pca_rows(rows, pca, default_names, default_templates):
     return class_text_embeddings(rows["encoder"].encode_text, names, _templates(tmpl, rows))
 
 
-def _folder_fewshot(rows, methods, setting, templates, pca, verbose):
+def _folder_fewshot(rows, methods, setting, verbose):
+    templates, pca = setting["templates"], setting["pca"]
     W = pca_text = None
     if any(REGISTRY[m].uses_text for m in methods):
         W = class_text_embeddings(rows["encoder"].encode_text, rows["names"],
@@ -283,12 +253,12 @@ def _protocol(rows, setting):
     return f"Support: k shots per class; {validation}; scored on {test}."
 
 
-def _folder_retrieval(data_rows, methods, n_queries, random_state, pca, verbose):
-    pca_text = _pca_rows(data_rows, pca, "imagenet", None) if "pca" in methods else None
+def _folder_retrieval(rows, methods, setting, verbose):
+    pca_text = _pca_rows(rows, setting["pca"], "imagenet", None) if "pca" in methods else None
     results = run_retrieval_study(
-        data_rows["images"], data_rows["labels"], pca_text_embeddings=pca_text,
-        encoder=data_rows["encoder"] if "inversion" in methods else None, methods=methods,
-        n_queries=n_queries, random_state=random_state, verbose=verbose)
+        rows["images"], rows["labels"], pca_text_embeddings=pca_text,
+        encoder=rows["encoder"] if "inversion" in methods else None, methods=methods,
+        n_queries=setting["n_queries"], random_state=setting["random_state"], verbose=verbose)
     if results.empty:
         raise RuntimeError(f"No retrieval result: {results.attrs['skipped']}")
     skipped = {f"retrieval {k}": v for k, v in results.attrs["skipped"].items()}

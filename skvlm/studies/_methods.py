@@ -100,9 +100,13 @@ class FewShotMethod:
 _ENTRIES = [
     FewShotMethod("zeroshot", "zero-shot", "ZeroShotClassifier", text="required"),
     FewShotMethod("prototype", "NearestPrototype", "NearestPrototype"),
+    # After PCA← the projected rows go to the classifier as they are, not re-normalised,
+    # as seed 002's code does (Is-CLIP main_few_shots.py, prototype_classify).
     FewShotMethod("prototype_pca", "NearestPrototype + PCA←", "NearestPrototype",
-                  pca=True),
+                  pca=True, params={"normalize": False}),
     FewShotMethod("lda", "LDA", "LDAClassifier", text="optional"),
+    FewShotMethod("lda_pca", "LDA + PCA←", "LDAClassifier", text="optional", pca=True,
+                  params={"normalize": False}, default=False),
     FewShotMethod("tip_adapter", "Tip-Adapter", "TipAdapterClassifier",
                   text="optional"),
     FewShotMethod("tip_x", "Tip-X", "TipXClassifier", text="required"),

@@ -39,21 +39,9 @@ def _invert(kind, queries, encoder, params, random_state):
     return cls(encoder=encoder, random_state=random_state, **(params or {})).fit_transform(queries)
 
 
-def run_retrieval_study(
-    image_emb,
-    image_labels,
-    *,
-    text_emb=None,
-    text_labels=None,
-    pca_text_embeddings=None,
-    encoder=None,
-    methods=None,
-    n_queries=200,
-    oti_params=None,
-    ovi_params=None,
-    random_state=0,
-    verbose=0,
-):
+def run_retrieval_study(image_emb, image_labels, *, text_emb=None, text_labels=None,
+                        pca_text_embeddings=None, encoder=None, methods=None, n_queries=200,
+                        oti_params=None, ovi_params=None, random_state=0, verbose=0):
     """Image→image (and text→text) retrieval mAP of raw, inverted and PCA← features.
 
     A random ``n_queries`` rows (a local generator seeded by ``random_state``) are the
@@ -69,8 +57,7 @@ def run_retrieval_study(
 
     Parameters
     ----------
-    image_emb : array-like of shape (n_images, d)
-    image_labels : array-like of shape (n_images,)
+    image_emb, image_labels : array-like of shape (n_images, d) and (n_images,)
     text_emb, text_labels : array-like, default=None
         Text embeddings and labels for the text→text task (skipped when None).
     pca_text_embeddings : array-like of shape (m, d), default=None
@@ -83,8 +70,7 @@ def run_retrieval_study(
     n_queries : int, default=200
         Queries per task, capped at half the rows.
     oti_params, ovi_params : dict, default=None
-        Extra parameters of :class:`~skvlm.inversion.TextualInverter` and
-        :class:`~skvlm.inversion.VisualInverter` (``n_steps``, ``batch_size``...).
+        Extra parameters of the inverters (``n_steps``, ``batch_size``...).
     random_state : int, default=0
         Seeds the query draw and the inverters.
     verbose : int, default=0
@@ -111,7 +97,6 @@ def run_retrieval_study(
     >>> res[["task", "method", "mAP"]].to_dict("records")
     [{'task': 'image→image', 'method': 'raw', 'mAP': 1.0}]
     """
-    pd = pandas()
     methods = check_methods(methods, RETRIEVAL_METHODS, tuple(RETRIEVAL_METHODS))
     rng = np.random.default_rng(random_state)
     tasks = [("image", image_emb, image_labels)]
@@ -119,11 +104,7 @@ def run_retrieval_study(
         if text_labels is None:
             raise ValueError("text_emb was given without text_labels.")
         tasks.append(("text", text_emb, text_labels))
-    skipped = {}
-    if "pca" in methods and pca_text_embeddings is None:
-        skipped["pca"] = "no class-name text embeddings for PCA←"
-    if "inversion" in methods and encoder is None:
-        skipped["inversion"] = "no encoder (model) to invert with"
+    skipped = _skipped(methods, pca_text_embeddings, encoder)
     context = {"pca_text": pca_text_embeddings, "projector": None, "encoder": encoder,
                "params": {"image": oti_params, "text": ovi_params}, "seed": random_state}
     rows = []
@@ -133,9 +114,19 @@ def run_retrieval_study(
             for method in methods:
                 if method not in skipped:
                     rows.append(_run_method(method, kind, split, context))
-    results = pd.DataFrame(rows, columns=_COLUMNS)
+    results = pandas().DataFrame(rows, columns=_COLUMNS)
     results.attrs["skipped"] = skipped
     return results
+
+
+def _skipped(methods, pca_text_embeddings, encoder):
+    """{method: reason} of the requested methods that lack what they need."""
+    skipped = {}
+    if "pca" in methods and pca_text_embeddings is None:
+        skipped["pca"] = "no class-name text embeddings for PCA←"
+    if "inversion" in methods and encoder is None:
+        skipped["inversion"] = "no encoder (model) to invert with"
+    return skipped
 
 
 def _query_split(kind, emb, labels, n_queries, rng):

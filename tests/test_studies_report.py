@@ -1,0 +1,84 @@
+"""What the study reports print: published numbers beside measured ones, CoOp splits."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skvlm.__main__ import _print_published, main
+from skvlm.studies import published_results
+from skvlm.studies._folder import _with_published
+from skvlm.studies._report import published_markdown
+
+
+def test_published_results_is_reexported_with_its_columns():
+    table = published_results()
+    assert {"method", "model", "dataset", "shots", "acc1", "source"} <= set(table.columns)
+    rn50 = table[(table.model == "RN50") & (table.method == "tip_adapter") & (table.shots == 16)]
+    assert round(float(100 * rn50.acc1.mean()), 2) == 70.32  # the reference's 11-dataset mean
+
+
+def test_published_column_and_difference_beside_the_measured_numbers(capsys):
+    summary = pd.DataFrame({
+        "labeling": ["classes"] * 2, "method": ["tip_adapter", "prototype"],
+        "label": ["Tip-Adapter", "NearestPrototype"], "shots": [16, 16], "acc1": [0.88, 0.8],
+        "acc1_std": [0.01, 0.01], "acc1_ci_low": [0.86, 0.78], "acc1_ci_high": [0.9, 0.82],
+    })
+    encoder = SimpleNamespace(model="RN50", pretrained="default")
+    compared = _with_published(summary, "OxfordPets", encoder)
+    row = compared.set_index("method").loc["tip_adapter"]
+    assert row["published"] == pytest.approx(0.8814)
+    assert row["difference"] == pytest.approx(0.88 - 0.8814)
+    assert np.isnan(compared.set_index("method").loc["prototype", "published"])
+    table = published_markdown(compared)
+    assert "| Tip-Adapter | 16 | 88.0 ± 1.0 [86.0, 90.0] | 88.1 | -0.1 |" in table
+    assert "NearestPrototype" not in table  # nothing published to compare with
+    _print_published({"fewshot": {"classes": {"tip_adapter": {"16": {
+        "acc1": 0.88, "published": 0.8814}}}}})
+    out = capsys.readouterr().out
+    assert "measured  88.0  published  88.1  difference  -0.1" in out
+
+
+def _coop_eurosat(root, n_train=8, n_val=3, n_test=4):
+    """A CoOp EuroSAT folder of generated scenes, labelled by background."""
+    from PIL import Image
+
+    from skvlm.datasets import make_scenes
+
+    folder = root / "eurosat" / "2750"
+    split = {"train": [], "val": [], "test": []}
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    scenes = make_scenes(400, random_state=5)
+    names = sorted(set(scenes.factors["background"]))[:3]
+    taken = {(s, name): 0 for s in split for name in names}
+    for i, (image, name) in enumerate(zip(scenes.images, scenes.factors["background"])):
+        if name not in names:
+            continue
+        subset = next((s for s in split if taken[(s, name)] < counts[s]), None)
+        if subset is None:
+            continue
+        taken[(subset, name)] += 1
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / name / f"{i}.png")
+        split[subset].append([f"{name}/{i}.png", names.index(name), name])
+    (root / "eurosat" / "split_zhou_EuroSAT.json").write_text(json.dumps(split))
+    return names
+
+
+def test_fewshot_command_on_a_coop_split(tmp_path):
+    _coop_eurosat(tmp_path / "data")
+    out = tmp_path / "report"
+    status = main(["fewshot", "--data", str(tmp_path / "data"), "--coop", "eurosat",
+                   "--model", "skvlm-tiny", "--device", "cpu", "--methods", "prototype,lda",
+                   "--shots", "1,2", "--seeds", "0,1", "--out", str(out), "--quiet"])
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["coop_dataset"] == "EuroSAT"
+    runs = pd.read_csv(out / "fewshot_runs.csv")
+    assert (runs["n_test"] == 3 * 4).all()  # the whole test split, every run
+    assert runs.set_index("shots")["n_val"].groupby(level=0).first().to_dict() == {1: 3, 2: 6}
+    report = (out / "report.md").read_text()
+    assert "validation shots per class from the val split" in report
+    assert "scored on the test split" in report
