@@ -34,7 +34,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from ._math import iter_batches, l2_normalize
-from ._sklearn import HasMethods, Interval, _fit_context
+from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
 
 __all__ = ["TextualInverter", "VisualInverter"]
 
@@ -611,8 +611,10 @@ class VisualInverter(_BaseInverter):
     ----------
     encoder : CLIPEncoder, str or None, default=None
         As for :class:`TextualInverter`; the image tower must be a ViT.
-    n_patches : int, default=1
-        Pseudo patches per row (at most the number of patch positions).
+    n_patches : int or "auto", default="auto"
+        Pseudo patches per row (at most the number of patch positions). ``"auto"``:
+        Cross the Gap's per-model setting (``configs/ovi/*.yaml``): 4 for CLIP
+        ViT-L/14 and SigLIP B/16, 2 for OpenCLIP ViT-L/14 and SLIP L/16, 1 otherwise.
     n_steps : int, default=1000
         Optimisation steps per batch.
     learning_rate : float, default=0.02
@@ -653,13 +655,13 @@ class VisualInverter(_BaseInverter):
 
     _parameter_constraints = {
         **_BaseInverter._parameter_constraints,
-        "n_patches": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_patches": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
     }
 
     def __init__(
         self,
         encoder=None,
-        n_patches=1,
+        n_patches="auto",
         n_steps=1000,
         learning_rate=0.02,
         weight_decay=0.01,
@@ -680,10 +682,27 @@ class VisualInverter(_BaseInverter):
 
     @property
     def _n_pseudo(self):
+        return self._patches_for(_resolve_loaded(self.encoder)[0])
+
+    def _patches_for(self, loaded):
+        if self.n_patches == "auto":
+            return _auto_n_patches(loaded.name, loaded.pretrained)
         return self.n_patches
 
     def _check_model(self, loaded):
-        _PatchInjector(loaded, self.n_patches)
+        _PatchInjector(loaded, self._patches_for(loaded))
 
     def _injector(self, loaded):
-        return _PatchInjector(loaded, self.n_patches)
+        return _PatchInjector(loaded, self._patches_for(loaded))
+
+
+def _auto_n_patches(name, pretrained):
+    """Cross the Gap's OVI pseudo-patch count for a model (``configs/ovi/*.yaml``)."""
+    name = str(name)
+    if name.startswith("ViT-L-14"):
+        return 4 if pretrained == "openai" else 2  # CLIP vs OpenCLIP ViT-L/14
+    if name.startswith("ViT-B-16-SigLIP"):
+        return 4
+    if "slip" in name.lower() and ("l-16" in name.lower() or "l16" in name.lower()):
+        return 2
+    return 1

@@ -203,3 +203,26 @@ def clone_fit(est, X, y):
     from sklearn.base import clone
 
     return clone(est).fit(X, y)
+
+
+def test_pipelines_get_prefixed_grids_and_the_same_choice_as_refitting_each():
+    from sklearn.pipeline import Pipeline
+
+    from skvlm import ClassSubspaceProjector
+    from skvlm.classifiers._search import _check_grid, _generic_correct, _vectorised_correct
+
+    X, y, X_val, y_val, W = _problem(seed=5, n_val=60)
+    pipe = Pipeline([
+        ("pca", ClassSubspaceProjector(text_embeddings=W, n_components=3)),
+        ("clf", LDAClassifier(normalize=False, text_weights=W)),
+    ])
+    grid = param_grid(pipe)
+    assert list(grid) == ["clf__alpha"]
+    combos = grid_combinations(_check_grid(pipe, grid))
+    fast = _vectorised_correct(pipe, X, y, X_val, y_val, combos)
+    np.testing.assert_array_equal(fast, _generic_correct(pipe, X, y, X_val, y_val, combos))
+    with pytest.raises(ValueError, match="In the grid: The 'alpha' parameter of LDAClassifier"):
+        select_params(pipe, X, y, X_val, y_val, {"clf__alpha": [-1.0]})
+    # a grid over an earlier step falls back to refitting the whole pipeline
+    best, table = select_params(pipe, X, y, X_val, y_val, {"pca__n_components": [2, 4]})
+    assert len(table["params"]) == 2

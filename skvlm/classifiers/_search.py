@@ -44,9 +44,10 @@ def param_grid(estimator, search="default", *, dataset=None):
     Parameters
     ----------
     estimator : estimator instance or class
-        A skvlm classifier. Given an instance, parameters its configuration ignores
-        are left out (e.g. ``alpha``, the text weight, of an image-only
-        :class:`LDAClassifier` or :class:`TipAdapterClassifier`).
+        A skvlm classifier, or a :class:`~sklearn.pipeline.Pipeline` ending in one
+        (its grid, named ``<step>__<param>``). Given an instance, parameters its
+        configuration ignores are left out (e.g. ``alpha``, the text weight, of an
+        image-only :class:`LDAClassifier` or :class:`TipAdapterClassifier`).
     search : {"default", "reference"}, default="default"
         ``"default"``: a small grid around the published optima (fast enough for the
         demo); ``"reference"``: the reference code's own grid (thousands of points
@@ -75,6 +76,10 @@ def param_grid(estimator, search="default", *, dataset=None):
     """
     if search not in _SEARCHES:
         raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
+    if _is_pipeline(estimator):
+        name, last = estimator.steps[-1]
+        grid = param_grid(last, search, dataset=dataset)
+        return {f"{name}__{key}": values for key, values in grid.items()}
     cls = estimator if isinstance(estimator, type) else type(estimator)
     grids = getattr(cls, "_search_grids", None)
     if grids is None:
@@ -126,31 +131,43 @@ def _check_grid(estimator, grid):
             f"grid must be a dict of parameter name -> list of values (or 'default' / "
             f"'reference'), got {type(grid).__name__}."
         )
-    name = type(estimator).__name__
-    valid = estimator.get_params(deep=False)
-    constraints = getattr(estimator, "_parameter_constraints", {})
+    valid = estimator.get_params(deep=True)
     checked = {}
     for key, values in grid.items():
         if key not in valid:
             raise ValueError(
-                f"grid parameter {key!r} is not a parameter of {name}; its parameters "
-                f"are {sorted(valid)}."
+                f"grid parameter {key!r} is not a parameter of {type(estimator).__name__}; "
+                f"its parameters are {sorted(valid)}."
             )
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
             raise TypeError(f"grid[{key!r}] must be a list of values, got {values!r}.")
         values = list(values)
         if not values:
             raise ValueError(f"grid[{key!r}] is empty; give at least one value.")
+        owner, name = _owner_of(estimator, key)
+        constraints = getattr(owner, "_parameter_constraints", {})
         for value in values:
-            if key in constraints:
+            if name in constraints:
                 try:
                     validate_parameter_constraints(
-                        {key: constraints[key]}, {key: value}, caller_name=name
+                        {name: constraints[name]}, {name: value}, caller_name=type(owner).__name__
                     )
                 except (ValueError, TypeError) as error:  # sklearn's InvalidParameterError
                     raise type(error)(f"In the grid: {error}") from None
         checked[key] = values
     return checked
+
+
+def _owner_of(estimator, key):
+    """The (sub-)estimator a ``step__param`` name belongs to, and the bare name."""
+    path, _, name = key.rpartition("__")
+    return (estimator.get_params(deep=True)[path] if path else estimator), name
+
+
+def _is_pipeline(estimator):
+    from sklearn.pipeline import Pipeline
+
+    return isinstance(estimator, Pipeline)
 
 
 def select_params(estimator, X_support, y_support, X_val, y_val, grid="default"):
@@ -231,8 +248,20 @@ def _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos):
 
     The parameters an estimator's ``_grid_correct`` sweeps without a refit are in
     its ``_grid_params``; combinations are grouped by the values of all the others
-    (one fit per group, in first-appearance order).
+    (one fit per group, in first-appearance order). A pipeline whose grid names only
+    its last step is fitted up to that step once, on the support rows.
     """
+    if _is_pipeline(estimator):
+        name, last = estimator.steps[-1]
+        prefix = f"{name}__"
+        if not all(key.startswith(prefix) for combo in combos for key in combo):
+            return None
+        if not hasattr(last, "_grid_correct"):
+            return None
+        head = clone(estimator[:-1]).fit(X_support, y_support)  # fitted on support only
+        X_support, X_val = head.transform(X_support), head.transform(X_val)
+        estimator = last
+        combos = [{key[len(prefix):]: value for key, value in c.items()} for c in combos]
     swept = getattr(estimator, "_grid_params", None)
     if swept is None or not hasattr(estimator, "_grid_correct"):
         return None
