@@ -618,7 +618,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         return total / self.n_augmentations
 
     def _forward_images(self, loaded, pixels):
-        return loaded.model.encode_image(pixels)
+        return loaded.model.encode_image(pixels.to(loaded.device, loaded.dtype))
 
 
 class CLIPEncoder(_BaseEncoder):
@@ -641,7 +641,13 @@ class CLIPEncoder(_BaseEncoder):
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
     precision : {"auto", "fp32", "fp16", "bf16"}, default="auto"
-        "auto" is fp16 autocast on CUDA and fp32 on the CPU.
+        The precision of the model's weights. ``"auto"`` is the fastest that keeps
+        results: half-precision weights on CUDA (bf16 where the GPU has bf16 units,
+        else fp16; layer norms stay fp32, as in open_clip's own ``precision``), bf16
+        weights on a CPU with native bf16 matrix units (AMX or AVX512-BF16), fp32
+        elsewhere. ``"fp32"`` is exact. The precision is part of every cache key. A
+        precision the device cannot run (fp16 on the CPU, bf16 on a GPU older than
+        Ampere) is a ``ValueError``.
     normalize : bool, default=True
         L2-normalise each output row.
     cache : None, "memory", str, path or joblib.Memory, default=None
@@ -819,4 +825,4 @@ class ImageEncoder(_BaseEncoder):
 
 
     def _forward_images(self, loaded, pixels):
-        return loaded.model(pixels)
+        return loaded.model(pixels.to(loaded.device, loaded.dtype))

@@ -218,7 +218,9 @@ def _spec(**params):
 def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkeypatch):
     from safetensors.torch import load_file, save_file
 
-    from skvlm.models._registry import resolve_pretrained
+    import torch
+
+    from skvlm.models._registry import resolve_precision, resolve_pretrained
 
     shipped = resolve_pretrained("skvlm-tiny", "default")
     shutil.copyfile(shipped, tmp_path / "same.safetensors")
@@ -227,12 +229,16 @@ def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkey
     save_file(state, str(tmp_path / "other.safetensors"))
 
     base = _spec(n_augmentations=2, random_state=0)
+    # The key holds the resolved precision: "auto" shares entries with what it resolves to.
+    auto = resolve_precision("auto", torch.device("cpu"))
+    assert base == _spec(precision=auto, n_augmentations=2, random_state=0)
+    other_precision = "fp32" if auto != "fp32" else "bf16"
     variants = {
         "model": _spec(model="skvlm-tiny-shared", n_augmentations=2, random_state=0),
         "random init": _spec(pretrained=None, n_augmentations=2, random_state=0),
         "other file": _spec(pretrained=str(tmp_path / "other.safetensors"),
                             n_augmentations=2, random_state=0),
-        "precision": _spec(precision="bf16", n_augmentations=2, random_state=0),
+        "precision": _spec(precision=other_precision, n_augmentations=2, random_state=0),
         "augmentations": _spec(n_augmentations=3, random_state=0),
         "seed": _spec(n_augmentations=2, random_state=1),
     }

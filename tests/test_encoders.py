@@ -55,12 +55,13 @@ def test_embeddings_match_a_hand_written_open_clip_loop(encoder, tiny_images):
     import torch
 
     images, _ = tiny_images
-    loaded = load_model(**TINY)
+    loaded = load_model(**TINY, precision="fp32")
     pixels = torch.stack([loaded.preprocess(Image.fromarray(im)) for im in images])
     with torch.no_grad():
         expected = loaded.model.encode_image(pixels)
     expected = (expected / expected.norm(dim=-1, keepdim=True)).numpy()
-    np.testing.assert_allclose(encoder.transform(images), expected, atol=1e-5)
+    got = CLIPEncoder(**TINY, precision="fp32").transform(images)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_rows_are_unit_norm_unless_normalize_is_off(tiny_images):
@@ -287,3 +288,21 @@ def test_image_encoder_with_an_offline_timm_model(tiny_images):
     assert len(pickle.dumps(encoder.fit(images[:3]))) < 5_000
     with pytest.raises(ValueError, match="test_vit"):
         ImageEncoder(model="test_vitt", pretrained=None, device="cpu").transform(images[:1])
+
+
+def test_bf16_weights_keep_the_zero_shot_predictions_of_fp32_on_tiny_scenes():
+    from skvlm.datasets import make_scenes
+
+    scenes = make_scenes(1000, random_state=0)
+    shapes = scenes.factor_names["shape"]
+    prompts = [f"a photo of a {shape}." for shape in shapes]
+    predictions = {}
+    for precision in ("fp32", "bf16"):
+        encoder = CLIPEncoder("skvlm-tiny", device="cpu", precision=precision)
+        assert encoder._loaded.precision == precision
+        scores = encoder.transform(scenes.images) @ encoder.encode_text(prompts).T
+        predictions[precision] = scores.argmax(axis=1)
+    # The shipped model knows its shapes (this is not a comparison of two random guesses).
+    truth = np.array([shapes.index(shape) for shape in scenes.factors["shape"]])
+    assert (predictions["fp32"] == truth).mean() > 0.5
+    assert (predictions["bf16"] == predictions["fp32"]).mean() >= 0.995

@@ -45,7 +45,8 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def loaded():
-    return load_model("skvlm-tiny", pretrained=None, device="cpu")
+    # fp32: these tests pin the injection against the model's own forward, exactly.
+    return load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -402,7 +403,7 @@ def test_pipeline_in_gridsearch_reuses_the_encoder_cache(monkeypatch, tmp_path, 
 def test_shared_clip_is_inverted_through_the_hooks():
     # AlignCLIP's SharedCLIP mirrors open_clip's attribute names but not its
     # encode_text, so OTI takes the full-length hook path; both towers match.
-    shared = load_model("skvlm-tiny-shared", pretrained=None, device="cpu")
+    shared = load_model("skvlm-tiny-shared", pretrained=None, device="cpu", precision="fp32")
     tok = shared.tokenizer
     injector = _TextInjector(shared, "a photo of {}", 1)
     assert injector.length is None
@@ -421,3 +422,13 @@ def test_shared_clip_is_inverted_through_the_hooks():
     oti = TextualInverter(encoder, n_steps=8, random_state=0)
     oti.fit_transform(X)
     assert oti.loss_curve_[-1] < oti.loss_curve_[0]
+
+
+@pytest.mark.parametrize("inverter", [TextualInverter, VisualInverter])
+def test_half_precision_towers_optimise_fp32_pseudo_tokens(inverter):
+    encoder = CLIPEncoder("skvlm-tiny", pretrained=None, device="cpu", precision="bf16")
+    targets = encoder.encode_text(["a red circle", "a blue star"])
+    est = inverter(encoder, n_steps=15, learning_rate=0.1, random_state=0)
+    out = est.fit_transform(targets)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert est.loss_curve_[-1] < est.loss_curve_[0]

@@ -50,9 +50,61 @@ def test_cuda_without_gpu_is_a_clear_value_error():
 def test_auto_device_and_precision():
     device = resolve_device("auto")
     assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
     with pytest.raises(ValueError, match="fp16"):
         resolve_precision("fp61", torch.device("cpu"))
+
+
+@pytest.fixture
+def cpu_flags(monkeypatch):
+    """Pretend the CPU lists exactly the given /proc/cpuinfo flags."""
+    from skvlm.models import _registry
+
+    def install(*flags):
+        monkeypatch.setattr(_registry, "_cpu_flags", lambda: frozenset(flags))
+        _registry.cpu_has_bf16_units.cache_clear()
+
+    yield install
+    _registry.cpu_has_bf16_units.cache_clear()
+
+
+def test_auto_is_fp32_on_a_cpu_without_bf16_units(cpu_flags):
+    cpu_flags("sse4_2", "avx2", "avx512f", "fma")
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    # An explicit bf16 still runs there (emulated, slowly); fp16 cannot.
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="fp16.*cannot run on the CPU"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("flag", ["amx_bf16", "avx512_bf16"])
+def test_auto_is_bf16_on_a_cpu_with_bf16_units(cpu_flags, flag):
+    cpu_flags("avx2", flag)
+    assert resolve_precision("auto", torch.device("cpu")) == "bf16"
+
+
+@pytest.mark.parametrize("capability, auto", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_on_cuda_is_bf16_from_ampere_on_else_fp16(monkeypatch, capability, auto):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    assert resolve_precision("auto", torch.device("cuda")) == auto
+    assert resolve_precision("fp16", torch.device("cuda")) == "fp16"
+    if auto == "fp16":
+        with pytest.raises(ValueError, match="bf16.*cannot run on Some GPU.*8.0"):
+            resolve_precision("bf16", torch.device("cuda"))
+
+
+def test_half_precision_weights_keep_layer_norms_in_fp32():
+    loaded = load_model("skvlm-tiny", pretrained=None, device="cpu", precision="bf16")
+    assert loaded.dtype == torch.bfloat16
+    linears = [m for m in loaded.model.modules() if isinstance(m, torch.nn.Linear)]
+    norms = [m for m in loaded.model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert linears and norms
+    assert {m.weight.dtype for m in linears} == {torch.bfloat16}
+    assert {m.weight.dtype for m in norms} == {torch.float32}
+    fp32 = load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32")
+    assert {p.dtype for p in fp32.model.parameters()} == {torch.float32}
+    assert fp32.fingerprint != loaded.fingerprint
 
 
 def test_cache_returns_the_same_object_and_keys_on_spec():
@@ -176,8 +228,8 @@ def test_tiny_model_size_is_small():
     tokens = loaded.tokenizer(["a photo"])
     assert tokens.shape[1] == 24
     with torch.no_grad():
-        out = loaded.model.encode_image(torch.zeros(2, 3, 32, 32))
-    assert out.shape == (2, 64) and np.isfinite(out.numpy()).all()
+        out = loaded.model.encode_image(torch.zeros(2, 3, 32, 32, dtype=loaded.dtype))
+    assert out.shape == (2, 64) and np.isfinite(out.float().numpy()).all()
 
 
 def test_default_weights_of_the_tiny_models_are_the_shipped_files(recwarn):
@@ -343,7 +395,7 @@ def test_a_timm_checkpoint_loads_without_its_head_and_is_checked(tmp_path):
         source = timm.create_model("test_vit", num_classes=10)  # with a classifier head
     state = {k: v.clone() for k, v in source.state_dict().items()}
     save_file(state, str(tmp_path / "vit.safetensors"))
-    loaded = load_model("test_vit", str(tmp_path / "vit.safetensors"), "cpu", kind="timm")
+    loaded = load_model("test_vit", str(tmp_path / "vit.safetensors"), "cpu", "fp32", kind="timm")
     backbone = loaded.model.state_dict()
     assert "head.weight" not in backbone
     for key, value in backbone.items():
@@ -453,7 +505,7 @@ def test_a_tensor_of_another_kind_is_refused_naming_it(tmp_path, make):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_other_float_precisions_load_into_fp32_weights(tmp_path, dtype):
     state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in _tiny_state().items()}
-    loaded = load_model("skvlm-tiny", _save(state, tmp_path / "half.safetensors"), "cpu")
+    loaded = load_model("skvlm-tiny", _save(state, tmp_path / "half.safetensors"), "cpu", "fp32")
     assert loaded.model.visual.proj.dtype == torch.float32
     torch.testing.assert_close(loaded.model.visual.proj, state["visual.proj"].float())
 
@@ -528,7 +580,7 @@ def test_a_missing_timm_checkpoint_is_named_without_trying_the_network(tmp_path)
 def test_a_numpy_archive_for_a_model_that_is_not_siglip_is_a_checkpoint_error(tmp_path, model):
     from skvlm.models import CheckpointError
 
-    state = load_model(model, pretrained=None, device="cpu").model.state_dict()
+    state = load_model(model, pretrained=None, device="cpu", precision="fp32").model.state_dict()
     np.savez(tmp_path / "w.npz", **{key: value.numpy() for key, value in state.items()})
     (tmp_path / "w.pt").write_bytes((tmp_path / "w.npz").read_bytes())
     for name in ("w.npz", "w.pt"):  # known by its name, and by its content
@@ -546,10 +598,10 @@ def test_concurrent_transforms_from_joblib_threads_load_the_model_once(monkeypat
     builds = []
     real_build = _loading._build_open_clip
 
-    def slow_counted_build(name, pretrained):
+    def slow_counted_build(name, pretrained, *args):
         builds.append(name)
         time.sleep(0.2)  # widen the window in which a racing second load would start
-        return real_build(name, pretrained)
+        return real_build(name, pretrained, *args)
 
     monkeypatch.setattr(_loading, "_build_open_clip", slow_counted_build)
     # (On Python < 3.12 functools.cached_property serialises first accesses across

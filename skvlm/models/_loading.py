@@ -52,7 +52,9 @@ class LoadedModel:
     name, pretrained : str, str or None
         The model name and the resolved weights (tag, file path, or None).
     model : torch.nn.Module
-        In eval mode, on ``device``; weights kept in fp32, half precision is autocast.
+        In eval mode, on ``device``, its weights in ``precision`` (for open_clip models
+        the layers that need fp32, such as layer norms, stay fp32, as open_clip's own
+        ``precision`` does). Feed it float inputs of :attr:`dtype`.
     tokenizer : callable or None
         list of str -> LongTensor (n, context_length); None for image-only models.
     preprocess : callable
@@ -86,24 +88,40 @@ class LoadedModel:
     extra: dict = field(default_factory=dict)
     source_signature: Any = None
 
-    def autocast(self):
-        """fp16/bf16 autocast on the model's device; a no-op for fp32."""
-        import torch
+    @property
+    def dtype(self):
+        """The torch dtype of the model's float inputs (its weights' precision)."""
+        return _torch_dtype(self.precision)
 
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+    def autocast(self):
+        """A no-op kept for callers of older versions: the weights are already cast."""
+        return contextlib.nullcontext()
+
+
+def _torch_dtype(precision):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def _cast_weights(module, precision):
+    """All of ``module``'s float tensors in ``precision`` (timm and SharedCLIP towers)."""
+    if precision != "fp32":
+        module.to(_torch_dtype(precision))
+    return module
 
 
 def _state_fingerprint(module, *parts):
     """Hash of a module's parameters and buffers (bytes) plus descriptive parts."""
+    import torch
+
     digest = hashlib.blake2b(digest_size=16)
     for part in parts:
         digest.update(repr(part).encode())
     for key, tensor in sorted(module.state_dict().items()):
         digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        # Raw bytes through a uint8 view: numpy has no bf16.
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
 
 
@@ -442,7 +460,7 @@ def _load_big_vision(model, path, name):
             )
 
 
-def _build_open_clip(name, pretrained):
+def _build_open_clip(name, pretrained, precision="fp32"):
     import open_clip
 
     _register_open_clip_configs()
@@ -464,7 +482,8 @@ def _build_open_clip(name, pretrained):
             # open_clip only fetches and loads its own hub tags.
             with _quiet_random_init_warning():
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    name, pretrained=None if local_file else pretrained, **kwargs
+                    name, pretrained=None if local_file else pretrained,
+                    precision=precision, **kwargs
                 )
         except (OSError, RuntimeError) as exc:
             if pretrained is not None and not Path(str(pretrained)).exists():
@@ -490,7 +509,7 @@ def _build_open_clip(name, pretrained):
     return model, tokenizer, preprocess, embed_dim, image_size
 
 
-def _build_shared(name, pretrained):
+def _build_shared(name, pretrained, precision="fp32"):
     from open_clip.transform import image_transform
 
     from .shared_clip import build_shared_clip
@@ -503,12 +522,13 @@ def _build_shared(name, pretrained):
         model = build_shared_clip(config)
     if pretrained is not None:
         _load_checked(model, pretrained, name)
+    _cast_weights(model, precision)
     image_size = config["vision_cfg"]["image_size"]
     preprocess = image_transform(image_size, is_train=False)
     return model, tokenizer, preprocess, int(config["embed_dim"]), (image_size, image_size)
 
 
-def _build_timm(name, pretrained):
+def _build_timm(name, pretrained, precision="fp32"):
     try:
         import timm
     except ImportError as exc:
@@ -542,6 +562,7 @@ def _build_timm(name, pretrained):
             raise
     if local_file:
         _load_checked(model, pretrained, name, _timm_backbone_state(model, pretrained))
+    _cast_weights(model, precision)
     config = resolve_data_config({}, model=model)
     preprocess = create_transform(**config, is_training=False)
     image_size = tuple(config["input_size"][1:])
@@ -583,15 +604,15 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
         ``"default"`` (see :func:`skvlm.models.resolve_pretrained`).
     device : "auto", "cpu", "cuda", "cuda:N"
     precision : "auto", "fp32", "fp16", "bf16"
-        Half precisions are autocast; weights stay in fp32.
+        The weights' precision (see :func:`skvlm.models.resolve_precision`).
     kind : {"clip", "timm"}
 
     Examples
     --------
-    >>> loaded = load_model("skvlm-tiny", pretrained=None, device="cpu")
+    >>> loaded = load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32")
     >>> loaded.embed_dim, loaded.image_size, loaded.precision
     (64, (32, 32), 'fp32')
-    >>> load_model("skvlm-tiny", pretrained=None, device="cpu") is loaded
+    >>> load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32") is loaded
     True
     """
     device = resolve_device(device)
@@ -615,7 +636,7 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
             builder = _build_shared
         else:
             builder = _build_open_clip
-        module, tokenizer, preprocess, embed_dim, image_size = builder(model, resolved)
+        module, tokenizer, preprocess, embed_dim, image_size = builder(model, resolved, precision)
         module.eval().requires_grad_(False)
         fingerprint = _state_fingerprint(
             module, kind, model, _describe_preprocess(preprocess), precision

@@ -264,17 +264,76 @@ def resolve_device(device="auto"):
     return device
 
 
+def _cpu_flags():
+    """The CPU feature flags Linux lists in /proc/cpuinfo (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@lru_cache(maxsize=None)
+def cpu_has_bf16_units():
+    """Whether this CPU multiplies bf16 matrices natively (AMX-BF16 or AVX512-BF16).
+
+    Read from the kernel's CPU flags, else from torch's own CPU probe; without
+    native units bf16 matrix products are emulated and slower than fp32.
+
+    Examples
+    --------
+    >>> isinstance(cpu_has_bf16_units(), bool)
+    True
+    """
+    flags = _cpu_flags()
+    if flags:
+        return bool(flags & {"amx_bf16", "avx512_bf16", "bf16"})  # "bf16": Arm BF16
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    for probe in probes:
+        check = getattr(torch.cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except RuntimeError:
+            continue
+    return False
+
+
+def _cuda_has_bf16(device):
+    import torch
+
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8  # Ampere and later: bf16 tensor cores
+
+
 def resolve_precision(precision, device):
-    """``"auto"`` is fp16 autocast on CUDA and fp32 elsewhere.
+    """The precision of the weights a model runs with on ``device``.
+
+    ``"auto"`` is the fastest precision that keeps results: half-precision weights on
+    CUDA (bf16 on Ampere and later, else fp16; the layers that need fp32 stay fp32,
+    as open_clip's own ``precision`` does), bf16 weights on a CPU with native bf16
+    matrix units (AMX or AVX512-BF16), and fp32 everywhere else. ``"fp32"`` is
+    always exact. A precision the device cannot run is a ValueError.
 
     Examples
     --------
     >>> import torch
-    >>> resolve_precision("auto", torch.device("cpu"))
+    >>> resolve_precision("fp32", torch.device("cpu"))
     'fp32'
+    >>> resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    True
     """
     if precision == "auto":
-        return "fp16" if device.type == "cuda" else "fp32"
+        if device.type == "cuda":
+            return "bf16" if _cuda_has_bf16(device) else "fp16"
+        if device.type == "cpu" and cpu_has_bf16_units():
+            return "bf16"
+        return "fp32"
     if precision not in PRECISIONS:
         close = difflib.get_close_matches(str(precision), PRECISIONS, n=1)
         raise ValueError(
@@ -284,6 +343,18 @@ def resolve_precision(precision, device):
         )
     if precision == "fp16" and device.type == "cpu":
         raise ValueError(
-            "precision='fp16' autocast is not supported on the CPU; use 'fp32' or 'bf16'."
+            "precision='fp16' cannot run on the CPU (no fp16 matrix kernels); use "
+            "'fp32', 'bf16' or 'auto'."
+        )
+    if precision == "bf16" and device.type == "cuda" and not _cuda_has_bf16(device):
+        import torch
+
+        raise ValueError(
+            f"precision='bf16' cannot run on {torch.cuda.get_device_name(device)} "
+            "(bf16 needs compute capability 8.0 or later); use 'fp16', 'fp32' or 'auto'."
+        )
+    if precision != "fp32" and device.type == "mps":
+        raise ValueError(
+            f"precision={precision!r} is not supported on MPS by skvlm; use 'fp32' or 'auto'."
         )
     return precision
