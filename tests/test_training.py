@@ -330,7 +330,7 @@ def test_saved_tiny_model_loads_through_load_model(tmp_path, name):
 
     model, tokenizer = build_tiny(name, seed=3)
     path = save_tiny(model, tokenizer, tmp_path / f"{name}.safetensors")
-    loaded = load_model(name, pretrained=str(path), device="cpu")
+    loaded = load_model(name, pretrained=str(path), device="cpu", precision="fp32")
     tokens = tokenizer(["a photo of a red circle."])
     with torch.no_grad():
         torch.testing.assert_close(loaded.model.encode_text(tokens), model.eval().encode_text(tokens))
@@ -353,7 +353,7 @@ def test_shipped_model_quality(name):
 
     if shipped_weights(name) is None:
         pytest.skip(f"{name} weights not shipped yet")
-    loaded = load_model(name, device="cpu")
+    loaded = load_model(name, device="cpu", precision="fp32")
     metrics = evaluate_scenes(loaded.model, loaded.tokenizer, n_samples=1000)
     assert metrics["zero_shot_shape"] >= 0.9
     assert metrics["zero_shot_colour"] >= 0.9
