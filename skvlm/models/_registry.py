@@ -276,7 +276,7 @@ def _cpu_flags():
     return frozenset()
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_has_bf16_units():
     """Whether this CPU multiplies bf16 matrices natively (AMX-BF16 or AVX512-BF16).
 
