@@ -82,3 +82,26 @@ def test_fewshot_command_on_a_coop_split(tmp_path):
     report = (out / "report.md").read_text()
     assert "validation shots per class from the val split" in report
     assert "scored on the test split" in report
+
+
+def test_fewshot_command_with_augmented_views(tmp_path):
+    from PIL import Image
+
+    from skvlm.datasets import make_scenes
+
+    scenes = make_scenes(40, random_state=6)
+    root = tmp_path / "data"
+    for i, (image, label) in enumerate(zip(scenes.images, scenes.factors["background"])):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"{i}.png")
+    out = tmp_path / "report"
+    status = main(["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
+                   "--methods", "lda,lda_views", "--views", "3", "--shots", "1",
+                   "--seeds", "0", "--out", str(out), "--quiet"])
+    assert status == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["n_views"] == 3
+    assert set(summary["fewshot"]["classes"]) == {"lda", "lda_views"}
+    # GDA on one row per shot collapses (a note); on 3 views per shot it has a covariance
+    notes = " ".join(summary["notes"])
+    assert "LDA: " in notes and "LDA (augmented views): " not in notes

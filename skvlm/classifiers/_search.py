@@ -258,8 +258,9 @@ def _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos):
             return None
         if not hasattr(last, "_grid_correct"):
             return None
-        head = clone(estimator[:-1]).fit(X_support, y_support)  # fitted on support only
-        X_support, X_val = head.transform(X_support), head.transform(X_val)
+        if len(estimator) > 1:  # a one-step pipeline has no head
+            head = clone(estimator[:-1]).fit(X_support, y_support)  # fitted on support only
+            X_support, X_val = head.transform(X_support), head.transform(X_val)
         estimator = last
         combos = [{key[len(prefix):]: value for key, value in c.items()} for c in combos]
     swept = getattr(estimator, "_grid_params", None)

@@ -267,13 +267,15 @@ def _run_method(method, template, data, split, setting, notes, k):
         warnings.simplefilter("always")
         grid = REGISTRY[method].grid(template, setting["search"], setting["dataset"])
         if setting["tune"] and grid:
-            X_v, y_v = data["X_val" if data["y_val"] is not None else "X"], \
-                data["y_val" if data["y_val"] is not None else "y"]
-            params = choose_params(template, X_s, y_s, X_v[split["val"]], y_v[split["val"]], grid)
+            X_v, y_v = ((data["X_val"], data["y_val"]) if data["y_val"] is not None
+                        else (data["X"], data["y"]))
+            chosen, _ = select_params(template, X_s, y_s, X_v[split["val"]], y_v[split["val"]],
+                                      grid)
         else:
-            defaults = template[-1].get_params()
-            params = {name: defaults[name] for name in grid}
-        pipe = clone(template).set_params(**{f"clf__{n}": v for n, v in params.items()})
+            defaults = template.get_params()
+            chosen = {name: defaults[name] for name in grid}
+        pipe = clone(template).set_params(**chosen)
+        params = {name.split("__", 1)[1]: value for name, value in chosen.items()}
         pipe.fit(X_s, y_s)
         X_t, y_t = _test_rows(data, split)
         predicted = pipe.predict(X_t)
@@ -283,20 +285,6 @@ def _run_method(method, template, data, split, setting, notes, k):
             "mean_per_class_recall": float(balanced_accuracy_score(y_t, predicted)),
             "n_test": len(y_t), "n_val": len(split["val"]), "params": params,
             "seconds": time.perf_counter() - tic}
-
-
-def choose_params(template, X_support, y_support, X_val, y_val, grid):
-    """The grid point of best validation accuracy for a pipeline's classifier.
-
-    The steps before the classifier (PCA←) are fitted on the support and applied to
-    both sets; only the validation rows are ever scored.
-    """
-    head = clone(template[:-1]) if len(template) > 1 else None
-    if head is not None:
-        X_support = head.fit_transform(X_support, y_support)
-        X_val = head.transform(X_val)
-    best, _ = select_params(template[-1], X_support, y_support, X_val, y_val, grid)
-    return best
 
 
 def _support_rows(data, support, views):

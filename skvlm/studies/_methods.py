@@ -42,6 +42,8 @@ class FewShotMethod:
         Whether the method is in the default method list.
     params : dict, default={}
         Constructor parameters of the estimator other than ``text_weights``.
+    text_params : tuple of str, default=("text_weights",)
+        The estimator parameters that receive the class-name text classifier.
     views : bool, default=False
         The support enters as its augmented views, one row per view (GDA at 1 shot as
         its reference runs it); the method is skipped without them.
@@ -57,6 +59,7 @@ class FewShotMethod:
     pca: bool = False
     default: bool = True
     params: dict = field(default_factory=dict)
+    text_params: tuple = ("text_weights",)
     views: bool = False
 
     @property
@@ -72,10 +75,10 @@ class FewShotMethod:
         return getattr(importlib.import_module("skvlm.classifiers"), self.estimator)
 
     def grid(self, pipeline, search="default", dataset=None):
-        """The search grid of a pipeline of this method, keyed by the classifier's names."""
+        """The search grid of a pipeline of this method (``clf__<param>`` names)."""
         from ..classifiers import param_grid
 
-        return param_grid(pipeline[-1], search, dataset=dataset)
+        return param_grid(pipeline, search, dataset=dataset)
 
     def pipeline(self, text_weights=None, pca_text_embeddings=None):
         """The method's unfitted ``Pipeline``, or a string saying why it cannot run."""
@@ -89,7 +92,7 @@ class FewShotMethod:
             return "needs class-name text weights"
         params = dict(self.params)
         if self.text != "none" and text_weights is not None:
-            params["text_weights"] = text_weights
+            params.update(dict.fromkeys(self.text_params, text_weights))
         steps = []
         if self.pca:
             steps.append(("pca", ClassSubspaceProjector(text_embeddings=pca_text_embeddings)))
@@ -110,7 +113,12 @@ _ENTRIES = [
     FewShotMethod("tip_adapter", "Tip-Adapter", "TipAdapterClassifier",
                   text="optional"),
     FewShotMethod("tip_x", "Tip-X", "TipXClassifier", text="required"),
-    FewShotMethod("ape", "APE", "APEClassifier", text="required", default=False),
+    FewShotMethod("ape", "APE", "APEClassifier", text="required"),
+    # CODER's text bank here is the class-name text classifier itself (one row per
+    # class); the reference's also holds attributes and analogous classes of an LLM.
+    FewShotMethod("coder", "CODER", "CODERClassifier", text="required",
+                  text_params=("text_weights", "text_bank")),
+    FewShotMethod("linear_probe", "linear probe", "LinearProbeClassifier", default=False),
     FewShotMethod("lda_views", "LDA (augmented views)", "LDAClassifier", text="optional",
                   views=True, default=False),
 ]
