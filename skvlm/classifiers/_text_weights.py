@@ -30,14 +30,6 @@ TEXT_PARAMETER_CONSTRAINTS = {
     "descriptions": [Mapping, None],
 }
 
-#: The classifiers' default prompts: open_clip's 7 "simple" ImageNet templates, the
-#: ensemble Tip-Adapter (``datasets/imagenet.py:177-183``), GDA, SuS-X and seed 002 use
-#: on ImageNet. No reference uses open_clip's 80; on the other CoOp datasets they use
-#: one template each (``skvlm.datasets.COOP_DATASETS[name]["templates"]``).
-DEFAULT_TEMPLATES = "simple"
-
-
-
 
 def uses_text(estimator):
     """Whether any text source was given (optional-text classifiers stay image-only otherwise)."""
