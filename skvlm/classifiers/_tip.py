@@ -439,16 +439,17 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
             shifted = X[rows] @ self.cache_keys_.T
             shifted -= 1.0
             text = self._text_logits(X[rows])
-            for beta, indices in sweep_groups(sweep, "beta", self.beta):
+            for beta, by_beta in sweep_groups(sweep, "beta", self.beta):
                 affinity = shifted * beta
                 cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
-                for i in indices:
-                    alpha = sweep[i].get("alpha", self.alpha)
-                    gamma = sweep[i].get("gamma", self.gamma)
-                    scores = (text + alpha * cache).astype(np.float32)
-                    scores += kl_by_class[rows] * (-gamma * scale)
-                    scores -= gamma * shift * counts
-                    correct[i] += count_correct(scores, target[rows])
+                by_alpha = sweep_groups([sweep[i] for i in by_beta], "alpha", self.alpha)
+                for alpha, positions in by_alpha:
+                    base = (text + alpha * cache).astype(np.float32)
+                    for i in (by_beta[p] for p in positions):
+                        gamma = sweep[i].get("gamma", self.gamma)
+                        scores = base + kl_by_class[rows] * (-gamma * scale)
+                        scores -= gamma * shift * counts
+                        correct[i] += count_correct(scores, target[rows])
         return correct
 
 
