@@ -6,7 +6,7 @@ Encodes scenes and their captions, then
 - measures the modality gap and the alignment of matched image-caption pairs,
 - recovers the image-image similarities from the image-text ones alone (App. A).
 
-Writes PNG files to --out (default: a temporary folder).
+Writes PNG files to --out (default: a temporary folder, removed at the end).
 
 Run:  python examples/diagnostics_plots.py [--small] [--out DIR]
 """
@@ -33,10 +33,8 @@ from skvlm.diagnostics import (  # noqa: E402
 from skvlm.plotting import plot_similarity_histograms  # noqa: E402
 
 
-def main(small=False, out=None):
+def _main(small, folder):
     n_samples = 300 if small else 2500
-    folder = Path(out or tempfile.mkdtemp(prefix="skvlm-diagnostics-"))
-    folder.mkdir(parents=True, exist_ok=True)
     scenes = make_scenes(n_samples, random_state=0)
     labels = scenes.factors["shape"].to_numpy()
     encoder = CLIPEncoder(model="skvlm-tiny", device="cpu")
@@ -73,6 +71,17 @@ def main(small=False, out=None):
           f"max abs error = {error:.1e}")
     print(f"figure: {histograms}")
     return histograms
+
+
+def main(small=False, out=None):
+    """Run the example; without ``out`` its files go to a temporary folder removed at the end."""
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return _main(small, Path(out))
+    with tempfile.TemporaryDirectory(prefix="skvlm-diagnostics-") as scratch:
+        result = _main(small, Path(scratch))
+        print("(the files above were temporary and are now removed: pass --out DIR to keep them)")
+    return result
 
 
 if __name__ == "__main__":

@@ -30,9 +30,8 @@ def geometry(weights, images, captions):
     return modality_gap(image_emb, text_emb), alignment_score(image_emb, text_emb)
 
 
-def main(small=False, out=None):
+def _main(small, folder):
     n_steps, batch_size, n_train = (2, 16, 64) if small else (400, 128, 20000)
-    folder = Path(out or tempfile.mkdtemp(prefix="skvlm-alignclip-"))
     train = make_scenes(n_train, random_state=0)
     held_out = make_scenes(200, random_state=1)
 
@@ -54,9 +53,20 @@ def main(small=False, out=None):
     return trainer
 
 
+def main(small=False, out=None):
+    """Run the example; without ``out`` its files go to a temporary folder removed at the end."""
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        return _main(small, Path(out))
+    with tempfile.TemporaryDirectory(prefix="skvlm-alignclip-") as scratch:
+        result = _main(small, Path(scratch))
+        print("(the files above were temporary and are now removed: pass --out DIR to keep them)")
+    return result
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a quick run (seconds)")
-    parser.add_argument("--out", default=None, help="folder for the weights (default: a temp dir)")
+    parser.add_argument("--out", default=None, help="folder for the weights (default: a temporary folder, removed at the end)")
     args = parser.parse_args()
     main(small=args.small or bool(os.environ.get("SKVLM_EXAMPLES_SMALL")), out=args.out)

@@ -6,7 +6,11 @@ exit status 2, never a traceback.
 """
 
 import argparse
+import contextlib
+import json
 import sys
+import warnings
+from pathlib import Path
 
 from .studies._methods import DEFAULT_FEWSHOT, REGISTRY, RETRIEVAL_METHODS
 
@@ -67,8 +71,8 @@ def _add_real_data_options(parser, default_out):
     parser.add_argument("--model", default="ViT-B-32",
                         help="open_clip model name or skvlm-tiny[-shared] (default: %(default)s)")
     parser.add_argument("--pretrained", default="default", metavar="TAG_OR_FILE",
-                        help="open_clip pretrained tag or a local checkpoint file "
-                             "(default: the model's standard weights)")
+                        help="open_clip pretrained tag, a local checkpoint file, or 'none' "
+                             "for random weights (default: the model's standard weights)")
     parser.add_argument("--cache", default=None, metavar="DIR",
                         help="embedding cache folder: a second run does not re-encode")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -245,7 +249,7 @@ def _run(args):
         studies.run_demo(args.out, quick=args.quick, device=args.device, tune=not args.no_tune,
                          verbose=verbose)
         return args.out
-    common = dict(model=args.model, pretrained=args.pretrained, cache=args.cache,
+    common = dict(model=args.model, pretrained=_pretrained(args.pretrained), cache=args.cache,
                   device=args.device, batch_size=args.batch_size, methods=args.methods,
                   on_error="skip" if args.skip_unreadable else "raise", verbose=verbose)
     if args.command == "fewshot":
@@ -274,6 +278,50 @@ def _print_published(summary):
         print("\n".join(lines))
 
 
+def _pretrained(text):
+    """``--pretrained none`` (any case) asks for random weights, as ``pretrained=None``."""
+    return None if text.strip().lower() == "none" else text
+
+
+def _report_files(out):
+    """The files an earlier report in ``out`` listed in its summary.json (names only)."""
+    try:
+        listed = json.loads((Path(out) / "summary.json").read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {name for name in listed if isinstance(name, str) and Path(name).name == name}
+
+
+def _remove_stale(out, before, prog):
+    """Delete what the earlier report in ``out`` wrote and this one did not rewrite."""
+    stale = sorted(before - _report_files(out))
+    removed = []
+    for name in stale:
+        with contextlib.suppress(OSError):
+            (Path(out) / name).unlink()
+            removed.append(name)
+    if removed:
+        print(f"{prog}: removed {len(removed)} file(s) of the earlier report in {out} that "
+              f"this run did not write: {', '.join(removed)}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(prog):
+    """Show each warning as ``prog: warning: message`` on one line, without source lines."""
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        kind = "" if category is UserWarning else f"{category.__name__}: "
+        text = " ".join(str(message).split())
+        print(f"{prog}: warning: {kind}{text}", file=sys.stderr if file is None else file)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def main(argv=None):
     """Entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -289,18 +337,26 @@ def main(argv=None):
     if args.command == "cache":
         return _guarded(f"{parser.prog} cache {args.action}", lambda: _run_cache(args))
 
+    prog = f"{parser.prog} {args.command}"
+
     def run():
+        before = _report_files(args.out) if args.command != "train-tiny" else set()
         out = _run(args)
         if args.command != "train-tiny":
+            _remove_stale(out, before, prog)
             print(f"report written to {out}/report.md")
             return 0
         return out
 
-    return _guarded(f"{parser.prog} {args.command}", run)
+    with _one_line_warnings(prog):
+        return _guarded(prog, run, skip_hint=not getattr(args, "skip_unreadable", True))
 
 
-def _guarded(prog, action):
-    """Run ``action``; expected failures become one error line and exit status 2."""
+def _guarded(prog, action, skip_hint=False):
+    """Run ``action``; expected failures become one error line and exit status 2.
+
+    ``skip_hint``: an unreadable image's error also names ``--skip-unreadable``.
+    """
     try:
         status = action()
     except KeyboardInterrupt:
@@ -308,6 +364,8 @@ def _guarded(prog, action):
         return 130
     except (ValueError, OSError, RuntimeError, ImportError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if skip_hint and type(exc).__name__ == "UnreadableImageError":
+            message += " (pass --skip-unreadable to leave such files out)"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
     return 0 if status is None else int(status)

@@ -104,10 +104,7 @@ def require_file(path):
             f"Image file not found: {path!r} is a symbolic link that leads nowhere "
             "(broken, or a loop)."
         )
-    raise FileNotFoundError(
-        f"Image file not found: {path!r}. (If this string is meant as text, pass "
-        "modality='text'.)"
-    )
+    raise FileNotFoundError(f"Image file not found: {path!r}.")
 
 
 def pil_identity(image, name):
@@ -127,7 +124,7 @@ def _load_file(path, resized_side=None, content=None):
     if content is None:
         require_file(path)
     if (len(content) if content is not None else os.path.getsize(path)) == 0:
-        raise UnreadableImageError(f"Cannot read image {path!r}: the file is empty (0 bytes).")
+        raise UnreadableImageError(f"Cannot read image {path!r}: the file is empty (0 bytes)")
     source = path if content is None else io.BytesIO(content)
 
     def decode():

@@ -138,11 +138,34 @@ def _item_kind(item, modality):
             return "image"
         if item.lower().endswith(_IMAGE_SUFFIXES) and "\n" not in item:
             return "image"  # a missing image file: reported (or skipped) when it is read
+        if _looks_like_path(item):
+            return "image"  # "photos/cat_001" names a file, even one without a suffix
         return "text"
     raise ValueError(
         f"Cannot encode an item of type {type(item).__name__}: expected an image path, "
         "a PIL image, an HxWxC uint8 array or a string."
     )
+
+
+def _looks_like_path(text):
+    """A path separator and no whitespace: what file names look like and captions do not."""
+    return ("/" in text or os.sep in text) and not any(ch.isspace() for ch in text)
+
+
+def _missing_path_error(items):
+    """The error for the first suffix-less string of ``items`` taken for a file that is not there.
+
+    Strings with an image suffix are reported when they are read, in order.
+    """
+    for index, item in enumerate(items):
+        if (isinstance(item, str) and not item.lower().endswith(_IMAGE_SUFFIXES)
+                and not os.path.lexists(item)):
+            return FileNotFoundError(
+                f"Image file not found: {item!r} (item {index}). Under modality='auto' a "
+                "string with a path separator and no spaces is read as an image file; "
+                "pass modality='text' if it is meant as text."
+            )
+    return None
 
 
 def _split_modality(items, modality):
@@ -543,10 +566,11 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         loaded = self._loaded
         batches = list(iter_batches(len(positions), self.batch_size))
+        bar = None
         if self.verbose:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, desc=f"{type(self).__name__} ({kind})", unit="batch")
+            bar = tqdm(total=len(positions), desc=f"{type(self).__name__} ({kind}s)", unit=kind)
         vectors, failures, changed = [], {}, set()
         side = _resized_side(loaded.preprocess)
         for batch in batches:
@@ -572,6 +596,10 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                         features = self._forward_images(loaded, pixels.to(loaded.device))
                 features = iter(features.float().cpu().numpy())
             vectors.extend(None if i in failures else next(features) for i in chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
         return vectors, failures, changed
 
     def _decode(self, items, chunk, failures, skip, side, keyed):
@@ -764,7 +792,12 @@ class CLIPEncoder(_BaseEncoder):
         return (embeddings, kept) if return_indices else embeddings
 
     def _modality_of(self, items, modality=None):
-        return _split_modality(items, modality or self.modality)
+        kind = _split_modality(items, modality or self.modality)
+        if kind == "image" and (modality or self.modality) == "auto" and self.on_error == "raise":
+            error = _missing_path_error(items)  # a guess, so the error says how to overrule it
+            if error is not None:
+                raise error
+        return kind
 
 
 class ImageEncoder(_BaseEncoder):

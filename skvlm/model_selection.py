@@ -1,5 +1,6 @@
 """Few-shot cross-validation splits (k labelled shots per class, repeated over seeds)."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -31,6 +32,21 @@ def _check_class_labels(y):
             f"FewShotSplit needs class labels, but y is {y_type!r} "
             f"(first values {y[:3].tolist()}); pass one label of one type per row."
         )
+
+
+def _warn_untested(classes, untested, n_shots, why):
+    """Warn that the scores of a split will not cover some classes."""
+    if not untested.any():
+        return
+    names = ", ".join(repr(classes[i].item()) for i in np.flatnonzero(untested)[:5])
+    more = f" and {int(untested.sum()) - 5} more" if untested.sum() > 5 else ""
+    warnings.warn(
+        f"FewShotSplit(n_shots={n_shots}) leaves {int(untested.sum())} class(es) without "
+        f"test rows ({names}{more}): {why}, so the test scores do not measure them. Use "
+        "fewer shots, or more rows of those classes.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 class FewShotSplit(BaseCrossValidator):
@@ -127,9 +143,11 @@ class FewShotSplit(BaseCrossValidator):
                 f"n_shots={self.n_shots} uses every row of every class: no test rows remain."
             )
         n_test = self._n_test(n_remaining)
+        _warn_untested(classes, counts == self.n_shots, self.n_shots, "none is left")
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_splits)
         members = [np.flatnonzero(y_idx == c) for c in range(len(classes))]
+        warned = False
         for seed in seeds:
             split_rng = np.random.default_rng(seed)
             train = np.concatenate(
@@ -140,6 +158,11 @@ class FewShotSplit(BaseCrossValidator):
             test = np.flatnonzero(mask)
             if n_test < len(test):
                 test = np.sort(split_rng.choice(test, n_test, replace=False))
+                untested = np.bincount(y_idx[test], minlength=len(classes)) == 0
+                if not warned and (untested & ~(counts == self.n_shots)).any():
+                    warned = True  # once per call: the test_size draw left them out
+                    _warn_untested(classes, untested, self.n_shots,
+                                   f"the test_size={self.test_size!r} draw took none")
             yield np.sort(train), test
 
     def _n_test(self, n_remaining):

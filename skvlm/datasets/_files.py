@@ -46,7 +46,7 @@ def _why_unreadable(path):
     except OSError as exc:
         return f"Cannot read image {path!r}: {exc.strerror or exc}"
     if not content:
-        return f"Cannot read image {path!r}: the file is empty (0 bytes)."
+        return f"Cannot read image {path!r}: the file is empty (0 bytes)"
     key = hashlib.blake2b(content, digest_size=16).digest()
     with _DECODED_LOCK:
         known = _DECODED.get(key, False)

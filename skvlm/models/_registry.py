@@ -232,6 +232,23 @@ def _resolve_timm_pretrained(pretrained):
     return _checkpoint_path(pretrained)
 
 
+def _unknown_device_message(device):
+    """Name the devices this machine has, and the torch spelling of a GPU."""
+    import torch
+
+    valid = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        valid += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        valid.append("mps")
+    hint = ""
+    if str(device).strip().lower().startswith("gpu"):
+        hint = " (torch calls an NVIDIA or AMD GPU 'cuda')"
+    if not torch.cuda.is_available():
+        hint += "; no CUDA device is visible on this machine"
+    return f"Unknown device {device!r}{hint}. Valid devices here: {', '.join(map(repr, valid))}."
+
+
 def resolve_device(device="auto"):
     """``"auto"`` is CUDA when available, else CPU; a missing CUDA is a ValueError.
 
@@ -246,8 +263,8 @@ def resolve_device(device="auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"Unknown device {device!r}: {exc}") from None
+    except (RuntimeError, TypeError):
+        raise ValueError(_unknown_device_message(device)) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
