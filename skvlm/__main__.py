@@ -65,11 +65,27 @@ def _positive_int(text):
     return value
 
 
-def _add_real_data_options(parser, default_out):
-    parser.add_argument("--data", required=True, metavar="DIR",
-                        help="image folder, one sub-folder per class (root/<class>/<image>)")
-    parser.add_argument("--model", default="ViT-B-32",
-                        help="open_clip model name or skvlm-tiny[-shared] (default: %(default)s)")
+def _names(text):
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated model names, got {text!r}")
+    return values
+
+
+def _add_real_data_options(parser, default_out, several=False):
+    if several:  # retrieval: several datasets and models in one run, one results table
+        parser.add_argument("--data", required=True, nargs="+", metavar="DIR_OR_FILE",
+                            help="image folders (root/<class>/<image>) and captions files "
+                                 "(.csv/.tsv/.jsonl with an image path and a caption per "
+                                 "row, optionally a label); several may follow --data")
+        parser.add_argument("--model", default=["ViT-B-32"], type=_names, metavar="M,M,...",
+                            help="open_clip model name(s) or skvlm-tiny[-shared], comma-"
+                                 "separated (default: ViT-B-32)")
+    else:
+        parser.add_argument("--data", required=True, metavar="DIR",
+                            help="image folder, one sub-folder per class (root/<class>/<image>)")
+        parser.add_argument("--model", default="ViT-B-32",
+                            help="open_clip model name or skvlm-tiny[-shared] (default: %(default)s)")
     parser.add_argument("--pretrained", default="default", metavar="TAG_OR_FILE",
                         help="open_clip pretrained tag, a local checkpoint file, or 'none' "
                              "for random weights (default: the model's standard weights)")
@@ -169,11 +185,16 @@ def build_parser(with_train_tiny=False):
     _add_fewshot_parser(commands)
 
     retrieval = commands.add_parser(
-        "retrieval", help="image-to-image retrieval study on an image folder",
+        "retrieval", help="retrieval on image folders and captioned image-text pairs",
         description="Image→image retrieval mAP (relevant = same class folder) of raw "
-                    "features, OTI query inversion and PCA← onto ImageNet class names.",
+                    "features, OTI query inversion and PCA← onto ImageNet class names; on "
+                    "a captions file, also zero-shot image↔text retrieval with "
+                    "CLIP_benchmark's image_retrieval_recall@k and text_retrieval_recall@k "
+                    "(k = 1, 5, 10) and text→text retrieval. Several datasets and models "
+                    "in one run; results.csv and results.jsonl hold one row per model, "
+                    "dataset, task, method and metric.",
     )
-    _add_real_data_options(retrieval, "skvlm-retrieval")
+    _add_real_data_options(retrieval, "skvlm-retrieval", several=True)
     retrieval.add_argument("--methods", type=_methods(_RETRIEVAL_METHODS), default=None,
                            metavar="M,M,...",
                            help="any of " + ", ".join(_RETRIEVAL_METHODS) + " (default: all)")
@@ -259,9 +280,40 @@ def _run(args):
             n_views=args.views or 0, **common)
         _print_published(summary)
     else:
-        studies.run_folder_study("retrieval", args.data, args.out, n_queries=args.n_queries,
-                                 random_state=args.seeds[0], **common)
+        _run_retrieval(args, common)
     return args.out
+
+
+def _run_retrieval(args, common):
+    """One folder and one model: the folder study's report; else the benchmark. Both
+    write the flat results table."""
+    import os
+
+    from . import studies
+    from .studies._retrieval import (
+        flat_rows_from_summary,
+        run_retrieval_benchmark,
+        write_flat_table,
+    )
+
+    common = {k: v for k, v in common.items() if k != "model"}
+    (model,), (data,) = args.model[:1], args.data[:1]
+    if len(args.model) == 1 and len(args.data) == 1 and os.path.isdir(data):
+        summary = studies.run_folder_study("retrieval", data, args.out, model=model,
+                                           n_queries=args.n_queries,
+                                           random_state=args.seeds[0], **common)
+        rows = flat_rows_from_summary(summary, model, common["pretrained"], data)
+        summary["files"] += write_flat_table(args.out, rows)
+        path = Path(args.out) / "summary.json"
+        written = json.loads(path.read_text(encoding="utf-8"))
+        written["files"] = summary["files"]
+        used = [row["n_queries"] for row in rows]
+        if used and max(used) != args.n_queries:  # capped at half the images (warned)
+            written["config"].update(n_queries=max(used), n_queries_asked=args.n_queries)
+        path.write_text(json.dumps(written, indent=2, ensure_ascii=False), encoding="utf-8")
+        return
+    run_retrieval_benchmark(args.data, args.model, args.out, n_queries=args.n_queries,
+                            random_state=args.seeds[0], **common)
 
 
 def _print_published(summary):

@@ -13,6 +13,7 @@ from ._files import check_files_exist
 __all__ = ["load_captioned_pairs"]
 
 _PATH_COLUMNS = ("path", "image", "image_path", "filepath", "file", "filename", "img")
+_LABEL_COLUMNS = ("label", "class", "category")
 _CAPTION_COLUMNS = ("caption", "text", "title", "sentence", "raw")
 
 
@@ -77,7 +78,7 @@ def _read_utf8_records(path):
 
 
 def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=None,
-                         check_files=True):
+                         label_column=None, check_files=True):
     """Read (image path, caption) pairs from a CSV/TSV or JSON-lines file.
 
     One row per pair; an image with five captions (COCO, Flickr30k) has five rows.
@@ -94,6 +95,9 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
     path_column, caption_column : str or None, default=None
         Column (key) names; None picks the first of "path", "image", "image_path",
         "filepath", "file", "filename" and of "caption", "text", "title", "sentence".
+    label_column : str or None, default=None
+        A column of class labels (for image→image retrieval by class); None uses
+        "label", "class" or "category" when the file has one.
     check_files : bool, default=True
         Check that every image exists.
 
@@ -102,7 +106,8 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
     data : :class:`~sklearn.utils.Bunch`
         ``paths`` (list of absolute paths, one per row), ``captions`` (list of str),
         ``image_ids`` (ndarray of int, the index of the row's image in
-        ``unique_paths``) and ``unique_paths`` (list, first-seen order).
+        ``unique_paths``), ``unique_paths`` (list, first-seen order) and ``labels``
+        (ndarray of str, one per row, or None without a label column).
 
     Examples
     --------
@@ -143,4 +148,19 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
         check_files_exist(unique, path)
     return Bunch(paths=paths, captions=captions,
                  image_ids=np.array([index[p] for p in paths], dtype=np.int64),
-                 unique_paths=unique)
+                 unique_paths=unique, labels=_labels(records, columns, label_column, path))
+
+
+def _labels(records, columns, label_column, path):
+    """The label column's values (str), or None when there is none."""
+    try:
+        key = _pick_column(columns, label_column, _LABEL_COLUMNS, path, "label")
+    except ValueError:
+        if label_column is not None:
+            raise
+        return None
+    values = [record.get(key) for record in records]
+    missing = [n for n, value in enumerate(values, 1) if value in (None, "")]
+    if missing:
+        raise ValueError(f"{path!r}: the label column {key!r} is empty in rows {missing[:5]}.")
+    return np.asarray([str(value) for value in values])
