@@ -169,3 +169,16 @@ def test_cli_reused_out_loses_the_earlier_reports_stale_files(tmp_path, tiny_ima
     assert "removed 2 file(s)" in capsys.readouterr().err
     assert all((out / name).exists()
                for name in json.loads((out / "summary.json").read_text())["files"])
+
+
+def test_lda_collapse_note_says_what_the_scores_become():
+    from skvlm import LDAClassifier
+
+    X = np.eye(3, 4)  # one row per class: no spread within the classes
+    with pytest.warns(UserWarning, match="chance accuracy") as record:
+        LDAClassifier().fit(X, [0, 1, 2])
+    assert "zero-shot" not in str(record[0].message)
+    with pytest.warns(UserWarning, match="zero-shot accuracy") as record:
+        clf = LDAClassifier(text_weights=np.eye(3, 4)).fit(X, [0, 1, 2])
+    assert "chance" not in str(record[0].message)
+    assert clf.predict(X).tolist() == [0, 1, 2]  # what the note says: the text's answer

@@ -389,9 +389,9 @@ def test_readme_headline_pipeline_on_a_messy_folder_scores_without_nan(tmp_path,
         warnings.simplefilter("always")
         paths, labels = load_image_folder(root, return_X_y=True, on_error="skip")
         enc = CLIPEncoder(model="skvlm-tiny", cache=tmp_path / "cache")
-        pipe = Pipeline([("enc", enc), ("proj", ClassSubspaceProjector(encoder=enc)),
-                         ("clf", NearestPrototype())])
-        search = GridSearchCV(pipe, {"proj": ["passthrough", ClassSubspaceProjector(encoder=enc)]},
+        proj = ClassSubspaceProjector(class_names="labels", encoder=enc)
+        pipe = Pipeline([("enc", enc), ("proj", proj), ("clf", NearestPrototype())])
+        search = GridSearchCV(pipe, {"proj": ["passthrough", proj]},
                               cv=FewShotSplit(n_shots=4, n_splits=3, random_state=0))
         search.fit(paths, labels)
     unreadable = [w for w in caught if issubclass(w.category, UnreadableImageWarning)]

@@ -128,16 +128,21 @@ class LDAClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         eps *= np.sqrt(np.mean(np.einsum("ij,ij->i", X, X))) if not self.normalize else 1.0
         precision = _shrunk_precision(X - means[y_idx], eps, np.bincount(y_idx).max())
         if not precision.any():
+            # What the scores become depends on the text part: say what the table will show.
+            outcome = (
+                "so the predictions are the text classifier's alone (zero-shot accuracy"
+                if uses_text(self)
+                else f"every query is classified as {self.classes_[:1].tolist()[0]!r} "
+                "(chance accuracy"
+            )
             warnings.warn(
                 f"LDAClassifier: the {X.shape[0]} rows have no spread within their "
                 f"classes ({n_classes} classes, e.g. one sample per class, or rows that "
                 "differ only in norm), so the shared "
                 "covariance is 0, the GDA precision is 0 and the image-only scores are "
-                f"the constant log(1/{n_classes}): every query is classified as "
-                f"{self.classes_[:1].tolist()[0]!r} (chance accuracy, the 1-shot LDA collapse of the "
-                "reference). Use more shots, or augmented views of each shot as separate "
-                "rows (averaged views do not help); with text weights the classifier "
-                "reduces to zero-shot.",
+                f"the constant log(1/{n_classes}): {outcome}, the 1-shot LDA collapse of "
+                "the reference). Use more shots, or augmented views of each shot as "
+                "separate rows (averaged views do not help).",
                 UserWarning,
                 stacklevel=3,  # fit -> sklearn's _fit_context wrapper -> the caller
             )
