@@ -169,8 +169,8 @@ def _add_fewshot_parser(commands):
 def build_parser(with_train_tiny=False):
     """The argument parser of ``python -m skvlm``.
 
-    ``train-tiny``'s own options come from :mod:`skvlm.training` (which imports torch),
-    so they are only registered when that command is being run.
+    ``train-tiny``'s options come from :mod:`skvlm.training`'s recipes, which need no
+    torch.
     """
     parser = _Parser(
         prog="python -m skvlm",
@@ -214,15 +214,11 @@ def build_parser(with_train_tiny=False):
     cache.add_argument("--verify", action="store_true",
                        help="info: read every entry and count the damaged ones")
 
-    if with_train_tiny:
-        from .training._cli import add_train_tiny_parser
+    # The recipes import without torch, so train-tiny's options are always registered
+    # (``with_train_tiny`` is kept for callers and no longer changes anything).
+    from .training._cli import add_train_tiny_parser
 
-        add_train_tiny_parser(commands)
-    else:
-        commands.add_parser(
-            "train-tiny", add_help=False,
-            help="train the shipped tiny models (options: python -m skvlm train-tiny --help)",
-        )
+    add_train_tiny_parser(commands)
     return parser
 
 

@@ -806,7 +806,9 @@ class ImageEncoder(_BaseEncoder):
     Parameters
     ----------
     model : str, default="vit_small_patch14_dinov2.lvd142m"
-        A timm model name (``timm.list_models()``).
+        A timm model name (``timm.list_models()``), or skvlm's own image-only
+        ``"skvlm-tiny-ssl"`` (a SimCLR encoder trained on ``make_scenes(version=2)``,
+        shipped in the package; no timm needed).
     pretrained : bool, "default", path or None, default="default"
         ``"default"``/``True`` loads timm's pretrained weights (network or the local
         hub cache); a path loads a local weights file; ``None``/``False`` is a random
@@ -853,6 +855,11 @@ class ImageEncoder(_BaseEncoder):
 
     def _weights_identity(self):
         if self.pretrained in ("default", True):
+            from .models._registry import image_model_names, shipped_weights
+
+            path = shipped_weights(self.model) if self.model in image_model_names() else None
+            if path is not None:  # skvlm's own image models: the shipped file itself
+                return "file:" + _file_identity(str(path))
             return f"timm-default:{self.model}"
         return super()._weights_identity()
 

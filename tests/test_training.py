@@ -234,6 +234,13 @@ def _trainer(tokenizer, loss="imsep", seed=0, **kwargs):
     )
 
 
+def test_init_only_stores_the_parameters(tokenizer):
+    model = _micro_shared(tokenizer)
+    trainer = ContrastiveTrainer(model, tokenizer, loss="triplet", device="cuda:7", n_steps=-1)
+    assert trainer.loss == "triplet" and trainer.device == "cuda:7" and trainer.n_steps == -1
+    assert not hasattr(trainer, "optimizer_") and not hasattr(trainer, "step_")
+
+
 def _parameters(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -289,7 +296,7 @@ def test_siglip_training_adds_a_bias(tokenizer):
 
 
 def test_weight_decay_only_on_matrices(tokenizer):
-    trainer = _trainer(tokenizer)
+    trainer = _trainer(tokenizer).fit(batch_source=_scene_source, n_steps=1)
     decayed = {id(p) for g in trainer.optimizer_.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     names = {name for name, p in trainer.model.named_parameters() if id(p) in decayed}
     assert "projection" in names and "visual.conv1.weight" in names
@@ -301,8 +308,9 @@ def test_weight_decay_only_on_matrices(tokenizer):
     [({"loss": "triplet"}, "loss must be"), ({"seed": None}, "random_state")],
 )
 def test_trainer_rejects_bad_arguments(tokenizer, kwargs, match):
+    trainer = _trainer(tokenizer, **kwargs)  # __init__ only stores (the estimator contract)
     with pytest.raises(ValueError, match=match):
-        _trainer(tokenizer, **kwargs)
+        trainer.fit(batch_source=_scene_source, n_steps=1)
 
 
 def test_fit_rejects_mismatched_pairs(tokenizer):
@@ -323,7 +331,7 @@ def test_images_to_tensor_matches_the_eval_transform():
     torch.testing.assert_close(images_to_tensor(images), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["skvlm-tiny", "skvlm-tiny-shared"])
+@pytest.mark.parametrize("name", ["skvlm-tiny", "skvlm-tiny-shared", "skvlm-tiny-slip", "skvlm-tiny-align"])
 def test_saved_tiny_model_loads_through_load_model(tmp_path, name):
     from skvlm.models import load_model
     from skvlm.training import build_tiny, save_tiny
@@ -345,16 +353,132 @@ def test_train_tiny_command_runs(tmp_path):
     assert status == 0 and out.is_file()
 
 
-@pytest.mark.parametrize("name", ["skvlm-tiny"])
+# --------------------------------------------------------------------- the tiny zoo
+
+ZOO = ["skvlm-tiny", "skvlm-tiny-slip", "skvlm-tiny-shared", "skvlm-tiny-align", "skvlm-tiny-ssl"]
+
+
+def test_recipes_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from skvlm.training import RECIPES; from skvlm.training._cli import "
+        "add_train_tiny_parser; assert 'torch' not in sys.modules, 'torch imported'; "
+        "print(sorted(RECIPES))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(sorted(ZOO))
+
+
+def test_the_zoo_shares_data_steps_and_budget():
+    from skvlm.training import COMMON, RECIPES
+
+    assert sorted(RECIPES) == sorted(ZOO)
+    for recipe in RECIPES.values():
+        assert {k: recipe[k] for k in COMMON} == COMMON
+    assert RECIPES["skvlm-tiny-align"]["loss"] == "imsep"
+    assert RECIPES["skvlm-tiny-slip"]["ssl_weight"] > 0 and RECIPES["skvlm-tiny-ssl"]["loss"] == "simclr"
+
+
+def test_nt_xent_loss_pinned():
+    from skvlm.training import nt_xent_loss
+
+    eye = torch.eye(2)
+    # Each view: logit 1 to its positive, 0 to the two others -> -log(e / (e + 2)).
+    assert float(nt_xent_loss(eye, eye, temperature=1.0)) == pytest.approx(-math.log(E / (E + 2)), abs=1e-6)
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # Temperature 0.5 doubles the logits.
+    assert float(nt_xent_loss(z, z, 0.5)) == pytest.approx(-math.log(E**2 / (E**2 + 2)), abs=1e-6)
+
+
+def test_align_has_one_final_layer_norm():
+    from skvlm.training import build_tiny
+
+    align, _ = build_tiny("skvlm-tiny-align")
+    shared, _ = build_tiny("skvlm-tiny-shared")
+    assert align.visual.ln_post is align.ln_final
+    assert not any(k.startswith("visual.ln_post") for k in align.state_dict())
+    assert any(k.startswith("visual.ln_post") for k in shared.state_dict())
+    with torch.no_grad():
+        align.ln_final.bias.fill_(0.3)  # moves both modalities
+        image = align.encode_image(torch.zeros(1, 3, 32, 32))
+        align.ln_final.bias.fill_(0.0)
+        assert not torch.allclose(image, align.encode_image(torch.zeros(1, 3, 32, 32)))
+
+
+def _few_steps(name, seed=0, stop=None, checkpoint=None):
+    from skvlm.training._tiny import _scene_batches, make_trainer
+
+    trainer, recipe = make_trainer(name, seed=seed, checkpoint=checkpoint, device="cpu", verbose=0,
+                                   n_steps=4, batch_size=6, warmup_steps=1)
+    if checkpoint is not None and checkpoint.is_file():
+        trainer.load_checkpoint(checkpoint)
+    return trainer.fit(batch_source=_scene_batches(6, recipe["world"]), n_steps=stop)
+
+
+@pytest.mark.parametrize("name", ["skvlm-tiny-slip", "skvlm-tiny-align", "skvlm-tiny-ssl"])
+def test_recipes_are_reproducible_and_resume_identically(tmp_path, name):
+    straight = _few_steps(name)
+    again = _few_steps(name)
+    assert straight.loss_curve_ == again.loss_curve_ and len(straight.loss_curve_) == 4
+    _assert_same_parameters(_parameters(straight.model), _parameters(again.model))
+    checkpoint = tmp_path / "run.pt"
+    _few_steps(name, stop=2, checkpoint=checkpoint)  # "killed" after 2 steps
+    resumed = _few_steps(name, checkpoint=checkpoint)
+    assert resumed.loss_curve_ == straight.loss_curve_
+    _assert_same_parameters(_parameters(resumed.model), _parameters(straight.model))
+    assert _few_steps(name, seed=1).loss_curve_ != straight.loss_curve_
+
+
+def test_ssl_model_is_served_by_image_encoder_only(tmp_path):
+    from skvlm import CLIPEncoder, ImageEncoder
+    from skvlm.models import ModelNotFound
+    from skvlm.training import build_tiny, save_tiny
+
+    model, tokenizer = build_tiny("skvlm-tiny-ssl", seed=2)
+    assert tokenizer is None
+    path = save_tiny(model, None, tmp_path / "ssl.safetensors")
+    images = make_scenes(3, random_state=0, version=2).images
+    emb = ImageEncoder(model="skvlm-tiny-ssl", pretrained=str(path), device="cpu",
+                       precision="fp32").transform(images)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(model.eval()(images_to_tensor(images)), dim=-1)
+    np.testing.assert_allclose(emb, expected.numpy(), atol=1e-5)
+    with pytest.raises(ModelNotFound, match="ImageEncoder"):
+        CLIPEncoder(model="skvlm-tiny-ssl", device="cpu").transform(["a circle"])
+
+
+def _shipped_world(path):
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        training = json.loads((handle.metadata() or {}).get("skvlm_training", "{}"))
+    return training.get("recipe", {}).get("world", 1)
+
+
+@pytest.mark.parametrize("name", ["skvlm-tiny", "skvlm-tiny-slip", "skvlm-tiny-shared", "skvlm-tiny-align"])
 def test_shipped_model_quality(name):
     from skvlm.models import load_model
     from skvlm.models._registry import shipped_weights
     from skvlm.training import evaluate_scenes
 
-    if shipped_weights(name) is None:
+    path = shipped_weights(name)
+    if path is None:
         pytest.skip(f"{name} weights not shipped yet")
+    world = _shipped_world(path)
     loaded = load_model(name, device="cpu", precision="fp32")
-    metrics = evaluate_scenes(loaded.model, loaded.tokenizer, n_samples=1000)
-    assert metrics["zero_shot_shape"] >= 0.9
-    assert metrics["zero_shot_colour"] >= 0.9
-    assert metrics["image_to_text_R@1"] > 20 * metrics["chance_R@1"]
+    metrics = evaluate_scenes(loaded.model, loaded.tokenizer, n_samples=1000, version=world)
+    if world == 1:  # the first shipped files, trained on the first world
+        if name != "skvlm-tiny":
+            pytest.skip(f"{name}: a first-world file, whose quality was never pinned")
+        assert metrics["zero_shot_shape"] >= 0.9 and metrics["zero_shot_colour"] >= 0.9
+        assert metrics["image_to_text_R@1"] > 20 * metrics["chance_R@1"]
+        return
+    # Issue 14's headroom: better than chance by the stated factors, below saturation.
+    assert metrics["zero_shot_shape"] >= 2 * metrics["chance_shape"]
+    assert metrics["image_to_text_R@1"] >= 10 * metrics["chance_R@1"]
+    assert metrics["zero_shot_background"] < 0.95

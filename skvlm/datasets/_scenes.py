@@ -1,6 +1,12 @@
-"""Procedural captioned scenes: one coloured object on a grey background.
+"""Procedural captioned scenes, in two worlds (``make_scenes(..., version=)``).
 
-Every factor (shape, colour, size, position, background) is drawn independently, so
+``version=1`` (the default, unchanged): one coloured object on a grey background.
+``version=2``: a main object among distractors on coloured, textured backgrounds,
+with occlusion, lighting, blur and noise (:mod:`skvlm.datasets._scenes_v2`); the
+world the tiny model zoo is trained on. The words of both worlds live in
+:mod:`skvlm.datasets._world`.
+
+In the first world every factor (shape, colour, size, position, background) is drawn independently, so
 any of them can serve as "the class". Labelling by shape uses a concept the class
 names describe; labelling by background uses one they do not, which reproduces
 offline the task ambiguity of Herzog & Wang's BDD100k ablation (seed 002).
@@ -11,24 +17,26 @@ over the whole batch; captions are assembled from varied phrasings that mention
 some factors and omit others, and always name the shape or the colour.
 """
 
-import re
-
 import numpy as np
 from sklearn.utils import Bunch
 
-SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "crescent")
-COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
-SIZES = ("small", "large")
-POSITIONS = ("top left", "top right", "bottom left", "bottom right")
-BACKGROUNDS = ("dark", "light", "striped", "dotted", "noisy")
+from ._world import (
+    BACKGROUND_PHRASES_V1 as _BACKGROUND_PHRASES,
+    BACKGROUNDS_V1 as BACKGROUNDS,
+    COLOURS_V1 as COLOURS,
+    OPENINGS as _OPENINGS,
+    POSITION_PHRASES as _POSITION_PHRASES,
+    POSITIONS,
+    SHAPE_FALLBACK as _SHAPE_FALLBACK,
+    SHAPES_V1 as SHAPES,
+    SIZES,
+    WORLDS,
+    _fix_articles,
+    check_version,
+)
+from ._world import caption_vocabulary as _world_vocabulary
 
-FACTOR_NAMES = {
-    "shape": SHAPES,
-    "colour": COLOURS,
-    "size": SIZES,
-    "position": POSITIONS,
-    "background": BACKGROUNDS,
-}
+FACTOR_NAMES = dict(WORLDS[1])
 
 _RGB = np.array(
     [
@@ -50,45 +58,16 @@ _CENTRE = 0.3
 _JITTER = 0.05
 _MAX_ROTATION = np.deg2rad(15.0)
 
-# Openings of the captions: plain phrasings plus the phrasings of CLIP's ImageNet
-# prompt templates (Radford et al., 2021) that name no factor value and no plural (a
-# "small", "dark" or "black and white" template would contradict the scene). Zero-shot
-# prompts built from the usual template sets therefore use words the tiny models saw
-# in training. Kept here as data so the dataset layer does not import torch.
-_OPENINGS = (
-    "{}.", "a {}.", "a photo of a {}.", "a picture of a {}.", "an image of a {}.",
-    "there is a {}.", "this is a {}.", "a {} is shown.", "a photo of the {}.",
-    "a bad photo of a {}.", "a bad photo of the {}.", "a good photo of a {}.",
-    "a good photo of the {}.", "a photo of one {}.", "a photo of my {}.",
-    "a photo of a hard to see {}.", "a photo of the hard to see {}.",
-    "a photo of a clean {}.", "a photo of the dirty {}.", "a photo of a nice {}.",
-    "a photo of the weird {}.", "a photo of a cool {}.", "a close-up photo of a {}.",
-    "a close-up photo of the {}.", "a cropped photo of a {}.", "a blurry photo of the {}.",
-    "a low resolution photo of a {}.", "a pixelated photo of the {}.",
-    "a jpeg corrupted photo of a {}.", "itap of a {}.", "itap of my {}.",
-    "a drawing of a {}.", "a drawing of the {}.", "a painting of a {}.",
-    "a sketch of the {}.", "a doodle of a {}.", "a rendering of a {}.",
-    "a rendition of the {}.", "a sculpture of a {}.", "a tattoo of the {}.",
-    "graffiti of a {}.", "art of the {}.", "a cartoon {}.", "the embroidered {}.",
-    "a plastic {}.", "the origami {}.", "a toy {}.", "a plushie {}.",
-    "a {} in a video game.",
-)
-
-_SHAPE_FALLBACK = ("shape", "object")
-_POSITION_PHRASES = ("in the {}", "at the {}", "in the {} corner")
-_BACKGROUND_PHRASES = {
-    "dark": ("on a dark background", "on black", "in the dark"),
-    "light": ("on a light background", "on light grey", "on white"),
-    "striped": ("on a striped background", "on stripes", "with stripes behind it"),
-    "dotted": ("on a dotted background", "on dots", "with dots behind it"),
-    "noisy": ("on a noisy background", "on grey noise", "with noise behind it"),
-}
-
 _P_COLOUR, _P_SHAPE, _P_SIZE, _P_POSITION, _P_BACKGROUND = 0.8, 0.8, 0.4, 0.3, 0.3
 
 
-def caption_vocabulary():
+def caption_vocabulary(version=1):
     """Every word (and punctuation mark) a :func:`make_scenes` caption can contain.
+
+    Parameters
+    ----------
+    version : {1, 2, None}, default=1
+        The world (see :func:`make_scenes`); None is the union of all worlds.
 
     Examples
     --------
@@ -96,14 +75,7 @@ def caption_vocabulary():
     >>> {"circle", "crescent", "striped", "."} <= set(words)
     True
     """
-    texts = list(_OPENINGS) + list(_SHAPE_FALLBACK) + list(_POSITION_PHRASES)
-    texts += [p for phrases in _BACKGROUND_PHRASES.values() for p in phrases]
-    texts += [v for values in FACTOR_NAMES.values() for v in values]
-    texts += ["an", "the", "a"]
-    words = set()
-    for text in texts:
-        words.update(re.findall(r"[a-z]+|[^\sa-z{}]", text.replace("{}", " ").lower()))
-    return sorted(words)
+    return _world_vocabulary(version)
 
 
 def _check_random_state(random_state):
@@ -220,10 +192,6 @@ def _render(factors, rng, size):
     return np.ascontiguousarray(image.astype(np.uint8).transpose(0, 2, 3, 1))
 
 
-def _fix_articles(text):
-    return re.sub(r"\ba (?=[aeiou])", "an ", text)
-
-
 def _captions(factors, rng):
     n = len(factors["shape"])
     opening = rng.integers(0, len(_OPENINGS), n).tolist()
@@ -258,13 +226,25 @@ def _captions(factors, rng):
     return captions
 
 
-def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True):
-    """Generate captioned images of one coloured object on a grey background.
+def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, version=1):
+    """Generate captioned images of objects on backgrounds, with their factors.
 
     Shape, colour, size, position (quadrant) and background are drawn independently
     and uniformly. Each caption names the shape or the colour (at least one of the
     two) and mentions the size, position and background only sometimes, in varied
     phrasings, so a caption is a partial, noisy description of its image.
+
+    ``version=1`` (default) is the first world: one object of 8 shapes and 8
+    colours on 5 grey backgrounds; the output for a seed never changes.
+    ``version=2`` is the harder world the tiny model zoo is trained on: a main
+    object (12 shapes, 12 colours with near neighbours such as red/crimson and
+    circle/hexagon) and 0-2 smaller distractors of random shape and colour, which
+    may occlude it; 8 tinted backgrounds (dark, light, gradient, striped, wavy,
+    checkered, dotted, noisy); random lighting, blur on a third of the images,
+    pixel noise. Its factors describe the main object plus ``count`` (1-3
+    objects), so a scene can be labelled by shape, colour, background or count.
+    Captions sometimes use synonyms ("disc", "box") and describe a distractor
+    ("next to a blue star") or the count ("with one other object").
 
     Parameters
     ----------
@@ -277,6 +257,8 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True):
     as_frame : bool, default=True
         ``factors`` as a pandas DataFrame (needs pandas) or, when False, a dict of
         string arrays.
+    version : {1, 2}, default=1
+        The world (see above).
 
     Returns
     -------
@@ -289,6 +271,9 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True):
           e.g. ``factor_names["shape"]`` are the class names of a shape labelling
         - ``codes``: dict mapping each factor to an int array of indices into
           ``factor_names[factor]``
+        - ``version``: the world
+        - ``distractors`` (version 2): dict of int arrays ``scene``, ``shape``,
+          ``colour`` (codes into the factor names), one entry per distractor
 
     Examples
     --------
@@ -301,21 +286,29 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True):
     ['dark', 'light', 'striped', 'dotted', 'noisy']
     >>> make_scenes(4, random_state=0).captions == scenes.captions
     True
+    >>> hard = make_scenes(4, random_state=0, version=2)
+    >>> list(hard.factors.columns)
+    ['shape', 'colour', 'size', 'position', 'background', 'count']
     """
     if not isinstance(n_samples, (int, np.integer)) or n_samples < 0:
         raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}.")
     if not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}.")
+    version = check_version(version)
     rng = _check_random_state(random_state)
-    codes = {
-        name: rng.integers(0, len(values), n_samples)
-        for name, values in FACTOR_NAMES.items()
-    }
-    images = _render(codes, rng, int(image_size))
-    captions = _captions(codes, rng)
-    factors = {
-        name: np.asarray(FACTOR_NAMES[name], dtype=object)[code] for name, code in codes.items()
-    }
+    names = WORLDS[version]
+    codes = {name: rng.integers(0, len(values), n_samples) for name, values in names.items()}
+    extra = {}
+    if version == 1:
+        images = _render(codes, rng, int(image_size))
+        captions = _captions(codes, rng)
+    else:
+        from ._scenes_v2 import captions_v2, render_v2
+
+        images, distractors = render_v2(codes, rng, int(image_size))
+        captions = captions_v2(codes, distractors, rng)
+        extra["distractors"] = {k: distractors[k] for k in ("scene", "shape", "colour")}
+    factors = {name: np.asarray(names[name], dtype=object)[code] for name, code in codes.items()}
     if as_frame:
         try:
             import pandas as pd
@@ -329,6 +322,8 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True):
         images=images,
         captions=captions,
         factors=factors,
-        factor_names={name: list(values) for name, values in FACTOR_NAMES.items()},
+        factor_names={name: list(values) for name, values in names.items()},
         codes=codes,
+        version=version,
+        **extra,
     )

@@ -29,6 +29,9 @@ from ._registry import (
     resolve_precision,
     resolve_pretrained,
     shared_config,
+    image_config,
+    image_model_names,
+    resolve_skvlm_image_pretrained,
     skvlm_model_names,
     vocab_words,
 )
@@ -160,27 +163,33 @@ def _describe_preprocess(preprocess):
     return repr(preprocess)
 
 
-def _compact_tokenizer(words, context_length):
-    from ._tokenizer import CompactTokenizer
+def _compact_tokenizer(pretrained, context_length):
+    """The tiny models' tokenizer: the vocabulary (and hash-bucket count) a weights file
+    was trained with, else the package's word list and the current default."""
+    from ._tokenizer import HASH_BUCKETS, CompactTokenizer
 
-    return CompactTokenizer(words, context_length=context_length)
+    metadata = _weights_metadata(pretrained)
+    vocab = metadata.get("skvlm_vocab")
+    if vocab:
+        # Files from before the hashed buckets carry a vocabulary but no bucket count.
+        buckets = int(metadata.get("skvlm_hash_buckets", 0))
+        return CompactTokenizer(vocab.split("\n"), context_length=context_length, hash_buckets=buckets)
+    return CompactTokenizer(vocab_words(), context_length=context_length, hash_buckets=HASH_BUCKETS)
 
 
-def _weights_vocab(path):
-    """The vocabulary stored in a shipped safetensors file's metadata, if any."""
+def _weights_metadata(path):
+    """The metadata of a safetensors weights file ({} for none or another format)."""
     if path is None or not _is_local_file(path):
-        return None
+        return {}
     from safetensors import SafetensorError, safe_open
 
     try:
         if not _is_safetensors(path):
-            return None
+            return {}
         with safe_open(path, framework="pt") as handle:
-            metadata = handle.metadata() or {}
+            return handle.metadata() or {}
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"Cannot read the safetensors checkpoint {str(path)!r}: {exc}") from None
-    vocab = metadata.get("skvlm_vocab")
-    return vocab.split("\n") if vocab else None
 
 
 def _is_safetensors(path):
@@ -469,9 +478,8 @@ def _build_open_clip(name, pretrained, precision="fp32"):
     if name in skvlm_model_names():
         # The compact vocabulary decides the token table's size; a shipped file
         # carries the vocabulary it was trained with.
-        words = _weights_vocab(pretrained) or vocab_words()
         config = open_clip_config(name)
-        tokenizer = _compact_tokenizer(words, config["text_cfg"]["context_length"])
+        tokenizer = _compact_tokenizer(pretrained, config["text_cfg"]["context_length"])
         kwargs["text_cfg"] = {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}
     local_file = _is_local_file(pretrained)
     if not local_file:
@@ -515,8 +523,7 @@ def _build_shared(name, pretrained, precision="fp32"):
     from .shared_clip import build_shared_clip
 
     config = shared_config(name)
-    words = _weights_vocab(pretrained) or vocab_words()
-    tokenizer = _compact_tokenizer(words, config["text_cfg"]["context_length"])
+    tokenizer = _compact_tokenizer(pretrained, config["text_cfg"]["context_length"])
     config = {**config, "text_cfg": {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}}
     with _seeded_init():
         model = build_shared_clip(config)
@@ -526,6 +533,22 @@ def _build_shared(name, pretrained, precision="fp32"):
     image_size = config["vision_cfg"]["image_size"]
     preprocess = image_transform(image_size, is_train=False)
     return model, tokenizer, preprocess, int(config["embed_dim"]), (image_size, image_size)
+
+
+def _build_skvlm_image(name, pretrained, precision="fp32"):
+    """skvlm's own image-only models (``skvlm-tiny-ssl``): an open_clip VisionTransformer."""
+    import open_clip.model
+    from open_clip.transform import image_transform
+
+    config = image_config(name)
+    with _seeded_init():
+        model = open_clip.model._build_vision_tower(config["embed_dim"], config["vision_cfg"])
+    if pretrained is not None:
+        _load_checked(model, pretrained, name)
+    _cast_weights(model, precision)
+    image_size = config["vision_cfg"]["image_size"]
+    preprocess = image_transform(image_size, is_train=False)
+    return model, None, preprocess, int(config["embed_dim"]), (image_size, image_size)
 
 
 def _build_timm(name, pretrained, precision="fp32"):
@@ -617,7 +640,9 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
     """
     device = resolve_device(device)
     precision = resolve_precision(precision, device)
-    if kind == "timm":
+    if kind == "timm" and model in image_model_names():
+        resolved = resolve_skvlm_image_pretrained(model, pretrained)
+    elif kind == "timm":
         resolved = _resolve_timm_pretrained(pretrained)
     else:
         check_model_name(model)
@@ -630,7 +655,9 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
         # name: serving the old model would file its embeddings under the new key.
         if cached is not None and cached.source_signature == signature:
             return cached
-        if kind == "timm":
+        if kind == "timm" and model in image_model_names():
+            builder = _build_skvlm_image
+        elif kind == "timm":
             builder = _build_timm
         elif is_shared_architecture(model):
             builder = _build_shared

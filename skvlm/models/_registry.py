@@ -14,6 +14,7 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 SHARED_CONFIG_DIR = CONFIG_DIR / "shared"
+IMAGE_CONFIG_DIR = CONFIG_DIR / "image"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 VOCAB_FILE = CONFIG_DIR / "skvlm-tiny-vocab.txt"
 
@@ -53,6 +54,37 @@ def skvlm_model_names():
     own = [p.stem for p in CONFIG_DIR.glob("*.json")]
     shared = [p.stem for p in SHARED_CONFIG_DIR.glob("*.json")]
     return sorted(own + shared)
+
+
+def image_model_names():
+    """skvlm's own image-only models (served by ``ImageEncoder``, e.g. ``skvlm-tiny-ssl``)."""
+    return sorted(p.stem for p in IMAGE_CONFIG_DIR.glob("*.json"))
+
+
+def resolve_skvlm_image_pretrained(name, pretrained):
+    """``"default"``/True → the shipped file of an image-only skvlm model (random init
+    with a warning while none ships); None/False → random init; else an existing file."""
+    if pretrained in ("default", True):
+        path = shipped_weights(name)
+        if path is None:
+            warnings.warn(
+                f"No trained weights ship for {name!r} yet; using a random initialisation "
+                "(seed 0).",
+                UserWarning,
+                stacklevel=3,
+            )
+            return None
+        return str(path)
+    if pretrained is None or pretrained is False:
+        return None
+    if not isinstance(pretrained, (str, Path)) or not Path(pretrained).expanduser().exists():
+        raise _CheckpointNotFound(f"Checkpoint file not found: {str(pretrained)!r}.")
+    return _checkpoint_path(pretrained)
+
+
+def image_config(name):
+    """The config (``embed_dim``, open_clip ``vision_cfg``) of an image-only skvlm model."""
+    return json.loads((IMAGE_CONFIG_DIR / f"{name}.json").read_text())
 
 
 def is_shared_architecture(name):
@@ -113,6 +145,11 @@ def check_model_name(name):
         raise ModelNotFound(f"model must be a model name string, got {name!r}.")
     if name.startswith(("hf-hub:", "local-dir:")):
         return name
+    if name in image_model_names():
+        raise ModelNotFound(
+            f"{name!r} is an image-only model (no text tower): embed images with "
+            f"skvlm.ImageEncoder(model={name!r})."
+        )
     known = list_models()
     if name not in known:
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)

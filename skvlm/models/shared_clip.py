@@ -6,7 +6,10 @@ modality-specific, to shrink CLIP's modality gap. Here the stems are open_clip's
 patch embedding (``conv1``), class token and positional embeddings for images;
 token and positional embeddings (and the causal mask) for text. The layer norms
 around the shared transformer (``ln_pre``/``ln_post`` for images, ``ln_final`` for
-text) also stay per modality: they are part of each tower's input/output adapter.
+text) stay per modality by default: they are part of each tower's input/output
+adapter. With ``shared_final_ln=True`` the final LayerNorm is one module for both
+modalities, as in AlignCLIP's reference code (its ``ln_post``): ``visual.ln_post``
+is then ``ln_final``.
 
 The attribute names mirror open_clip's ``CLIP`` so code written against it (the
 modality inverters, the encoders) drives a SharedCLIP unchanged: ``model.transformer``
@@ -26,7 +29,7 @@ from torch.nn import functional as F
 class _SharedVisionStem(nn.Module):
     """The image-specific part of a SharedCLIP, shaped like open_clip's ViT."""
 
-    def __init__(self, image_size, patch_size, width, embed_dim):
+    def __init__(self, image_size, patch_size, width, embed_dim, own_ln_post=True):
         super().__init__()
         self.image_size = (image_size, image_size)
         self.patch_size = (patch_size, patch_size)
@@ -43,7 +46,8 @@ class _SharedVisionStem(nn.Module):
         self.positional_embedding = nn.Parameter(scale * torch.randn(n_tokens, width))
         self.patch_dropout = nn.Identity()
         self.ln_pre = LayerNorm(width)
-        self.ln_post = LayerNorm(width)
+        if own_ln_post:
+            self.ln_post = LayerNorm(width)
         self.__dict__["_owner"] = None  # set by SharedCLIP; not a registered submodule
 
     @property
@@ -64,8 +68,12 @@ class _SharedVisionStem(nn.Module):
     def _global_pool(self, x):
         return x[:, 0], x[:, 1:]
 
+    def _final_ln(self):
+        ln = self._modules.get("ln_post")
+        return ln if ln is not None else self._owner.ln_final
+
     def _pool(self, x):
-        return self._global_pool(self.ln_post(x))
+        return self._global_pool(self._final_ln()(x))
 
     def forward(self, x):
         x = self.transformer(self._embeds(x))
@@ -88,6 +96,9 @@ class SharedCLIP(nn.Module):
         The text stem (token and positional embeddings, causal mask).
     mlp_ratio : float, default=4.0
     init_logit_scale : float, default=log(1/0.07)
+    shared_final_ln : bool, default=False
+        One final LayerNorm for both modalities (AlignCLIP's shared ``ln_post``);
+        ``visual.ln_post`` is then ``ln_final`` itself.
 
     Attributes
     ----------
@@ -129,19 +140,26 @@ class SharedCLIP(nn.Module):
         vocab_size,
         mlp_ratio=4.0,
         init_logit_scale=math.log(1 / 0.07),
+        shared_final_ln=False,
     ):
         super().__init__()
+        self.shared_final_ln = bool(shared_final_ln)
         self.embed_dim = embed_dim
         self.context_length = context_length
         self.vocab_size = vocab_size
         self.text_pool_type = "argmax"
         self.transformer = Transformer(width, layers, heads, mlp_ratio=mlp_ratio, batch_first=True)
         self.projection = nn.Parameter(torch.empty(width, embed_dim))
-        self.visual = _SharedVisionStem(image_size, patch_size, width, embed_dim)
+        self.visual = _SharedVisionStem(
+            image_size, patch_size, width, embed_dim, own_ln_post=not shared_final_ln
+        )
         self.visual.__dict__["_owner"] = self
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
         self.ln_final = LayerNorm(width)
+        if shared_final_ln:
+            # Visible as visual.ln_post (open_clip's name) without a second registration.
+            self.visual.__dict__["ln_post"] = self.ln_final
         self.register_buffer("attn_mask", self._causal_mask(context_length), persistent=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(init_logit_scale)))
         self.logit_bias = None
@@ -190,7 +208,7 @@ def build_shared_clip(config):
     """Build a :class:`SharedCLIP` from a config dict (``configs/shared/*.json``).
 
     The config has ``embed_dim``, the shared ``width``/``layers``/``heads``
-    (``mlp_ratio`` optional), ``vision_cfg`` (``image_size``, ``patch_size``) and
+    (``mlp_ratio`` and ``shared_final_ln`` optional), ``vision_cfg`` (``image_size``, ``patch_size``) and
     ``text_cfg`` (``context_length``, ``vocab_size``).
 
     Examples
@@ -201,7 +219,7 @@ def build_shared_clip(config):
     >>> build_shared_clip(config).projection.shape
     torch.Size([16, 8])
     """
-    known = {"embed_dim", "width", "layers", "heads", "mlp_ratio", "vision_cfg", "text_cfg"}
+    known = {"embed_dim", "width", "layers", "heads", "mlp_ratio", "shared_final_ln", "vision_cfg", "text_cfg"}
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"Unknown SharedCLIP config keys {sorted(unknown)}; known: {sorted(known)}.")
@@ -212,6 +230,7 @@ def build_shared_clip(config):
         layers=config["layers"],
         heads=config["heads"],
         mlp_ratio=config.get("mlp_ratio", 4.0),
+        shared_final_ln=config.get("shared_final_ln", False),
         image_size=vision["image_size"],
         patch_size=vision["patch_size"],
         context_length=text["context_length"],

@@ -1,23 +1,41 @@
-"""Contrastive training: CLIP, SigLIP and AlignCLIP losses, a trainer, the tiny models."""
+"""Contrastive training: CLIP, SigLIP, AlignCLIP and SimCLR losses, a trainer, the tiny zoo.
 
-from ._losses import clip_loss, imsep_loss, siglip_loss
-from ._semantic import STOP_WORDS, SentenceEncoderDistance, caption_distance
-from ._tiny import RECIPES, build_tiny, evaluate_scenes, save_tiny, train_tiny
-from ._trainer import ContrastiveTrainer, cosine_schedule, images_to_tensor
+Names are imported on first use, so ``skvlm.training.RECIPES`` (and the
+``train-tiny`` command's options) need no torch; the trainer and losses do.
+"""
 
-__all__ = [
-    "RECIPES",
-    "STOP_WORDS",
-    "ContrastiveTrainer",
-    "SentenceEncoderDistance",
-    "build_tiny",
-    "caption_distance",
-    "clip_loss",
-    "cosine_schedule",
-    "evaluate_scenes",
-    "images_to_tensor",
-    "imsep_loss",
-    "save_tiny",
-    "siglip_loss",
-    "train_tiny",
-]
+import importlib
+
+_NAMES = {
+    "COMMON": "_recipes",
+    "RECIPES": "_recipes",
+    "STOP_WORDS": "_semantic",
+    "ContrastiveTrainer": "_trainer",
+    "SentenceEncoderDistance": "_semantic",
+    "build_tiny": "_tiny",
+    "caption_distance": "_semantic",
+    "clip_loss": "_losses",
+    "cosine_schedule": "_trainer",
+    "evaluate_checkpoint": "_tiny",
+    "evaluate_scenes": "_tiny",
+    "images_to_tensor": "_trainer",
+    "imsep_loss": "_losses",
+    "nt_xent_loss": "_ssl",
+    "save_tiny": "_tiny",
+    "siglip_loss": "_losses",
+    "train_tiny": "_tiny",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

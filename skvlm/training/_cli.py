@@ -8,15 +8,17 @@ def add_train_tiny_parser(subparsers):
 
     The parser's ``func`` default runs the command: ``args.func(args)``.
     """
-    from ._tiny import RECIPES
+    from ._recipes import RECIPES
 
     parser = subparsers.add_parser(
         "train-tiny",
         help="train a shipped tiny model on generated scenes (reproducible)",
         description=(
-            "Train skvlm-tiny (CLIP loss) or skvlm-tiny-shared (SharedCLIP + AlignCLIP's "
-            "IMSep loss) on fresh make_scenes batches for a fixed number of steps, "
-            "evaluate it on held-out scenes and save it as safetensors."
+            "Train a model of the tiny zoo (skvlm-tiny: CLIP loss; skvlm-tiny-slip: CLIP + "
+            "SimCLR; skvlm-tiny-shared: SharedCLIP + CLIP loss; skvlm-tiny-align: AlignCLIP; "
+            "skvlm-tiny-ssl: image-only SimCLR) on fresh make_scenes(version=2) batches for "
+            "a fixed number of steps, evaluate it on held-out scenes and save it as "
+            "safetensors. With --checkpoint and --resume a killed run continues identically."
         ),
     )
     parser.add_argument("--name", choices=sorted(RECIPES), default="skvlm-tiny")
@@ -33,13 +35,18 @@ def add_train_tiny_parser(subparsers):
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--fp16", action="store_true", help="store weights in float16")
-    parser.add_argument("--eval-samples", type=int, default=2000)
+    parser.add_argument("--eval-samples", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=run_train_tiny)
     return parser
 
 
 def run_train_tiny(args):
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     from ._tiny import train_tiny
 
     report = train_tiny(

@@ -126,15 +126,44 @@ class SentenceEncoderDistance:
         return distance.astype(np.float32)
 
 
+def offline_sentence_distance(model="all-mpnet-base-v2"):
+    """A :class:`SentenceEncoderDistance` whose weights load without the network, or None.
+
+    None when sentence-transformers is not installed or the model is not in the
+    local Hugging Face cache.
+    """
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return None
+    try:
+        encoder = SentenceTransformer(model, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure to load offline means "not available"
+        return None
+    return SentenceEncoderDistance(encoder)
+
+
 def resolve_semantic_distance(semantic_distance):
-    """``"jaccard"`` → :func:`caption_distance`; ``"sentence"`` → SBERT; callables pass."""
+    """The caption distance callable for a ``semantic_distance`` setting.
+
+    ``"jaccard"`` → :func:`caption_distance`; ``"attributes"`` → the scene
+    world's graded :func:`~skvlm.datasets.attribute_distance`; ``"sentence"`` →
+    SBERT; ``"auto"`` → SBERT when it loads offline, else ``"attributes"``;
+    callables pass unchanged.
+    """
     if callable(semantic_distance):
         return semantic_distance
     if semantic_distance == "jaccard":
         return caption_distance
+    if semantic_distance == "attributes":
+        from ..datasets import attribute_distance
+
+        return attribute_distance
     if semantic_distance == "sentence":
         return SentenceEncoderDistance()
+    if semantic_distance == "auto":
+        return offline_sentence_distance() or resolve_semantic_distance("attributes")
     raise ValueError(
-        f"semantic_distance must be 'jaccard', 'sentence' or a callable mapping a list "
-        f"of captions to an (n, n) array, got {semantic_distance!r}."
+        f"semantic_distance must be 'jaccard', 'attributes', 'sentence', 'auto' or a "
+        f"callable mapping a list of captions to an (n, n) array, got {semantic_distance!r}."
     )

@@ -19,14 +19,20 @@ from torch.nn import functional as F
 
 from ._losses import clip_loss, imsep_loss, siglip_loss
 from ._semantic import resolve_semantic_distance
+from ._ssl import augment, nt_xent_loss, projection_head
 
-_LOSSES = ("clip", "siglip", "imsep")
+_LOSSES = ("clip", "siglip", "imsep", "simclr")
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def _batch_generator(random_state, step):
     return np.random.default_rng([int(random_state), int(step)])
+
+
+def _view_generator(random_state, step):
+    # The augmentations' own stream, so the batches do not depend on the loss.
+    return np.random.default_rng([int(random_state), int(step), 1])
 
 
 def images_to_tensor(images, mean=_OPENAI_MEAN, std=_OPENAI_STD):
@@ -85,6 +91,15 @@ def cosine_schedule(step, n_steps, warmup_steps, learning_rate, min_ratio=0.0):
     return learning_rate * (min_ratio + (1.0 - min_ratio) * cosine)
 
 
+def _output_dim(model):
+    """Width of the features the image encoder returns (before any normalisation)."""
+    visual = getattr(model, "visual", model)
+    dim = getattr(visual, "output_dim", None)
+    if dim is None:
+        raise ValueError("Cannot tell the image encoder's output width (no output_dim).")
+    return int(dim)
+
+
 class ContrastiveTrainer:
     """Train a CLIP-style model with a contrastive loss.
 
@@ -94,11 +109,15 @@ class ContrastiveTrainer:
         An open_clip ``CLIP`` or a :class:`skvlm.models.shared_clip.SharedCLIP`:
         anything with ``encode_image``, ``encode_text`` and a ``logit_scale``
         parameter. Trained in place.
-    tokenizer : callable
-        list of str → LongTensor (n, context_length).
-    loss : {"clip", "siglip", "imsep"}, default="clip"
+        For ``loss="simclr"``, an image encoder (a module mapping pixels to
+        features, e.g. open_clip's ``VisionTransformer``).
+    tokenizer : callable or None
+        list of str → LongTensor (n, context_length); None for ``loss="simclr"``.
+    loss : {"clip", "siglip", "imsep", "simclr"}, default="clip"
         :func:`clip_loss`, :func:`siglip_loss` (a learnable bias is added when the
-        model has none) or :func:`imsep_loss` (AlignCLIP).
+        model has none), :func:`imsep_loss` (AlignCLIP) or image-only SimCLR
+        (:func:`~skvlm.training._ssl.nt_xent_loss` between each image and an
+        augmented view, through a projection head; captions are ignored).
     n_steps : int, default=1000
         Total optimisation steps (a fixed budget, so a run is reproducible).
     batch_size : int, default=256
@@ -114,10 +133,17 @@ class ContrastiveTrainer:
         The inverse temperature is clamped to at most this (CLIP's cap).
     alpha, beta : float, default=1.0, 0.5
         IMSep weights (seed 004).
-    semantic_distance : "jaccard", "sentence" or callable, default="jaccard"
-        Caption distances for IMSep: :func:`caption_distance` (offline),
-        :class:`SentenceEncoderDistance` (``text`` extra), or a callable
-        list of str → (n, n) array.
+    semantic_distance : {"jaccard", "attributes", "sentence", "auto"} or callable, default="jaccard"
+        Caption distances for IMSep: :func:`caption_distance` (word overlap),
+        :func:`~skvlm.datasets.attribute_distance` (the scene captions' parsed
+        attributes, graded), :class:`SentenceEncoderDistance` (SBERT, ``text``
+        extra), ``"auto"`` (SBERT when sentence-transformers and its weights are
+        available offline, else the attribute distance), or a callable list of
+        str → (n, n) array.
+    ssl_weight : float, default=0.0
+        Weight of an added image-image SimCLR term (SLIP, Mu et al., 2022) for the
+        text losses; its projection head is trained with the model.
+    ssl_temperature : float, default=0.1
     image_mean, image_std : tuple or None
         Pixel normalisation; None takes the model's (``model.visual.image_mean``)
         or CLIP's.
@@ -135,6 +161,13 @@ class ContrastiveTrainer:
 
     Attributes
     ----------
+    device_ : torch.device
+        The resolved device.
+    optimizer_ : torch.optim.AdamW
+    ssl_head_ : Module or None
+        The SimCLR projection head (``loss="simclr"`` or ``ssl_weight > 0``).
+    semantic_distance_ : callable or None
+        The resolved IMSep distance.
     step_ : int
         Optimisation steps done so far.
     loss_curve_ : list of float
@@ -150,7 +183,7 @@ class ContrastiveTrainer:
     >>> model = SharedCLIP(16, 32, 1, 2, image_size=16, patch_size=8,
     ...                    context_length=8, vocab_size=tok.vocab_size)
     >>> images = np.zeros((4, 16, 16, 3), dtype=np.uint8)
-    >>> trainer = ContrastiveTrainer(model, tok, n_steps=2, batch_size=4, device="cpu")
+    >>> trainer = ContrastiveTrainer(model, tok, n_steps=2, batch_size=4, device="cpu", verbose=0)
     >>> trainer.fit(images, ["a red circle", "a blue circle"] * 2).step_
     2
     """
@@ -158,7 +191,8 @@ class ContrastiveTrainer:
     def __init__(
         self,
         model,
-        tokenizer,
+        tokenizer=None,
+        *,
         loss="clip",
         n_steps=1000,
         batch_size=256,
@@ -171,6 +205,8 @@ class ContrastiveTrainer:
         alpha=1.0,
         beta=0.5,
         semantic_distance="jaccard",
+        ssl_weight=0.0,
+        ssl_temperature=0.1,
         image_mean=None,
         image_std=None,
         device="auto",
@@ -179,57 +215,87 @@ class ContrastiveTrainer:
         checkpoint_every=None,
         verbose=0,
     ):
-        if loss not in _LOSSES:
-            raise ValueError(f"loss must be one of {list(_LOSSES)}, got {loss!r}.")
-        if not isinstance(n_steps, int) or n_steps < 1:
-            raise ValueError(f"n_steps must be a positive int, got {n_steps!r}.")
-        if random_state is None or not isinstance(random_state, (int, np.integer)):
-            raise ValueError(
-                f"random_state must be an int (a training run is reproducible by its "
-                f"seed), got {random_state!r}."
-            )
-        from ..models import resolve_device
-
         self.model = model
         self.tokenizer = tokenizer
         self.loss = loss
         self.n_steps = n_steps
         self.batch_size = batch_size
         self.learning_rate = learning_rate
-        self.warmup_steps = max(1, n_steps // 20) if warmup_steps is None else warmup_steps
+        self.warmup_steps = warmup_steps
         self.weight_decay = weight_decay
-        self.betas = tuple(betas)
+        self.betas = betas
         self.eps = eps
         self.max_logit_scale = max_logit_scale
         self.alpha = alpha
         self.beta = beta
         self.semantic_distance = semantic_distance
-        visual = getattr(model, "visual", None)
-        self.image_mean = image_mean or getattr(visual, "image_mean", None) or _OPENAI_MEAN
-        self.image_std = image_std or getattr(visual, "image_std", None) or _OPENAI_STD
-        self.device = resolve_device(device)
-        self.random_state = int(random_state)
+        self.ssl_weight = ssl_weight
+        self.ssl_temperature = ssl_temperature
+        self.image_mean = image_mean
+        self.image_std = image_std
+        self.device = device
+        self.random_state = random_state
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
         self.verbose = verbose
 
-        self.model.to(self.device)
+    # ------------------------------------------------------------------ set-up
+
+    def _validate(self):
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {list(_LOSSES)}, got {self.loss!r}.")
+        if not isinstance(self.n_steps, (int, np.integer)) or self.n_steps < 1:
+            raise ValueError(f"n_steps must be a positive int, got {self.n_steps!r}.")
+        if self.random_state is None or not isinstance(self.random_state, (int, np.integer)):
+            raise ValueError(
+                f"random_state must be an int (a training run is reproducible by its "
+                f"seed), got {self.random_state!r}."
+            )
+        if self.loss != "simclr" and self.tokenizer is None:
+            raise ValueError(f"loss={self.loss!r} needs a tokenizer; only 'simclr' is image-only.")
+
+    def _warmup(self):
+        if self.warmup_steps is None:
+            return max(1, self.n_steps // 20)
+        return self.warmup_steps
+
+    def _setup(self):
+        """Validate the parameters and build device, optimiser, heads (once per trainer)."""
+        if getattr(self, "optimizer_", None) is not None:
+            return
+        self._validate()
+        from ..models import resolve_device
+
+        model = self.model
+        visual = getattr(model, "visual", None)
+        self.image_mean_ = self.image_mean or getattr(visual, "image_mean", None) or _OPENAI_MEAN
+        self.image_std_ = self.image_std or getattr(visual, "image_std", None) or _OPENAI_STD
+        self.device_ = resolve_device(self.device)
+        model.to(self.device_)
         self.logit_bias_ = None
-        if loss == "siglip" and getattr(model, "logit_bias", None) is None:
+        if self.loss == "siglip" and getattr(model, "logit_bias", None) is None:
             # SigLIP's initialisation: t' = log 10, b = -10 (Zhai et al., 2023).
-            self.logit_bias_ = torch.nn.Parameter(torch.tensor(-10.0, device=self.device))
+            self.logit_bias_ = torch.nn.Parameter(torch.tensor(-10.0, device=self.device_))
             with torch.no_grad():
                 model.logit_scale.fill_(math.log(10.0))
+        self.ssl_head_ = None
         extra = [self.logit_bias_] if self.logit_bias_ is not None else []
+        if self.loss == "simclr" or self.ssl_weight:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self.random_state))
+                self.ssl_head_ = projection_head(_output_dim(model)).to(self.device_)
+            extra += list(self.ssl_head_.parameters())
         self.optimizer_ = _make_adamw(
             _optimizer_groups(model, extra),
-            learning_rate,
-            weight_decay,
-            self.betas,
-            eps,
-            self.device,
+            self.learning_rate,
+            self.weight_decay,
+            tuple(self.betas),
+            self.eps,
+            self.device_,
         )
-        self._distance = resolve_semantic_distance(semantic_distance) if loss == "imsep" else None
+        self.semantic_distance_ = (
+            resolve_semantic_distance(self.semantic_distance) if self.loss == "imsep" else None
+        )
         self.step_ = 0
         self.loss_curve_ = []
 
@@ -253,24 +319,45 @@ class ContrastiveTrainer:
 
     # ------------------------------------------------------------------ one step
 
+    def _encode_images(self, pixels):
+        encode = getattr(self.model, "encode_image", None)
+        return encode(pixels) if encode is not None else self.model(pixels)
+
+    def _ssl_term(self, pixels, features=None):
+        """SimCLR between two random views, or the image (``features``) and one view."""
+        rng = _view_generator(self.random_state, self.step_)
+        if features is None:
+            features = self._encode_images(augment(pixels, rng))
+        view = augment(pixels, rng)
+        return nt_xent_loss(
+            self.ssl_head_(features), self.ssl_head_(self._encode_images(view)), self.ssl_temperature
+        )
+
     def _loss(self, images, captions):
-        pixels = images_to_tensor(images, self.image_mean, self.image_std).to(self.device)
-        tokens = self.tokenizer(list(captions)).to(self.device)
-        image_features = F.normalize(self.model.encode_image(pixels), dim=-1)
+        pixels = images_to_tensor(images, self.image_mean_, self.image_std_).to(self.device_)
+        if self.loss == "simclr":
+            return self._ssl_term(pixels)
+        raw_image_features = self._encode_images(pixels)
+        tokens = self.tokenizer(list(captions)).to(self.device_)
+        image_features = F.normalize(raw_image_features, dim=-1)
         text_features = F.normalize(self.model.encode_text(tokens), dim=-1)
         scale = self.model.logit_scale.exp()
         if self.loss == "clip":
-            return clip_loss(image_features, text_features, scale)
-        if self.loss == "siglip":
+            loss = clip_loss(image_features, text_features, scale)
+        elif self.loss == "siglip":
             bias = self.logit_bias_ if self.logit_bias_ is not None else self.model.logit_bias
-            return siglip_loss(image_features, text_features, scale, bias)
-        distance = self._distance(list(captions))
-        return imsep_loss(
-            image_features, text_features, scale, distance, alpha=self.alpha, beta=self.beta
-        )
+            loss = siglip_loss(image_features, text_features, scale, bias)
+        else:
+            distance = self.semantic_distance_(list(captions))
+            loss = imsep_loss(
+                image_features, text_features, scale, distance, alpha=self.alpha, beta=self.beta
+            )
+        if self.ssl_weight:
+            loss = loss + self.ssl_weight * self._ssl_term(pixels, raw_image_features)
+        return loss
 
     def _step(self, images, captions):
-        lr = cosine_schedule(self.step_, self.n_steps, self.warmup_steps, self.learning_rate)
+        lr = cosine_schedule(self.step_, self.n_steps, self._warmup(), self.learning_rate)
         for group in self.optimizer_.param_groups:
             group["lr"] = lr
         self.model.train()
@@ -282,8 +369,10 @@ class ContrastiveTrainer:
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_.step()
-        with torch.no_grad():
-            self.model.logit_scale.clamp_(0, math.log(self.max_logit_scale))
+        scale = getattr(self.model, "logit_scale", None)
+        if scale is not None:
+            with torch.no_grad():
+                scale.clamp_(0, math.log(self.max_logit_scale))
         self.step_ += 1
         value = float(loss.detach())
         self.loss_curve_.append(value)
@@ -312,6 +401,7 @@ class ContrastiveTrainer:
         -------
         self
         """
+        self._setup()
         if batch_source is None:
             if images is None or captions is None:
                 raise ValueError("Pass images and captions, or a batch_source callable.")
@@ -329,11 +419,7 @@ class ContrastiveTrainer:
             if bar is not None:
                 bar.update(1)
                 if step % 10 == 0:
-                    bar.set_postfix(
-                        loss=f"{loss:.3f}",
-                        lr=f"{lr:.2e}",
-                        scale=f"{float(self.model.logit_scale.detach().exp()):.1f}",
-                    )
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
             if self.checkpoint_every and self.step_ % self.checkpoint_every == 0:
                 self.save_checkpoint()
         if bar is not None:
@@ -345,10 +431,12 @@ class ContrastiveTrainer:
 
     def state_dict(self):
         """Everything needed to continue the run: weights, optimiser, step, curve."""
+        self._setup()
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer_.state_dict(),
             "logit_bias": None if self.logit_bias_ is None else self.logit_bias_.detach().cpu(),
+            "ssl_head": None if self.ssl_head_ is None else self.ssl_head_.state_dict(),
             "step": self.step_,
             "loss_curve": list(self.loss_curve_),
             "random_state": self.random_state,
@@ -358,6 +446,7 @@ class ContrastiveTrainer:
 
     def load_state_dict(self, state):
         """Restore a :meth:`state_dict`; the next :meth:`fit` continues from its step."""
+        self._setup()
         for key in ("random_state", "n_steps", "loss"):
             if state[key] != getattr(self, key):
                 raise ValueError(
@@ -366,6 +455,8 @@ class ContrastiveTrainer:
                 )
         self.model.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
+        if state.get("ssl_head") is not None:
+            self.ssl_head_.load_state_dict(state["ssl_head"])
         if state["logit_bias"] is not None:
             with torch.no_grad():
                 self.logit_bias_.copy_(state["logit_bias"])
@@ -385,5 +476,6 @@ class ContrastiveTrainer:
     def load_checkpoint(self, path=None):
         """Resume from a checkpoint written by :meth:`save_checkpoint`."""
         path = Path(path or self.checkpoint_path)
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        self._setup()
+        state = torch.load(path, map_location=self.device_, weights_only=True)
         return self.load_state_dict(state)
