@@ -7,6 +7,7 @@ from ._world import (
     caption_attributes,
     factor_names,
     zero_shot_accuracy,
+    zero_shot_class_names,
     zero_shot_templates,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "load_image_folder",
     "make_scenes",
     "zero_shot_accuracy",
+    "zero_shot_class_names",
     "zero_shot_templates",
 ]
