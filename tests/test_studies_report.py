@@ -105,3 +105,16 @@ def test_fewshot_command_with_augmented_views(tmp_path):
     # GDA on one row per shot collapses (a note); on 3 views per shot it has a covariance
     notes = " ".join(summary["notes"])
     assert "LDA: " in notes and "LDA (augmented views): " not in notes
+
+
+def test_imagenet_validation_shots_come_from_train_and_the_report_says_so():
+    from skvlm.studies._folder import _protocol
+
+    setting = {"tune": True, "search": "default"}
+    imagenet = {"dataset": "ImageNet", "test_images": np.zeros((1, 2))}  # no val_images
+    sentence = _protocol(imagenet, setting)
+    assert "from the train split (CoOp's ImageNet val is its test set)" in sentence
+    assert "scored on the test split" in sentence
+    dtd = {"dataset": "DTD", "test_images": np.zeros((1, 2)), "val_images": np.zeros((1, 2))}
+    assert "from the val split" in _protocol(dtd, setting)
+    assert "default hyper-parameters" in _protocol(dtd, {"tune": False, "search": "default"})
