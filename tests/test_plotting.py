@@ -110,3 +110,55 @@ def test_missing_matplotlib_names_the_plot_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"skvlm\[plot\]"):
         plot_similarity_histograms({"x": [0.1]})
+
+
+def test_fewshot_curves_bands_are_std_or_t_interval():
+    from scipy import stats
+
+    runs = pd.DataFrame({"method": ["A"] * 4, "shots": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
+                         "acc1": [0.2, 0.4, 0.6, 0.6]})
+    std = np.std([0.2, 0.4], ddof=1)
+    for band, half in (("std", std), ("ci95", stats.t.ppf(0.975, 1) * std / np.sqrt(2))):
+        ax = plot_fewshot_curves(runs, band=band)
+        np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.3, 0.6])
+        # the band's polygon spans mean ± half at 1 shot and has zero width at 2 shots
+        ys = ax.collections[0].get_paths()[0].vertices[:, 1]
+        np.testing.assert_allclose([ys.min(), ys.max()], [0.3 - half, max(0.3 + half, 0.6)])
+    with pytest.raises(ValueError, match="band"):
+        plot_fewshot_curves(runs, band="bogus")
+
+
+def test_retrieval_bars_heights_and_interval_whiskers():
+    from skvlm.plotting import plot_retrieval_bars
+
+    table = pd.DataFrame({"group": ["shape", "shape", "colour", "colour"],
+                          "series": ["raw", "OTI", "raw", "OTI"],
+                          "value": [0.2, 0.5, 0.3, 0.4], "low": [0.1, 0.4, 0.2, np.nan],
+                          "high": [0.25, 0.6, 0.5, np.nan]})
+    ax = plot_retrieval_bars(table, title="t")
+    np.testing.assert_allclose(_bar_heights(ax), [0.2, 0.3, 0.5, 0.4])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["raw", "OTI"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["shape", "colour"]
+    # the first series' whiskers span [low, high]
+    from matplotlib.container import ErrorbarContainer
+
+    whiskers = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    segments = whiskers[0].lines[2][0].get_segments()
+    np.testing.assert_allclose(segments[0][:, 1], [0.1, 0.25])
+    with pytest.raises(ValueError, match="value"):
+        plot_retrieval_bars(pd.DataFrame({"group": ["a"], "series": ["b"]}))
+
+
+def test_embedding_map_pca_and_tsne_draw_every_point(tmp_path):
+    from skvlm.plotting import plot_embedding_map
+
+    rng = np.random.default_rng(0)
+    groups = {"image": rng.normal(size=(12, 4)), "text": rng.normal(size=(8, 4)) + 3}
+    for method in ("pca", "tsne"):
+        ax = plot_embedding_map(groups, method=method)
+        assert [len(c.get_offsets()) for c in ax.collections] == [12, 8]
+        ax.figure.savefig(tmp_path / f"{method}.png")
+    with pytest.raises(ValueError, match="width"):
+        plot_embedding_map({"a": np.ones((2, 3)), "b": np.ones((2, 4))})
+    with pytest.raises(ValueError, match="method"):
+        plot_embedding_map(groups, method="umap")
