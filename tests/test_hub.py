@@ -120,13 +120,56 @@ def test_hf_hub_offline_asks_nothing(tmp_path):
     assert "HF_HUB_OFFLINE is set" in outcome["error"]
 
 
-def test_cached_weights_are_not_probed(tmp_path, monkeypatch):
+_CACHED_CHILD = r"""
+import json, sys, time
+import open_clip
+from huggingface_hub import constants, hf_hub_download
+from skvlm.models._hub import check_weights_reachable
+start = time.perf_counter()
+with check_weights_reachable("ViT-B-32", "openai"):
+    inside = constants.HF_HUB_OFFLINE
+    path = hf_hub_download("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors")
+print(json.dumps({"path": path, "inside": inside, "after": constants.HF_HUB_OFFLINE,
+                  "elapsed": time.perf_counter() - start}))
+"""
+
+
+def test_cached_weights_load_without_retries_when_the_hub_is_down(tmp_path):
+    repo = tmp_path / "hf" / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+    cached = repo / "snapshots" / "0123abcd" / "open_clip_model.safetensors"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"weights")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    hub = _StubHub()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{hub.port}", HF_HOME=str(tmp_path / "hf"),
+               PYTHONPATH=str(REPO))
+    try:
+        result = subprocess.run([sys.executable, "-c", _CACHED_CHILD], env=env, cwd=tmp_path,
+                                capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        hub.close()
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert os.path.samefile(outcome["path"], cached)
+    assert outcome["inside"] is True and outcome["after"] is False
+    assert hub.connections == 1 and "Retrying" not in result.stderr
+    assert outcome["elapsed"] < 5.0
+
+
+def test_cached_weights_with_a_reachable_hub_load_as_usual(monkeypatch):
+    from huggingface_hub import constants
+
     from skvlm.models import _hub
 
     monkeypatch.setattr(_hub, "_cached", lambda *args: True)
-    monkeypatch.setattr(_hub, "probe", lambda *args: pytest.fail("probed a cached tag"))
-    _hub.check_weights_reachable("ViT-B-32", "openai")
-    _hub.check_weights_reachable("skvlm-tiny", None)  # random weights: nothing to fetch
+    monkeypatch.setattr(_hub, "probe", lambda *args: None)  # the hub answers
+    with _hub.check_weights_reachable("ViT-B-32", "openai"):
+        assert constants.HF_HUB_OFFLINE is False
+    monkeypatch.setattr(_hub, "probe", lambda *args: pytest.fail("probed random weights"))
+    with _hub.check_weights_reachable("skvlm-tiny", None):  # random weights: nothing to fetch
+        pass
 
 
 def test_probe_treats_any_http_answer_as_reachable(tmp_path):

@@ -2,12 +2,14 @@
 
 open_clip fetches a pretrained tag through ``huggingface_hub``, which retries each
 candidate file with back-off: offline, one tag costs about 50 s before an error whose
-text is truncated. :func:`check_weights_reachable` runs first: weights already in
-the local cache go ahead untouched; otherwise ``HF_HUB_OFFLINE`` stops at once, and a
-single HTTP request with a short timeout (no retry) decides whether the download is
-worth trying.
+text is truncated. :func:`check_weights_reachable` runs first: for weights that are
+not in the local cache, ``HF_HUB_OFFLINE`` stops at once, and a single HTTP request
+with a short timeout (no retry) decides whether the download is worth trying; weights
+in the cache load from it, in huggingface_hub's offline mode when the hub does not
+answer that request (instead of after the same retries).
 """
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -133,21 +135,44 @@ def unavailable_error(model, tag, reason, *, cache=None):
     )
 
 
+@contextlib.contextmanager
+def _hub_offline_mode():
+    """huggingface_hub's offline mode while open_clip reads cached weights.
+
+    huggingface_hub reads the flag on every request; set process-wide for the load,
+    it spares the retries of a hub that did not answer the probe (other threads'
+    requests would fail against it anyway).
+    """
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
 def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S):
     """Raise WeightsUnavailableError now if ``tag`` of ``model`` can be neither read nor fetched.
 
-    Weights in the local cache return at once. Otherwise ``HF_HUB_OFFLINE`` raises
-    without any network access, and a hub that does not answer one request within
-    ``timeout`` seconds raises; a hub that answers lets open_clip download.
+    Otherwise return the context to load the weights in. Weights that are not in
+    the local cache: ``HF_HUB_OFFLINE`` raises without any network access, a hub
+    that does not answer one request within ``timeout`` seconds raises, a hub that
+    answers lets open_clip download. Weights in the cache load as they are, except
+    that a hub that does not answer is not asked again (huggingface_hub's offline
+    mode for the load).
     """
     if tag is None and not model.startswith(_HF_PREFIX):
-        return  # random weights: nothing to fetch
+        return contextlib.nullcontext()  # random weights: nothing to fetch
     source = _weights_source(model, tag)
     if source is None:
-        return
+        return contextlib.nullcontext()
     kind, where, names = source
     if _cached(kind, where, names):
-        return
+        if kind == "hf" and not hub_offline() and probe(_probe_url(kind, where, names), timeout):
+            return _hub_offline_mode()
+        return contextlib.nullcontext()
     cache = _cache_location(kind)
     if kind == "hf" and hub_offline():
         raise unavailable_error(model, tag, "HF_HUB_OFFLINE is set, so the hub was not asked",
@@ -159,3 +184,4 @@ def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S):
 
         host = urlsplit(url).netloc
         raise unavailable_error(model, tag, f"{host} cannot be reached ({reason})", cache=cache)
+    return contextlib.nullcontext()

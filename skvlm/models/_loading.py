@@ -482,13 +482,13 @@ def _build_open_clip(name, pretrained, precision="fp32"):
         tokenizer = _compact_tokenizer(pretrained, config["text_cfg"]["context_length"])
         kwargs["text_cfg"] = {**config["text_cfg"], "vocab_size": tokenizer.vocab_size}
     local_file = _is_local_file(pretrained)
-    if not local_file:
-        check_weights_reachable(name, pretrained)  # offline: fail in seconds, not minutes
+    # Offline: fail in seconds, not minutes, or read the local cache without retries.
+    hub = contextlib.nullcontext() if local_file else check_weights_reachable(name, pretrained)
     with _seeded_init():
         try:
             # A local file is loaded by skvlm itself (safely, with a shape check);
             # open_clip only fetches and loads its own hub tags.
-            with _quiet_random_init_warning():
+            with _quiet_random_init_warning(), hub:
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     name, pretrained=None if local_file else pretrained,
                     precision=precision, **kwargs
