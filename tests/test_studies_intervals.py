@@ -101,3 +101,4 @@ def test_verdict_not_measured_and_gain_format():
     assert gain(0.2, (0.1, 0.3)) == {"mean": 0.2, "ci95": [0.1, 0.3]}
     assert gain(0.2, None) == {"mean": 0.2, "ci95": None}
     assert side({"mean": 0.1, "ci95": [float("nan"), 0.2]}, 1) == "unclear"
+

@@ -118,3 +118,26 @@ def test_imagenet_validation_shots_come_from_train_and_the_report_says_so():
     dtd = {"dataset": "DTD", "test_images": np.zeros((1, 2)), "val_images": np.zeros((1, 2))}
     assert "from the val split" in _protocol(dtd, setting)
     assert "default hyper-parameters" in _protocol(dtd, {"tune": False, "search": "default"})
+
+
+def test_progress_lines_go_to_stderr_once_with_verbose(capsys):
+    import logging
+
+    from skvlm.studies import run_fewshot_study
+
+    root = logging.getLogger()
+    extra = logging.StreamHandler()  # as open_clip's logging.info() installs one
+    root.addHandler(extra)
+    try:
+        rng = np.random.default_rng(0)
+        y = np.repeat([0, 1], 6)
+        X = np.eye(3)[y] + rng.normal(scale=0.1, size=(12, 3))
+        run_fewshot_study(X, y, methods=["prototype"], shots=[1], seeds=[0], verbose=1)
+        err = capsys.readouterr().err
+        run_fewshot_study(X, y, methods=["prototype"], shots=[1], seeds=[0], verbose=0)
+        quiet = capsys.readouterr().err
+    finally:
+        root.removeHandler(extra)
+    lines = [line for line in err.splitlines() if "few-shot: 1 shot(s)" in line]
+    assert len(lines) == 1 and lines[0].startswith("[") and " s] " in lines[0]
+    assert "few-shot" not in quiet

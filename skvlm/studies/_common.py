@@ -2,8 +2,9 @@
 
 Progress goes through :mod:`logging` (logger ``"skvlm.studies"``, level INFO), as any
 library should report it: configure that logger to route the lines anywhere. A study
-called with ``verbose`` > 0 also writes them to stderr, each stamped with the seconds
-since the outermost study began (a nested study shares its caller's clock).
+called with ``verbose`` > 0 writes them to stderr instead (not propagated while it runs),
+each stamped with the seconds since the outermost study began (a nested study shares
+its caller's clock).
 """
 
 import contextlib
@@ -61,12 +62,17 @@ def progress_to_stderr(verbose):
     handler.skvlm_study = True
     handler.setFormatter(_ElapsedFormatter())
     handler.setLevel(logging.INFO)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
+    # Not also to the root logger's handlers: a library that logs through the module
+    # functions (open_clip's ``logging.info``) installs one, which would print each line
+    # twice.
+    logger.propagate = False
     logger.addHandler(handler)
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+        logger.propagate = propagate
