@@ -17,7 +17,6 @@ from skvlm.datasets import (
     zero_shot_accuracy,
     zero_shot_templates,
 )
-from skvlm.datasets import _world
 
 
 @pytest.fixture(scope="module")

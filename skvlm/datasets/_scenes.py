@@ -295,20 +295,7 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, vers
     if not isinstance(image_size, (int, np.integer)) or image_size < 8:
         raise ValueError(f"image_size must be an int >= 8, got {image_size!r}.")
     version = check_version(version)
-    rng = _check_random_state(random_state)
-    names = WORLDS[version]
-    codes = {name: rng.integers(0, len(values), n_samples) for name, values in names.items()}
-    extra = {}
-    if version == 1:
-        images = _render(codes, rng, int(image_size))
-        captions = _captions(codes, rng)
-    else:
-        from ._scenes_v2 import captions_v2, render_v2
-
-        images, distractors = render_v2(codes, rng, int(image_size))
-        captions = captions_v2(codes, distractors, rng)
-        extra["distractors"] = {k: distractors[k] for k in ("scene", "shape", "colour")}
-    factors = {name: np.asarray(names[name], dtype=object)[code] for name, code in codes.items()}
+    scenes = _generate(n_samples, int(image_size), _check_random_state(random_state), version)
     if as_frame:
         try:
             import pandas as pd
@@ -317,7 +304,25 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, vers
                 "make_scenes(as_frame=True) needs pandas: pip install 'skvlm[pandas]', "
                 "or pass as_frame=False."
             ) from exc
-        factors = pd.DataFrame(factors)
+        scenes.factors = pd.DataFrame(scenes.factors)
+    return scenes
+
+
+def _generate(n_samples, image_size, rng, version):
+    """The scenes of a world as a Bunch (factors as a dict of string arrays)."""
+    names = WORLDS[version]
+    codes = {name: rng.integers(0, len(values), n_samples) for name, values in names.items()}
+    extra = {}
+    if version == 1:
+        images = _render(codes, rng, image_size)
+        captions = _captions(codes, rng)
+    else:
+        from ._scenes_v2 import captions_v2, render_v2
+
+        images, distractors = render_v2(codes, rng, image_size)
+        captions = captions_v2(codes, distractors, rng)
+        extra["distractors"] = {k: distractors[k] for k in ("scene", "shape", "colour")}
+    factors = {name: np.asarray(names[name], dtype=object)[code] for name, code in codes.items()}
     return Bunch(
         images=images,
         captions=captions,

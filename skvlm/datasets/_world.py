@@ -19,7 +19,7 @@ zero-shot evaluator (:func:`zero_shot_accuracy`). This module needs numpy only.
 """
 
 import re
-from functools import lru_cache
+from functools import lru_cache, cache
 
 import numpy as np
 
@@ -284,7 +284,7 @@ ATTRIBUTE_WEIGHTS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _similarity_tables():
     tables = {}
     for attribute in ATTRIBUTE_WEIGHTS:

@@ -250,8 +250,6 @@ def train_tiny(
     dict with the recipe, the wall and CPU time of this call's training steps, the output
     path and its size, and the metrics of :func:`evaluate_scenes`.
     """
-    from ..models._registry import WEIGHTS_DIR
-
     trainer, recipe = make_trainer(
         name, seed=seed, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
         device=device, verbose=verbose, n_steps=n_steps, batch_size=batch_size,
@@ -264,6 +262,15 @@ def train_tiny(
     start, cpu_start = time.perf_counter(), time.process_time()
     trainer.fit(batch_source=_scene_batches(recipe["batch_size"], recipe["world"]))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return _save_run(trainer, recipe, name, seed, out, eval_samples, fp16,
+                     {"wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1),
+                      "resumed_at_step": resumed_at})
+
+
+def _save_run(trainer, recipe, name, seed, out, eval_samples, fp16, timing):
+    """Evaluate a finished run, save its weights with the report as metadata, return it."""
+    from ..models._registry import WEIGHTS_DIR
+
     model, tokenizer = trainer.model, trainer.tokenizer
     metrics = (
         evaluate_scenes(model, tokenizer, eval_samples, device=trainer.device_, version=recipe["world"])
@@ -274,9 +281,7 @@ def train_tiny(
         "seed": seed,
         "recipe": recipe,
         "semantic_distance": _distance_name(trainer),
-        "wall_time_s": round(wall, 1),
-        "cpu_time_s": round(cpu, 1),
-        "resumed_at_step": resumed_at,
+        **timing,
         "final_loss": trainer.loss_curve_[-1] if trainer.loss_curve_ else None,
         "metrics": metrics,
         "torch": torch.__version__,
