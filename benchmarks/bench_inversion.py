@@ -52,7 +52,11 @@ def main():
     parser.add_argument("--n-steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--small", action="store_true",
+                        help="16 rows, 10 steps, one repeat: a few seconds (make bench, tests)")
     args = parser.parse_args()
+    if args.small:
+        args.rows, args.single_rows, args.n_steps, args.repeat = 16, 2, 10, 1
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -77,7 +81,7 @@ def main():
     diff = np.abs(alone - batched[: args.single_rows]).max()
     print(f"max |alone - batched| over those rows: {diff:.1e}")
 
-    loaded = load_model("skvlm-tiny", None, "cpu")
+    loaded = load_model("skvlm-tiny", None, "cpu", encoder.precision)
     floor = min(text_tower_floor(loaded, 64, args.n_steps) for _ in range(args.repeat)) / 64
     per_row = t_batched / args.rows
     print(f"floor ({args.n_steps} fwd+bwd of the text tower, batch 64): {floor * 1e3:.1f} ms/row; "

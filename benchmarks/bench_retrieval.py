@@ -60,7 +60,11 @@ def main():
                         help="within-class spread; 2.5 gives a CLIP-like mAP of about 0.4")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--baseline-queries", type=int, default=50)
+    parser.add_argument("--small", action="store_true",
+                        help="200 queries x 5,000 gallery items: a second (make bench, tests)")
     args = parser.parse_args()
+    if args.small:
+        args.n_queries, args.n_gallery, args.n_classes, args.baseline_queries = 200, 5000, 50, 10
 
     queries, query_labels, gallery, gallery_labels = make_embeddings(
         args.n_queries, args.n_gallery, args.n_features, args.n_classes, args.noise

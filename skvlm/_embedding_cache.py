@@ -5,26 +5,26 @@ augmentation, library versions) and the item's content (the bytes of an image fi
 array, or the text), never its position or name: a renamed copy of an image hits, an
 edited file misses.
 
-On disk every entry is one small file, ``<dir>/skvlm-embeddings-v2/<key[:2]>/<key>.emb``,
-so that a cache folder can be shared between processes and machines, network
-filesystems included (where SQLite's locking is unreliable). The format is raw bytes,
-read with ``np.frombuffer``, so opening an entry can never run code::
+On disk, entries live in shard files, one per ``put_many`` (see
+:mod:`skvlm._cache_shards`): immutable, written to a temporary file in the same folder
+and renamed into place (``os.replace`` is atomic), so a reader sees a whole shard or
+none, and several processes or machines (network filesystems included, where SQLite's
+locking is unreliable) can fill one folder at once. Nothing is ever unpickled: the
+format is raw bytes read with ``np.frombuffer``. No fsync: a write torn by a power loss
+fails its checks and is recomputed, like any other damaged entry. Every entry's
+checksum covers its key, so a payload moved under another key is rejected; a NaN or
+inf output is never stored, and an entry holding one is treated as damaged.
+
+The store of earlier versions, one small file per entry,
+``<dir>/skvlm-embeddings-v2/<key[:2]>/<key>.emb``, is still read (never written)::
 
     magic (8 bytes) | n_values (uint32 LE) | blake2b-16(key + payload) | float32 LE payload
-
-Writes go to a temporary file in the same folder and are renamed into place
-(``os.replace`` is atomic), so a reader sees a whole entry or none, and two processes
-writing the same entry both leave a whole one. No fsync: a write torn by a power loss
-fails its checksum and is recomputed, like any other damaged entry. The checksum covers
-the key, so a file copied under another entry's name is rejected too. A NaN or inf
-output is never stored, and an entry holding one is treated as damaged.
 """
 
 import contextlib
 import hashlib
 import os
 import re
-import secrets
 import sys
 import threading
 import warnings
@@ -33,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cache_shards import DAMAGED_NAME, SHARD_NAME, Shard, entry_digest, shard_store
+
 _STORE_NAME = "skvlm-embeddings-v2"
+_SHARDS = "shards"
 _LEGACY_FILES = ("skvlm-embeddings.sqlite", "skvlm-embeddings.sqlite-wal", "skvlm-embeddings.sqlite-shm")
 _SUFFIX = ".emb"
 _TEMP_PREFIX = ".tmp-"
@@ -136,10 +139,7 @@ def clear_memory_cache():
             layer.clear()
 
 
-def _entry_digest(key, payload):
-    digest = hashlib.blake2b(key.encode("ascii"), digest_size=_DIGEST_SIZE)
-    digest.update(payload)
-    return digest.digest()
+_entry_digest = entry_digest  # one checksum for both layouts
 
 
 def _encode_entry(key, vector):
@@ -175,25 +175,9 @@ def _read_entry(path, key):
     return _decode_entry(key, data)
 
 
-def _write_atomically(path, data):
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.parent / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-    # os.open with mode 0o666 honours the umask, as a plain open() would, so a folder
-    # shared by a group stays readable by it (mkstemp would make every entry 0600).
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
 class _DiskLayer:
-    """One checksummed file per entry under ``<directory>/skvlm-embeddings-v2``."""
+    """Shard files under ``<directory>/skvlm-embeddings-v2/shards``, plus the
+    one-file-per-entry entries of earlier versions (read only)."""
 
     def __init__(self, directory):
         self.root = Path(directory) / _STORE_NAME
@@ -208,26 +192,35 @@ class _DiskLayer:
             ) from None
         except OSError:
             pass  # e.g. no permission: nothing to read, and each write warns (CacheWriteWarning)
+        self.shards = shard_store(self.root / _SHARDS)
 
     def _path(self, key):
         return self.root / key[:2] / f"{key}{_SUFFIX}"
 
+    def _has_legacy_entries(self):
+        try:
+            return any(len(name) == 2 for name in os.listdir(self.root))
+        except OSError:
+            return False
+
     def get_many(self, keys):
-        found, damaged = {}, []
-        for key in keys:
-            path = self._path(key)
-            vector = _read_entry(path, key)
-            if isinstance(vector, str):
-                damaged.append((path, vector))
-            elif vector is not None:
-                found[key] = vector
+        found, damaged = self.shards.get_many(keys)
+        missing = [key for key in keys if key not in found]
+        if missing and self._has_legacy_entries():
+            for key in missing:
+                path = self._path(key)
+                vector = _read_entry(path, key)
+                if isinstance(vector, str):
+                    damaged.append((path, vector))
+                elif vector is not None:
+                    found[key] = vector
         if damaged:
             # One warning per call, however many entries: a damaged folder would
             # otherwise print thousands of lines.
-            path, reason = damaged[0]
+            where, reason = damaged[0]
             warnings.warn(
                 f"{len(damaged)} damaged embedding cache entr{'y' if len(damaged) == 1 else 'ies'} "
-                f"(e.g. {str(path)!r}: {reason}); "
+                f"(e.g. {str(where)!r}: {reason}); "
                 f"{'it was' if len(damaged) == 1 else 'they were'} recomputed and rewritten.",
                 CacheCorruptionWarning,
                 stacklevel=_caller_stacklevel(),
@@ -235,8 +228,8 @@ class _DiskLayer:
         return found
 
     def put_many(self, items):
-        for key, vector in items.items():
-            _write_atomically(self._path(key), _encode_entry(key, vector))
+        if items:
+            self.shards.put_many(items)
 
 
 class EmbeddingCache:
@@ -323,27 +316,64 @@ def _cache_folder(directory):
 
 
 def _store_files(root):
-    """(entries, temporary files) under a store root; nothing else is ever touched."""
-    entries, temporary = [], []
+    """{"entries", "shards", "damaged_shards", "temporary"}: lists of the files skvlm
+    wrote under a store root (legacy entries, shards...); nothing else is ever touched."""
+    files = {"entries": [], "shards": [], "damaged_shards": [], "temporary": []}
     if not root.is_dir():
-        return entries, temporary
-    for shard in root.iterdir():
-        if not (shard.is_dir() and len(shard.name) == 2):
+        return files
+    for folder in root.iterdir():
+        if folder.name == _SHARDS and folder.is_dir():
+            for path in folder.iterdir():
+                if SHARD_NAME.fullmatch(path.name):
+                    files["shards"].append(path)
+                elif DAMAGED_NAME.fullmatch(path.name):
+                    files["damaged_shards"].append(path)
+                elif _TEMP_NAME.fullmatch(path.name):
+                    files["temporary"].append(path)
             continue
-        for path in shard.iterdir():
+        if not (folder.is_dir() and len(folder.name) == 2):
+            continue
+        for path in folder.iterdir():
             if _TEMP_NAME.fullmatch(path.name):
-                temporary.append(path)
-            elif _ENTRY_NAME.fullmatch(path.name) and path.name.startswith(shard.name):
-                entries.append(path)
-    return entries, temporary
+                files["temporary"].append(path)
+            elif _ENTRY_NAME.fullmatch(path.name) and path.name.startswith(folder.name):
+                files["entries"].append(path)
+    return files
 
 
-def _size_of(path):
-    """A file's size; 0 once it is gone (renamed or removed by another process meanwhile)."""
+def _disk_use(path):
+    """(bytes on disk, apparent size) of a file; 0s once it is gone (another process)."""
     try:
-        return path.stat().st_size
+        stat = path.stat()
     except FileNotFoundError:
-        return 0
+        return 0, 0
+    blocks = getattr(stat, "st_blocks", None)
+    return (stat.st_size if blocks is None else blocks * 512), stat.st_size
+
+
+def _shard_census(shards, verify):
+    """(distinct keys in whole shards, unreadable shards, keys with no whole copy or None)."""
+    keys, broken, headers = [], 0, []
+    for path in shards:
+        try:
+            shard = Shard.read(path)
+        except OSError:
+            shard = "unreadable"
+        if isinstance(shard, str):
+            broken += 1
+            continue
+        headers.append(shard)
+        keys.append(shard.keys)
+    distinct = np.unique(np.concatenate(keys)) if keys else np.empty(0, "S20")
+    if not verify:
+        return distinct.size, broken, None
+    whole = set()
+    for shard in headers:
+        names = [key.hex() for key in shard.keys.tolist()]
+        with open(shard.path, "rb") as handle:
+            read = shard.read_rows(handle, names, np.arange(shard.n))
+        whole.update(key for key, vector in read.items() if not isinstance(vector, str))
+    return distinct.size, broken, distinct.size - len(whole)
 
 
 def cache_info(directory, verify=False):
@@ -359,10 +389,13 @@ def cache_info(directory, verify=False):
     Returns
     -------
     dict
-        ``folder``, ``entries``, ``bytes`` (entries and temporary files together),
-        ``temporary_files`` (left by writers that were killed), ``damaged`` (with
-        ``verify``, else None) and ``legacy_sqlite`` (a pre-0.1 SQLite cache file that
-        is no longer read).
+        ``folder``; ``entries`` (distinct embeddings stored); ``files`` (shard and
+        entry files); ``bytes`` (the disk space they and any temporary files take,
+        in allocated blocks); ``apparent_bytes`` (their sizes); ``temporary_files``
+        (left by writers that were killed); ``damaged_files`` (shards set aside as
+        damaged); ``damaged`` (with ``verify``: entries with no whole copy, else
+        None) and ``legacy_sqlite`` (a pre-0.1 SQLite cache file that is no longer
+        read).
 
     Examples
     --------
@@ -374,16 +407,23 @@ def cache_info(directory, verify=False):
     1
     """
     folder = _cache_folder(directory)
-    entries, temporary = _store_files(folder / _STORE_NAME)
-    damaged = None
+    files = _store_files(folder / _STORE_NAME)
+    in_shards, broken, damaged = _shard_census(files["shards"], verify)
+    legacy_keys = {path.stem for path in files["entries"]}
     if verify:
-        damaged = sum(isinstance(_read_entry(path, path.stem), str) for path in entries)
+        legacy_bad = sum(isinstance(_read_entry(path, path.stem), str) for path in files["entries"])
+        damaged += legacy_bad + broken
+    everything = [path for group in files.values() for path in group]
+    use = [_disk_use(path) for path in everything]
     legacy = [folder / name for name in _LEGACY_FILES if (folder / name).is_file()]
     return {
         "folder": str(folder),
-        "entries": len(entries),
-        "bytes": sum(_size_of(path) for path in entries + temporary),
-        "temporary_files": len(temporary),
+        "entries": in_shards + len(legacy_keys),
+        "files": len(files["shards"]) + len(files["entries"]),
+        "bytes": sum(disk for disk, _ in use),
+        "apparent_bytes": sum(size for _, size in use),
+        "temporary_files": len(files["temporary"]),
+        "damaged_files": len(files["damaged_shards"]) + broken,
         "damaged": damaged,
         "legacy_sqlite": bool(legacy),
     }
@@ -404,7 +444,7 @@ def clear_cache(directory):
     Returns
     -------
     dict
-        ``folder``, ``files_removed`` and ``bytes_freed``.
+        ``folder``, ``entries_removed``, ``files_removed`` and ``bytes_freed``.
 
     Examples
     --------
@@ -412,25 +452,27 @@ def clear_cache(directory):
     >>> from skvlm.encoders import CLIPEncoder, cache_info, clear_cache
     >>> folder = tempfile.mkdtemp()
     >>> _ = CLIPEncoder("skvlm-tiny", modality="text", cache=folder).transform(["a", "b"])
-    >>> cache_info(folder)["entries"]
-    2
-    >>> clear_cache(folder)["files_removed"]
+    >>> cache_info(folder)["entries"], cache_info(folder)["files"]
+    (2, 1)
+    >>> clear_cache(folder)["entries_removed"]
     2
     """
     folder = _cache_folder(directory)
     root = folder / _STORE_NAME
-    entries, temporary = _store_files(root)
+    files = _store_files(root)
+    entries = cache_info(folder)["entries"]
     legacy = [folder / name for name in _LEGACY_FILES if (folder / name).is_file()]
     removed, freed = 0, 0
-    for path in entries + temporary + legacy:
+    for path in [path for group in files.values() for path in group] + legacy:
         with contextlib.suppress(FileNotFoundError):  # another process got there first
             size = path.stat().st_size
             path.unlink()
             removed, freed = removed + 1, freed + size
-    for shard in list(root.iterdir()) if root.is_dir() else []:
+    for sub in list(root.iterdir()) if root.is_dir() else []:
         with contextlib.suppress(OSError):  # not empty: it holds files skvlm did not write
-            shard.rmdir()
+            sub.rmdir()
     with contextlib.suppress(OSError):
         root.rmdir()
     _memory_layer(folder).clear()
-    return {"folder": str(folder), "files_removed": removed, "bytes_freed": freed}
+    return {"folder": str(folder), "entries_removed": entries, "files_removed": removed,
+            "bytes_freed": freed}

@@ -32,6 +32,7 @@ The rules, each chosen so that the model sees what a person looking at the file 
 import io
 import math
 import os
+import re
 import warnings
 
 import numpy as np
@@ -173,6 +174,8 @@ def _decoded(decode, described):
         ) from None
     except Exception as exc:  # Pillow's plugins raise OSError, SyntaxError, ValueError...
         reason = str(exc).strip() or type(exc).__name__
+        # Bytes decoded from memory: Pillow names the buffer's address, not the file.
+        reason = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", reason)
         raise UnreadableImageError(f"Cannot read image {described}: {reason}") from None
 
 

@@ -6,6 +6,7 @@ stateless transformers (``requires_fit=False``): the model loads lazily from the
 process-wide cache in :mod:`skvlm.models`, and the weights never enter a pickle.
 """
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -36,22 +37,13 @@ class UnreadableImageWarning(UserWarning):
 
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
-_FILE_HASHES = {}
 
 
 def _file_identity(path):
-    """Content hash of a file, memoised on its path and stat so a checkpoint is read once."""
-    from .models._loading import _file_signature
+    """Content hash of a file, read once per version of it (memoised on disk too)."""
+    from .models._file_hash import file_content_hash
 
-    # The same signature the model cache checks, so a rewrite is seen by both.
-    memo_key = (str(path), _file_signature(path))
-    if memo_key not in _FILE_HASHES:
-        hasher = hashlib.blake2b(digest_size=20)
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(block)
-        _FILE_HASHES[memo_key] = hasher.hexdigest()
-    return _FILE_HASHES[memo_key]
+    return file_content_hash(path)
 
 
 @functools.cache  # package metadata is read once per process
@@ -266,6 +258,85 @@ def _augmented_view(image, image_size, mean, std, rng):
     return F.normalize(tensor, mean, std).to(torch.float32)
 
 
+# --------------------------------------------------------------------------- decoding
+
+
+def _available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _decode_workers(n_jobs, device):
+    """Decoding threads for ``n_jobs`` (1 = decode in the calling thread, no pool).
+
+    None keeps the model fed: up to 8 threads beside a GPU, up to 4 on the CPU (whose
+    cores the model itself uses), never more than the cores; -1 is every core and
+    -k all but k - 1, as in scikit-learn.
+    """
+    if n_jobs == 0:
+        raise ValueError(
+            "n_jobs=0 decodes with no thread at all; use 1 (the calling thread), "
+            "k > 1 threads, -1 (every core) or None (enough to keep the model busy)."
+        )
+    cores = _available_cores()
+    if n_jobs is None:
+        return min(cores, 8 if device.type == "cuda" else 4)
+    if n_jobs < 0:
+        return max(1, cores + 1 + n_jobs)
+    return n_jobs
+
+
+class _ItemDecoder:
+    """Decodes (and preprocesses) one image by position; safe to call from threads."""
+
+    def __init__(self, items, loaded, preprocess, spec, keys):
+        self.items, self.preprocess, self.spec, self.keys = items, preprocess, spec, keys
+        self.side = _resized_side(loaded.preprocess)
+
+    def __call__(self, index):
+        """(index, (image or pixels, changed)) or (index, the error naming the item)."""
+        item, content, changed = self.items[index], None, False
+        try:
+            if self.spec is not None and isinstance(item, (str, os.PathLike)):
+                identity = _image_bytes(item, index)
+                changed = content_hash(self.spec, "image", identity) != self.keys[index]
+                content = identity[len(_FILE_PREFIX):]
+            name = _describe(item, index)
+            image = load_rgb(item, name=name, resized_side=self.side, content=content)
+        except (OSError, UnreadableImageError) as exc:
+            return index, exc
+        return index, (image if self.preprocess is None else self.preprocess(image), changed)
+
+
+def _decode_batches(decode, batches, n_workers):
+    """Yield (chunk, [decode(i) for i in chunk]) in order, one batch decoded ahead.
+
+    With more than one worker, a thread pool decodes batch i + 1 while the caller
+    runs the model on batch i (Pillow releases the GIL while it decodes and resizes);
+    the results are the serial ones, in the same order.
+    """
+    if n_workers <= 1:
+        for chunk in batches:
+            yield chunk, [decode(index) for index in chunk]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="skvlm-decode")
+    try:
+        pending = None
+        for chunk in batches:
+            submitted = (chunk, [pool.submit(decode, index) for index in chunk])
+            if pending is not None:
+                yield pending[0], [future.result() for future in pending[1]]
+            pending = submitted
+        if pending is not None:
+            yield pending[0], [future.result() for future in pending[1]]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 # --------------------------------------------------------------------------- estimators
 
 
@@ -283,6 +354,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         "normalize": ["boolean"],
         "cache": [str, os.PathLike, HasMethods(["cache"]), None],
         "n_augmentations": [Interval(Integral, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
         "on_error": [StrOptions({"raise", "skip"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -557,70 +629,70 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _run_model(self, items, positions, kind, augment, keys, skip, spec=None):
         """Embed ``items[positions]``: (one vector or None per position, failures, changed).
 
-        Images are decoded batch by batch; with ``skip`` an image that fails to decode
-        is left out of its batch and reported in ``failures`` (position -> reason).
-        With ``spec`` (a cache is in use) each file is decoded from the bytes it is
-        re-keyed from, and ``changed`` holds the positions whose key no longer matches.
+        Images are decoded batch by batch, by ``n_jobs`` threads while the model runs
+        the previous batch; with ``skip`` an image that fails to decode is left out of
+        its batch and reported in ``failures`` (position -> reason). With ``spec`` (a
+        cache is in use) each file is decoded from the bytes it is re-keyed from, and
+        ``changed`` holds the positions whose key no longer matches.
         """
         import torch
 
         loaded = self._loaded
-        batches = list(iter_batches(len(positions), self.batch_size))
+        batches = [positions[batch] for batch in iter_batches(len(positions), self.batch_size)]
         bar = None
         if self.verbose:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(positions), desc=f"{type(self).__name__} ({kind}s)", unit=kind)
         vectors, failures, changed = [], {}, set()
-        side = _resized_side(loaded.preprocess)
-        for batch in batches:
-            chunk = positions[batch]
-            if kind == "text":
-                readable = chunk
-            else:
-                images, readable = self._decode(
-                    items, chunk, failures, skip, side, (spec, keys, changed)
-                )
-            features = None
-            if readable:
-                with torch.inference_mode(), loaded.autocast():
-                    if kind == "text":
-                        tokens = loaded.tokenizer([items[i] for i in chunk]).to(loaded.device)
-                        features = loaded.model.encode_text(tokens)
-                    elif augment:
-                        features = self._augmented_features(
-                            images, [keys[i] for i in readable], loaded
-                        )
-                    else:
-                        pixels = torch.stack([loaded.preprocess(image) for image in images])
-                        features = self._forward_images(loaded, pixels.to(loaded.device))
-                features = iter(features.float().cpu().numpy())
-            vectors.extend(None if i in failures else next(features) for i in chunk)
-            if bar is not None:
-                bar.update(len(chunk))
+        if kind == "text":
+            decoded = ((chunk, None) for chunk in batches)
+        else:
+            decoder = _ItemDecoder(items, loaded, None if augment else loaded.preprocess, spec, keys)
+            decoded = _decode_batches(decoder, batches, _decode_workers(self.n_jobs, loaded.device))
+        with contextlib.closing(decoded):
+            for chunk, results in decoded:
+                readable = chunk if results is None else self._collect(results, failures, changed, skip)
+                features = None
+                if readable:
+                    with torch.inference_mode():
+                        features = self._forward_chunk(items, kind, augment, results, readable, keys, loaded)
+                    features = iter(features.float().cpu().numpy())
+                vectors.extend(None if i in failures else next(features) for i in chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
         if bar is not None:
             bar.close()
         return vectors, failures, changed
 
-    def _decode(self, items, chunk, failures, skip, side, keyed):
-        spec, keys, changed = keyed
-        images, readable = [], []
-        for index in chunk:
-            try:
-                item, content = items[index], None
-                if spec is not None and isinstance(item, (str, os.PathLike)):
-                    identity = _image_bytes(item, index)
-                    if content_hash(spec, "image", identity) != keys[index]:
-                        changed.add(index)
-                    content = identity[len(_FILE_PREFIX):]
-                name = _describe(item, index)
-                images.append(load_rgb(item, name=name, resized_side=side, content=content))
-                readable.append(index)
-            except (OSError, UnreadableImageError) as exc:
+    @staticmethod
+    def _collect(results, failures, changed, skip):
+        """The positions decoded in one batch; the others go to ``failures`` (or raise)."""
+        readable = []
+        for index, outcome in results:
+            if isinstance(outcome, Exception):
                 if not skip:
-                    raise
-                failures[index] = str(exc)  # names the file, or the item's position
-        return images, readable
+                    raise outcome
+                failures[index] = str(outcome)  # names the file, or the item's position
+                continue
+            readable.append(index)
+            if outcome[1]:
+                changed.add(index)
+        return readable
+
+    def _forward_chunk(self, items, kind, augment, results, readable, keys, loaded):
+        import torch
+
+        if kind == "text":
+            tokens = loaded.tokenizer([items[i] for i in readable]).to(loaded.device)
+            return loaded.model.encode_text(tokens)
+        decoded = [outcome[0] for _, outcome in results if not isinstance(outcome, Exception)]
+        if augment:
+            return self._augmented_features(decoded, [keys[i] for i in readable], loaded)
+        pixels = torch.stack(decoded)
+        if loaded.device.type == "cuda":
+            pixels = pixels.pin_memory()  # lets the copy below run asynchronously
+        return self._forward_images(loaded, pixels)
 
     def _augmented_features(self, images, keys, loaded):
         """Mean of ``n_augmentations`` views' normalised features, per decoded image."""
@@ -699,6 +771,11 @@ class CLIPEncoder(_BaseEncoder):
         Seeds the augmentations (only used when ``n_augmentations > 0``).
     verbose : int, default=0
         Show a progress bar over batches.
+    n_jobs : int or None, default=None
+        Threads that decode and preprocess images while the model runs the previous
+        batch. None keeps the model busy: up to 8 threads beside a GPU, up to 4 on
+        the CPU, never more than the cores; 1 decodes in the calling thread; -1 uses
+        every core. The rows, their order and ``on_error="skip"`` do not depend on it.
 
     Attributes
     ----------
@@ -748,6 +825,7 @@ class CLIPEncoder(_BaseEncoder):
         on_error="raise",
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.model = model
         self.pretrained = pretrained
@@ -761,6 +839,7 @@ class CLIPEncoder(_BaseEncoder):
         self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def encode_text(self, texts):
         """Embed strings with the text tower (whatever ``modality`` says).
@@ -813,7 +892,7 @@ class ImageEncoder(_BaseEncoder):
         ``"default"``/``True`` loads timm's pretrained weights (network or the local
         hub cache); a path loads a local weights file; ``None``/``False`` is a random
         initialisation (seed 0).
-    batch_size, device, precision, normalize, cache, n_augmentations, on_error, random_state, verbose
+    batch_size, device, precision, normalize, cache, n_augmentations, on_error, random_state, verbose, n_jobs
         As in :class:`CLIPEncoder`.
 
     Examples
@@ -840,6 +919,7 @@ class ImageEncoder(_BaseEncoder):
         on_error="raise",
         random_state=None,
         verbose=0,
+        n_jobs=None,
     ):
         self.model = model
         self.pretrained = pretrained
@@ -852,6 +932,7 @@ class ImageEncoder(_BaseEncoder):
         self.on_error = on_error
         self.random_state = random_state
         self.verbose = verbose
+        self.n_jobs = n_jobs
 
     def _weights_identity(self):
         if self.pretrained in ("default", True):

@@ -11,6 +11,7 @@ import pytest
 from sklearn.pipeline import make_pipeline
 
 from skvlm import CLIPEncoder
+from skvlm import _cache_shards
 from skvlm import _embedding_cache as store
 from skvlm import __main__ as cli
 from skvlm.__main__ import main
@@ -20,8 +21,33 @@ from skvlm.encoders import CacheCorruptionWarning, CacheWriteWarning, cache_info
 TINY = dict(model="skvlm-tiny", device="cpu")
 
 
+class _Entry:
+    """Where one entry lives in a shard file: its key and its payload's byte range."""
+
+    def __init__(self, path, key, offset, width):
+        self.path, self.key, self.offset, self.width = path, key, offset, width
+
+    def flip_a_payload_bit(self):
+        data = bytearray(self.path.read_bytes())
+        data[self.offset + 3] ^= 0x10
+        self.path.write_bytes(bytes(data))
+
+
+def _shards(folder):
+    return sorted((folder / "skvlm-embeddings-v2" / "shards").glob("*.shard"))
+
+
 def _entries(folder):
-    return sorted((folder / "skvlm-embeddings-v2").rglob("*.emb"))
+    """Every entry of every (readable) shard, oldest shard first, rows in order."""
+    from skvlm._cache_shards import Shard
+
+    entries = []
+    for path in _shards(folder):
+        shard = Shard.read(path)
+        width = 4 * shard.dim
+        entries += [_Entry(path, key.hex(), shard.data_offset + row * width, width)
+                    for row, key in enumerate(shard.keys.tolist())]
+    return entries
 
 
 def _encode_cold(images, folder, **params):
@@ -102,8 +128,8 @@ def test_entries_follow_the_umask_so_a_group_can_share_the_folder(tmp_path):
         store._DiskLayer(tmp_path).put_many({"aa" * 20: np.ones(3, dtype=np.float32)})
     finally:
         os.umask(old)
-    (entry,) = tmp_path.rglob("*.emb")
-    assert entry.stat().st_mode & 0o777 == 0o664
+    (shard,) = tmp_path.rglob("*.shard")
+    assert shard.stat().st_mode & 0o777 == 0o664
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
@@ -130,7 +156,9 @@ def test_a_failed_cache_write_warns_and_keeps_the_result(tmp_path, tiny_images, 
     def full_disk(path, data):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store, "_write_atomically", full_disk)
+    from skvlm import _cache_shards
+
+    monkeypatch.setattr(_cache_shards, "write_atomically", full_disk)
     with pytest.warns(CacheWriteWarning, match="No space left") as record:
         out = _encode_cold(images[:2], tmp_path / "cache")
     assert record[0].filename == __file__  # blamed on the caller, not on skvlm's internals
@@ -149,39 +177,45 @@ class _RunsCodeWhenUnpickled:
         return (open, (self.marker, "w"))
 
 
-def _truncate(path, tmp_path):
-    path.write_bytes(path.read_bytes()[:-7])
+def _truncate(entries, tmp_path):
+    """Cut the shard inside the third of its four entries: the last two are torn."""
+    path = entries[0].path
+    path.write_bytes(path.read_bytes()[: entries[2].offset + 7])
+    return 2, [entries[2], entries[3]]
 
 
-def _flip_a_payload_bit(path, tmp_path):
-    data = bytearray(path.read_bytes())
-    data[40] ^= 0x10
-    path.write_bytes(bytes(data))
+def _flip_payload_bits(entries, tmp_path):
+    for entry in entries[:2]:
+        entry.flip_a_payload_bit()
+    return 2, entries[:2]
 
 
-def _empty(path, tmp_path):
-    path.write_bytes(b"")
+def _empty(entries, tmp_path):
+    entries[0].path.write_bytes(b"")
+    return 1, entries
 
 
-def _pickle(path, tmp_path):
-    path.write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(tmp_path / "code-ran")))
+def _pickle(entries, tmp_path):
+    entries[0].path.write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(tmp_path / "code-ran")))
+    return 1, entries
 
 
-@pytest.mark.parametrize("damage", [_truncate, _flip_a_payload_bit, _empty, _pickle])
+@pytest.mark.parametrize("damage", [_truncate, _flip_payload_bits, _empty, _pickle])
 def test_a_damaged_entry_is_recomputed_rewritten_and_reported_once(tmp_path, tiny_images, damage):
     images, _ = tiny_images
     folder = tmp_path / "cache"
     expected = CLIPEncoder(**TINY).transform(images[:4])
     _encode_cold(images[:4], folder)
     entries = _entries(folder)
-    assert len(entries) == 4
-    for path in entries[:2]:
-        damage(path, tmp_path)
+    assert len(entries) == 4 and len({entry.path for entry in entries}) == 1
+    n_reported, damaged = damage(entries, tmp_path)
 
-    with pytest.warns(CacheCorruptionWarning, match="2 damaged") as record:
+    with pytest.warns(CacheCorruptionWarning, match=f"{n_reported} damaged") as record:
         again = _encode_cold(images[:4], folder)
     (warning,) = [w for w in record if w.category is CacheCorruptionWarning]
-    assert any(str(path) in str(warning.message) for path in entries[:2])
+    assert str(entries[0].path) in str(warning.message)
+    if n_reported == 2:  # the damaged entries are named, not only their file
+        assert any(entry.key in str(warning.message) for entry in damaged)
     assert "recomputed" in str(warning.message)
     assert warning.filename == __file__  # points at the user's transform call
     np.testing.assert_allclose(again, expected, atol=1e-6)
@@ -190,6 +224,24 @@ def test_a_damaged_entry_is_recomputed_rewritten_and_reported_once(tmp_path, tin
     with warnings.catch_warnings():
         warnings.simplefilter("error", CacheCorruptionWarning)
         np.testing.assert_allclose(_encode_cold(images[:4], folder), expected, atol=1e-6)
+        _cache_shards._STORES.clear()  # a fresh process: the damaged shard is not reported again
+        np.testing.assert_allclose(_encode_cold(images[:4], folder), expected, atol=1e-6)
+
+
+def test_a_flipped_key_byte_fails_the_header_checksum(tmp_path, tiny_images):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    expected = CLIPEncoder(**TINY).transform(images[:3])
+    _encode_cold(images[:3], folder)
+    (path,) = _shards(folder)
+    data = bytearray(path.read_bytes())
+    data[32 + 5] ^= 0x01  # inside the first key of the header
+    path.write_bytes(bytes(data))
+    with pytest.warns(CacheCorruptionWarning, match="header checksum"):
+        again = _encode_cold(images[:3], folder)
+    np.testing.assert_allclose(again, expected, atol=1e-6)
+    info = cache_info(folder, verify=True)
+    assert info["entries"] == 3 and info["damaged"] == 0 and info["damaged_files"] == 1
 
 
 def test_an_entry_copied_under_another_name_is_not_returned(tmp_path, tiny_images):
@@ -198,7 +250,9 @@ def test_an_entry_copied_under_another_name_is_not_returned(tmp_path, tiny_image
     expected = CLIPEncoder(**TINY).transform(images[:2])
     _encode_cold(images[:2], folder)
     first, second = _entries(folder)
-    second.write_bytes(first.read_bytes())  # both files now hold the first's vector
+    data = bytearray(first.path.read_bytes())  # both slots now hold the first's vector
+    data[second.offset : second.offset + second.width] = data[first.offset : first.offset + first.width]
+    first.path.write_bytes(bytes(data))
     clear_memory_cache()
     pipeline = make_pipeline(CLIPEncoder(**TINY, cache=str(folder)))
     with pytest.warns(CacheCorruptionWarning, match="checksum") as record:
@@ -393,25 +447,32 @@ def test_two_processes_filling_one_folder_leave_whole_correct_entries(tmp_path, 
 # ----------------------------------------------------------------------------- maintenance
 
 
+def _disk_bytes(paths):
+    return sum(path.stat().st_blocks * 512 for path in paths)
+
+
 def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
     images, _ = tiny_images
     folder = tmp_path / "cache"
     _encode_cold(images[:5], folder)
     entries = _entries(folder)
-    (entries[0].parent / ".tmp-0123456789abcdef").write_bytes(b"half")  # a killed writer's
+    shards = folder / "skvlm-embeddings-v2" / "shards"
+    (shards / ".tmp-0123456789abcdef").write_bytes(b"half")  # a killed writer's
     # Look-alikes of skvlm's names that skvlm never writes: not counted, never deleted.
-    mine = [entries[1].parent / "notes.txt", entries[1].parent / f"{entries[1].parent.name}.emb",
-            entries[1].parent / ".tmp-notes", folder / "skvlm-embeddings-v2" / "zz" / ("a" * 40 + ".emb")]
+    mine = [shards / "notes.txt", shards / "1234.shard", shards / ".tmp-notes",
+            folder / "skvlm-embeddings-v2" / "zz" / ("a" * 40 + ".emb")]
     mine[-1].parent.mkdir()
     for path in mine:
         path.write_text("mine")
     (folder / "skvlm-embeddings.sqlite").write_bytes(b"old")
-    _flip_a_payload_bit(entries[2], tmp_path)
+    entries[2].flip_a_payload_bit()
 
     info = cache_info(folder, verify=True)
     assert info["entries"] == 5 and info["temporary_files"] == 1 and info["damaged"] == 1
-    assert info["legacy_sqlite"] is True
-    assert info["bytes"] == sum(p.stat().st_size for p in entries) + 4
+    assert info["files"] == 1 and info["legacy_sqlite"] is True
+    written = [entries[0].path, shards / ".tmp-0123456789abcdef"]
+    assert info["bytes"] == _disk_bytes(written)  # blocks allocated, not sizes
+    assert info["apparent_bytes"] == sum(path.stat().st_size for path in written)
 
     assert main(["cache", "info", str(folder), "--verify"]) == 0
     out = capsys.readouterr().out
@@ -419,9 +480,9 @@ def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
     assert f"size: {cli._size(info['bytes'])}\n" in out
 
     assert main(["cache", "clear", str(folder)]) == 0
-    assert "removed 7 files" in capsys.readouterr().out
+    assert "removed 3 files" in capsys.readouterr().out  # shard, temporary file, sqlite
     assert all(path.read_text() == "mine" for path in mine)
-    assert not any(path.exists() for path in entries)
+    assert not any(path.exists() for path in written)
     assert not (folder / "skvlm-embeddings.sqlite").exists()
     # The memory layer was emptied too: the next encode goes back to the model.
     again = CLIPEncoder(**TINY, cache=str(folder)).transform(images[:5])
@@ -439,7 +500,7 @@ def test_a_joblib_memory_location_is_found(tmp_path, tiny_images):
     images, _ = tiny_images
     CLIPEncoder(**TINY, cache=Memory(tmp_path, verbose=0)).transform(images[:2])
     assert cache_info(tmp_path)["entries"] == 2
-    assert clear_cache(tmp_path)["files_removed"] == 2
+    assert clear_cache(tmp_path)["entries_removed"] == 2
 
 
 def test_a_folder_without_a_cache_is_a_one_line_error(tmp_path, capsys):
@@ -461,9 +522,13 @@ def test_a_checksum_valid_non_finite_entry_is_recomputed_not_returned(tmp_path, 
     folder = tmp_path / "cache"
     expected = CLIPEncoder(**TINY).transform(images[:3])
     _encode_cold(images[:3], folder)
-    entry = _entries(folder)[0]
-    width = expected.shape[1]
-    entry.write_bytes(store._encode_entry(entry.stem, np.full(width, np.nan, dtype=np.float32)))
+    from skvlm._cache_shards import encode_shard
+
+    entries = _entries(folder)
+    data = entries[0].path.read_bytes()
+    vectors = {e.key: np.frombuffer(data[e.offset : e.offset + e.width], "<f4") for e in entries}
+    vectors[entries[0].key] = np.full(expected.shape[1], np.nan, dtype=np.float32)
+    entries[0].path.write_bytes(encode_shard(vectors))  # valid checksums, a NaN vector
     assert cache_info(folder, verify=True)["damaged"] == 1
 
     with pytest.warns(CacheCorruptionWarning, match="1 damaged.*non-finite"):
@@ -488,7 +553,7 @@ def test_a_repeated_item_with_a_damaged_entry_is_reported_as_one(tmp_path, tiny_
     folder = tmp_path / "cache"
     _encode_cold(images[:1], folder)
     (entry,) = _entries(folder)
-    _truncate(entry, tmp_path)
+    entry.path.write_bytes(entry.path.read_bytes()[: entry.offset + 7])
     with pytest.warns(CacheCorruptionWarning, match="^1 damaged embedding cache entry "):
         again = _encode_cold(np.stack([images[0]] * 3), folder)
     np.testing.assert_allclose(again, CLIPEncoder(**TINY).transform(np.stack([images[0]] * 3)),
@@ -517,7 +582,7 @@ def test_a_tilde_in_the_cache_path_means_the_home_folder(tmp_path, tiny_images, 
     assert len(_entries(home / ".cache" / "skvlm")) == 2
     assert list(elsewhere.iterdir()) == []  # no folder literally named '~'
     assert cache_info("~/.cache/skvlm")["entries"] == 2
-    assert clear_cache("~/.cache/skvlm")["files_removed"] == 2
+    assert clear_cache("~/.cache/skvlm")["entries_removed"] == 2
 
 
 def test_a_file_given_as_the_cache_folder_is_a_clear_error(tmp_path, tiny_images):
@@ -567,13 +632,38 @@ def test_info_survives_a_file_that_goes_away_while_it_counts(tmp_path, tiny_imag
     images, _ = tiny_images
     folder = tmp_path / "cache"
     _encode_cold(images[:2], folder)
-    entries = _entries(folder)
+    shards = _shards(folder)
     real_store_files = store._store_files
 
     def listed_then_renamed(root):  # a writer renames its temporary file meanwhile
-        found, temporary = real_store_files(root)
-        return found, [*temporary, entries[0].parent / ".tmp-0123456789abcdef"]
+        found = real_store_files(root)
+        found["temporary"].append(shards[0].parent / ".tmp-0123456789abcdef")
+        return found
 
     monkeypatch.setattr(store, "_store_files", listed_then_renamed)
     info = cache_info(folder)
-    assert info["bytes"] == sum(path.stat().st_size for path in entries)
+    assert info["bytes"] == _disk_bytes(shards)
+
+
+def test_the_one_file_per_entry_store_of_earlier_versions_is_still_read(
+    tmp_path, tiny_images, count_forward
+):
+    images, _ = tiny_images
+    folder = tmp_path / "cache"
+    expected = CLIPEncoder(**TINY).transform(images[:3])
+    _encode_cold(images[:3], folder)
+    entries = _entries(folder)
+    data = entries[0].path.read_bytes()
+    root = folder / "skvlm-embeddings-v2"
+    for entry in entries:  # the same vectors in the layout earlier versions wrote
+        path = root / entry.key[:2] / f"{entry.key}.emb"
+        path.parent.mkdir(exist_ok=True)
+        vector = np.frombuffer(data[entry.offset : entry.offset + entry.width], "<f4")
+        path.write_bytes(store._encode_entry(entry.key, vector))
+    entries[0].path.unlink()
+    info = cache_info(folder, verify=True)
+    assert (info["entries"], info["files"], info["damaged"]) == (3, 3, 0)
+    counts = count_forward(CLIPEncoder(**TINY)._loaded)
+    np.testing.assert_allclose(_encode_cold(images[:3], folder), expected, atol=1e-6)
+    assert counts["image"] == 0  # every vector came from the old entries
+    assert clear_cache(folder)["entries_removed"] == 3

@@ -242,7 +242,10 @@ def test_joblib_memory_is_accepted_as_cache(tmp_path, tiny_images):
 
     images, _ = tiny_images
     CLIPEncoder(**TINY, cache=Memory(tmp_path, verbose=0)).transform(images[:2])
-    assert len(list((tmp_path / "skvlm").rglob("*.emb"))) == 2
+    from skvlm.encoders import cache_info
+
+    assert cache_info(tmp_path / "skvlm")["entries"] == 2
+    assert len(list((tmp_path / "skvlm").rglob("*.shard"))) == 1
 
 
 def test_cache_key_depends_on_content_not_on_normalize(tmp_path, tiny_images, count_forward):
@@ -306,3 +309,86 @@ def test_bf16_weights_keep_the_zero_shot_predictions_of_fp32_on_tiny_scenes():
     truth = np.array([shapes.index(shape) for shape in scenes.factors["shape"]])
     assert (predictions["fp32"] == truth).mean() > 0.5
     assert (predictions["bf16"] == predictions["fp32"]).mean() >= 0.995
+
+
+def _mixed_items(tmp_path, tiny_images):
+    """13 image files, a corrupt one, a missing one and an in-memory image."""
+    images, _ = tiny_images
+    paths = []
+    for i, image in enumerate(images[:13]):
+        path = tmp_path / f"im{i}.png"
+        Image.fromarray(image).save(path)
+        paths.append(str(path))
+    (tmp_path / "corrupt.png").write_bytes(b"not a png at all")
+    missing = str(tmp_path / "missing.png")
+    return (paths[:3] + [str(tmp_path / "corrupt.png")] + paths[3:9] + [missing]
+            + paths[9:] + [images[20]])
+
+
+@pytest.mark.parametrize("cache", [None, "disk"])
+def test_parallel_decoding_returns_exactly_the_serial_rows_skips_included(
+    tmp_path, tiny_images, cache
+):
+    from skvlm.encoders import UnreadableImageWarning
+
+    items = _mixed_items(tmp_path, tiny_images)
+    results = {}
+    for n_jobs in (1, 2, 3, -1, None):
+        folder = str(tmp_path / f"cache{n_jobs}") if cache else None
+        encoder = CLIPEncoder(**TINY, batch_size=4, on_error="skip", n_jobs=n_jobs, cache=folder)
+        with pytest.warns(UnreadableImageWarning) as caught:
+            embeddings, kept = encoder.transform(items, return_indices=True)
+        results[n_jobs] = embeddings, kept, [str(w.message) for w in caught]
+    serial_embeddings, serial_kept, serial_warnings = results[1]
+    assert serial_kept.tolist() == [0, 1, 2] + list(range(4, 10)) + list(range(11, 16))
+    for n_jobs, (embeddings, kept, messages) in results.items():
+        np.testing.assert_array_equal(kept, serial_kept, err_msg=str(n_jobs))
+        np.testing.assert_array_equal(embeddings, serial_embeddings, err_msg=str(n_jobs))
+        assert messages == serial_warnings
+
+
+def test_a_worker_decoding_error_names_the_file(tmp_path, tiny_images):
+    from skvlm._images import UnreadableImageError
+
+    items = _mixed_items(tmp_path, tiny_images)
+    for n_jobs in (1, 3):
+        with pytest.raises(UnreadableImageError, match="corrupt.png"):
+            CLIPEncoder(**TINY, batch_size=4, n_jobs=n_jobs).transform(items)
+
+
+def test_n_jobs_zero_is_refused_with_the_choices(tiny_images):
+    with pytest.raises(ValueError, match="n_jobs=0.*None"):
+        CLIPEncoder(**TINY, n_jobs=0).transform(tiny_images[0][:2])
+
+
+def test_the_next_batch_is_decoded_while_the_model_runs(tmp_path, tiny_images, monkeypatch):
+    import threading
+
+    from skvlm import encoders
+
+    items = _mixed_items(tmp_path, tiny_images)[:3] + _mixed_items(tmp_path, tiny_images)[4:7]
+    second_batch_started, threads = threading.Event(), set()
+    real_load = encoders.load_rgb
+
+    def spying_load(item, **kwargs):
+        threads.add(threading.current_thread().name)
+        if items.index(item) >= 3:
+            second_batch_started.set()
+        return real_load(item, **kwargs)
+
+    monkeypatch.setattr(encoders, "load_rgb", spying_load)
+    encoder = CLIPEncoder(**TINY, batch_size=3, n_jobs=2)
+    real_forward = encoders.CLIPEncoder._forward_images
+    seen_during_first_forward = []
+
+    def waiting_forward(self, loaded, pixels):
+        if not seen_during_first_forward:
+            # The first batch is on the model: the second one must be decoding now
+            # (the wait only bounds a failure; it returns as soon as the event is set).
+            seen_during_first_forward.append(second_batch_started.wait(timeout=30))
+        return real_forward(self, loaded, pixels)
+
+    monkeypatch.setattr(encoders.CLIPEncoder, "_forward_images", waiting_forward)
+    encoder.transform(items)
+    assert seen_during_first_forward == [True]
+    assert threads and all(name.startswith("skvlm-decode") for name in threads)

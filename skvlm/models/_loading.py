@@ -68,8 +68,8 @@ class LoadedModel:
     image_size : tuple of int
         (height, width) the image tower expects.
     fingerprint : str
-        Hash of the architecture, the weights' content and the preprocessing, used
-        to content-address cached embeddings.
+        Hash of the architecture, the weights' content, the preprocessing and the
+        precision; computed on first use (it reads every weight).
     source_signature : tuple
         The registered architecture config and, for a local checkpoint, its (size,
         mtime, inode, ctime) when it was read: a config registered anew under the
@@ -86,10 +86,18 @@ class LoadedModel:
     precision: str
     embed_dim: int
     image_size: tuple
-    fingerprint: str
     kind: str = "clip"
     extra: dict = field(default_factory=dict)
     source_signature: Any = None
+
+    @property
+    def fingerprint(self):
+        if "fingerprint" not in self.extra:
+            self.extra["fingerprint"] = _state_fingerprint(
+                self.model, self.kind, self.name, _describe_preprocess(self.preprocess),
+                self.precision,
+            )
+        return self.extra["fingerprint"]
 
     @property
     def dtype(self):
@@ -340,6 +348,45 @@ def _check_state_dict(module, state, path, name):
             )
 
 
+def _finite_flags(tensors):
+    """Whether each float tensor is free of NaN and infinity: one pass over each.
+
+    The max-abs norm is infinite exactly when a value is, and NaN when one is (it
+    never overflows, unlike a sum), and needs no element-wise mask.
+    """
+    import torch
+
+    flags = [True] * len(tensors)
+    filled = [i for i, t in enumerate(tensors) if t.numel()]  # an empty tensor is finite
+    if filled:
+        norms = torch._foreach_norm([tensors[i].detach() for i in filled], float("inf"))
+        finite = torch.isfinite(torch.stack([n.float().cpu() for n in norms])).tolist()
+        for i, ok in zip(filled, finite):
+            flags[i] = ok
+    return flags
+
+
+def _float_tensors(module):
+    return {key: t for key, t in module.state_dict().items() if t.is_floating_point()}
+
+
+def _check_finite_after_load(module, finite_before, path, name):
+    """Raise CheckpointError for a tensor the file made NaN or infinite (as the model holds it)."""
+    import torch
+
+    after = _float_tensors(module)
+    keys = [key for key in after if finite_before.get(key)]
+    for key, finite in zip(keys, _finite_flags([after[key] for key in keys])):
+        if not finite:
+            value = after[key]
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(
+                f"Checkpoint {path!r} cannot be loaded into {name!r}: tensor {key!r} holds "
+                f"{bad} NaN or infinite value(s) out of {value.numel()} (as {value.dtype}), "
+                "which would make the embeddings NaN."
+            )
+
+
 def _tensor_problem(value, reference):
     """Why a checkpoint tensor cannot replace ``reference``, or None."""
     import torch
@@ -353,23 +400,20 @@ def _tensor_problem(value, reference):
         reference.is_complex(),
     ):
         return f"is {value.dtype} in the file but {reference.dtype} in the model"
-    if value.is_floating_point() and bool(torch.isfinite(reference).all()):
-        # Checked as the model will hold it: float64 values past float32's range
-        # turn into infinities when copied in.
-        finite = torch.isfinite(value.to(reference.dtype))
-        if not bool(finite.all()):
-            return (
-                f"holds {int((~finite).sum())} NaN or infinite value(s) out of "
-                f"{value.numel()} (as {reference.dtype}), which would make the embeddings NaN"
-            )
-    return None
+    return None  # values are checked after the copy, in one pass (_check_finite_after_load)
 
 
 def _load_checked(module, path, name, state=None):
-    """Load a local checkpoint into ``module`` after checking every tensor's shape."""
+    """Load a local checkpoint into ``module``, checking every tensor's shape and kind
+    before the copy and, after it, that the file made no finite tensor NaN or infinite
+    (checked as the model holds it: float64 values past float32's range, or past
+    fp16's, turn into infinities when copied in). On error ``module`` is discarded."""
     state = _load_state_dict(path) if state is None else state
     _check_state_dict(module, state, path, name)
+    before = _float_tensors(module)
+    finite_before = dict(zip(before, _finite_flags(list(before.values()))))
     module.load_state_dict(state, strict=True)
+    _check_finite_after_load(module, finite_before, path, name)
 
 
 def _file_signature(pretrained):
@@ -445,15 +489,11 @@ def _load_big_vision(model, path, name):
     each array into the timm image tower and the text tower it expects.
     """
     import open_clip
-    import torch
 
     if not hasattr(model.visual, "trunk"):
         raise CheckpointError(f"Cannot load {path!r} into {name!r}: {_NPZ_HINT}")
-    finite_before = {
-        key: bool(torch.isfinite(tensor).all())
-        for key, tensor in model.state_dict().items()
-        if tensor.is_floating_point()
-    }
+    before = _float_tensors(model)
+    finite_before = dict(zip(before, _finite_flags(list(before.values()))))
     try:
         open_clip.load_checkpoint(model, path)
     except Exception as exc:  # noqa: BLE001 - open_clip's converter indexes the arrays blindly
@@ -461,12 +501,7 @@ def _load_big_vision(model, path, name):
             f"Cannot load the big_vision checkpoint {path!r} into {name!r}: "
             f"{type(exc).__name__}: {str(exc)[:200]}"
         ) from None
-    for key, tensor in model.state_dict().items():
-        if finite_before.get(key) and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(
-                f"Checkpoint {path!r} cannot be loaded into {name!r}: tensor {key!r} holds "
-                "NaN or infinite values, which would make the embeddings NaN."
-            )
+    _check_finite_after_load(model, finite_before, path, name)
 
 
 def _build_open_clip(name, pretrained, precision="fp32"):
@@ -665,9 +700,6 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
             builder = _build_open_clip
         module, tokenizer, preprocess, embed_dim, image_size = builder(model, resolved, precision)
         module.eval().requires_grad_(False)
-        fingerprint = _state_fingerprint(
-            module, kind, model, _describe_preprocess(preprocess), precision
-        )
         loaded = LoadedModel(
             name=model,
             pretrained=resolved,
@@ -678,7 +710,6 @@ def load_model(model="ViT-B-32", pretrained="default", device="auto", precision=
             precision=precision,
             embed_dim=embed_dim,
             image_size=image_size,
-            fingerprint=fingerprint,
             kind=kind,
             source_signature=signature,
         )
