@@ -141,3 +141,16 @@ def test_progress_lines_go_to_stderr_once_with_verbose(capsys):
     lines = [line for line in err.splitlines() if "few-shot: 1 shot(s)" in line]
     assert len(lines) == 1 and lines[0].startswith("[") and " s] " in lines[0]
     assert "few-shot" not in quiet
+
+
+def test_chosen_parameters_table_shows_the_distinct_choices_per_shots():
+    from skvlm.studies._report import _params_markdown
+
+    runs = pd.DataFrame({"label": ["Tip-Adapter"] * 3 + ["NearestPrototype"],
+                         "shots": [1, 1, 2, 1],
+                         "params": [{"beta": 1.0, "alpha": 0.5}, {"beta": 2.0, "alpha": 0.5},
+                                    {"beta": 1.0, "alpha": 0.5}, {}]})
+    table = _params_markdown(runs).splitlines()
+    assert table[0] == "| method | 1-shot | 2-shot |"
+    assert table[2] == "| Tip-Adapter | beta=1, alpha=0.5 / beta=2, alpha=0.5 | beta=1, alpha=0.5 |"
+    assert len(table) == 3  # nothing tuned for NearestPrototype: no row

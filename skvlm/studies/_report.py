@@ -58,15 +58,23 @@ def published_markdown(summary):
 
 
 def _params_markdown(runs):
-    """The hyper-parameters chosen per (method, shots), one entry per seed."""
+    """The hyper-parameters chosen per method (rows) and shots (columns).
+
+    A cell shows the distinct values the seeds chose, separated by " / ".
+    """
     if "params" not in runs.columns:
         return None
+    shots = sorted(runs["shots"].unique())
     rows = []
-    for (label, shots), part in runs.groupby(["label", "shots"], sort=False):
-        chosen = [p for p in part["params"] if p]
-        if chosen:
-            rows.append([label, shots, "; ".join(_params_text(p) for p in chosen)])
-    return _markdown_table(["method", "shots", "values (one per seed)"], rows) if rows else None
+    for label, part in runs.groupby("label", sort=False):
+        cells = []
+        for k in shots:
+            chosen = [_params_text(p) for p in part[part["shots"] == k]["params"] if p]
+            cells.append(" / ".join(dict.fromkeys(chosen)) if chosen else "–")
+        if any(cell != "–" for cell in cells):
+            rows.append([label] + cells)
+    header = ["method"] + [f"{k}-shot" for k in shots]
+    return _markdown_table(header, rows) if rows else None
 
 
 def _params_text(params):
@@ -306,7 +314,9 @@ def _fewshot_section(summary, fewshot_summary, fewshot_runs, figures):
         runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
         params = _params_markdown(runs)
         if params:
-            lines += ["Hyper-parameters chosen on the validation shots:", "", params, ""]
+            lines += ["Hyper-parameters chosen on the validation shots (the distinct values "
+                      "over seeds; the defaults when untuned):", "",
+                      params, ""]
     return lines
 
 
