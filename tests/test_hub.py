@@ -23,11 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
 import json, sys, time
-import open_clip  # imported first: the clock measures the failure, not torch's import
+import open_clip  # imported first: the clock measures the failure, not the imports
+try:
+    import timm
+except ImportError:
+    pass
 from skvlm.models import WeightsUnavailableError, load_model
 start = time.perf_counter()
 try:
-    load_model(sys.argv[1], sys.argv[2], device="cpu")
+    if sys.argv[2] == "timm":
+        load_model(sys.argv[1], "default", device="cpu", kind="timm")
+    else:
+        load_model(sys.argv[1], sys.argv[2], device="cpu")
     outcome = {"error": None}
 except WeightsUnavailableError as exc:
     outcome = {"error": str(exc), "type": type(exc).__name__}
@@ -74,7 +81,7 @@ def _load_offline(tmp_path, port, model="ViT-B-32", tag="openai", **extra_env):
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env.pop(proxy, None)
     result = subprocess.run([sys.executable, "-c", _CHILD, model, tag], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, check=False)
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
@@ -99,6 +106,23 @@ def test_unreachable_hub_fails_in_one_probe_with_a_whole_message(tmp_path):
     assert hub.connections == 1  # one probe, no retry storm
     assert "Retrying" not in stderr
     assert outcome["elapsed"] < 5.0  # the issue's bound; offline it was 50 s
+
+
+def test_timm_weights_offline_fail_fast_too(tmp_path):
+    pytest.importorskip("timm")
+    hub = _StubHub()
+    try:
+        outcome, stderr = _load_offline(tmp_path, hub.port, model="vit_small_patch14_dinov2",
+                                        tag="timm")
+    finally:
+        hub.close()
+    message = outcome["error"]
+    assert outcome["type"] == "WeightsUnavailableError", outcome
+    assert "timm model 'vit_small_patch14_dinov2'" in message
+    assert "not in the local cache" in message and "HF_HUB_OFFLINE" in message
+    assert "ImageEncoder(model='vit_small_patch14_dinov2', pretrained='/path/to/" in message
+    assert hub.connections == 1 and "Retrying" not in stderr
+    assert outcome["elapsed"] < 5.0
 
 
 def test_refused_connection_fails_fast(tmp_path):
@@ -147,7 +171,7 @@ def test_cached_weights_load_without_retries_when_the_hub_is_down(tmp_path):
                PYTHONPATH=str(REPO))
     try:
         result = subprocess.run([sys.executable, "-c", _CACHED_CHILD], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=300, check=False)
+                                capture_output=True, text=True, timeout=600, check=False)
     finally:
         hub.close()
     assert result.returncode == 0, result.stderr

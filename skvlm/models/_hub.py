@@ -61,10 +61,33 @@ def _weights_source(model, tag):
     return None
 
 
+def _timm_source(model):
+    """(kind, where, files) of a timm model's pretrained weights, as timm resolves them."""
+    from timm.models import get_pretrained_cfg
+    from timm.models._hub import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME, has_hf_hub
+
+    cfg = get_pretrained_cfg(model)
+    if cfg is None:
+        return None
+    if cfg.hf_hub_id and has_hf_hub():
+        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else (HF_SAFE_WEIGHTS_NAME,
+                                                                    HF_WEIGHTS_NAME)
+        return "hf", cfg.hf_hub_id, names
+    if cfg.url:
+        return "torch-hub", cfg.url, (os.path.basename(cfg.url),)
+    return None
+
+
+def _torch_hub_folder():
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
 def _cached(kind, where, names):
     """Whether one of the files is already in the local cache open_clip reads."""
-    if kind == "url":
-        folder = Path("~/.cache/clip").expanduser()
+    if kind in ("url", "torch-hub"):
+        folder = Path("~/.cache/clip").expanduser() if kind == "url" else _torch_hub_folder()
         return any((folder / name).is_file() for name in names)
     from huggingface_hub import try_to_load_from_cache
 
@@ -74,13 +97,15 @@ def _cached(kind, where, names):
 def _cache_location(kind):
     if kind == "url":
         return str(Path("~/.cache/clip").expanduser())
+    if kind == "torch-hub":
+        return str(_torch_hub_folder())
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
 
 
 def _probe_url(kind, where, names):
-    if kind == "url":
+    if kind != "hf":
         return where
     from huggingface_hub import constants
 
@@ -121,17 +146,21 @@ def probe(url, timeout=PROBE_TIMEOUT_S):
     return outcome.get("error")
 
 
-def unavailable_error(model, tag, reason, *, cache=None):
+def unavailable_error(model, tag, reason, *, cache=None, kind="clip"):
     """The WeightsUnavailableError for ``model``/``tag``: one complete line, what to do."""
     where = f" ({cache})" if cache else ""
-    return WeightsUnavailableError(
-        f"Cannot load the pretrained weights {tag!r} of {model!r}: they are not in the "
-        f"local cache{where}, and {reason}. Without network access, download the "
-        f"checkpoint on another machine and pass its local path, e.g. "
+    what, example = f"{tag!r} of {model!r}", (
         f"CLIPEncoder(model={model!r}, pretrained='/path/to/open_clip_model.safetensors') "
-        f"(on the command line: --pretrained /path/to/file), or pretrained=None for "
-        f"random weights. Set HF_HUB_OFFLINE=1 to fail at once without asking the hub, "
-        f"and to load cached weights without network access."
+        "(on the command line: --pretrained /path/to/file)")
+    if kind == "timm":
+        what = f"of the timm model {model!r}"
+        example = f"ImageEncoder(model={model!r}, pretrained='/path/to/model.safetensors')"
+    return WeightsUnavailableError(
+        f"Cannot load the pretrained weights {what}: they are not in the local "
+        f"cache{where}, and {reason}. Without network access, download the checkpoint "
+        f"on another machine and pass its local path, e.g. {example}, or "
+        f"pretrained=None for random weights. Set HF_HUB_OFFLINE=1 to fail at once "
+        f"without asking the hub, and to load cached weights without network access."
     )
 
 
@@ -153,7 +182,7 @@ def _hub_offline_mode():
         constants.HF_HUB_OFFLINE = before
 
 
-def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S):
+def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S, kind="clip"):
     """Raise WeightsUnavailableError now if ``tag`` of ``model`` can be neither read nor fetched.
 
     Otherwise return the context to load the weights in. Weights that are not in
@@ -161,27 +190,29 @@ def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S):
     that does not answer one request within ``timeout`` seconds raises, a hub that
     answers lets open_clip download. Weights in the cache load as they are, except
     that a hub that does not answer is not asked again (huggingface_hub's offline
-    mode for the load).
+    mode for the load). ``kind="timm"``: ``model`` is a timm name, ``tag`` True.
     """
-    if tag is None and not model.startswith(_HF_PREFIX):
+    if not tag and not model.startswith(_HF_PREFIX):
         return contextlib.nullcontext()  # random weights: nothing to fetch
-    source = _weights_source(model, tag)
+    source = _timm_source(model) if kind == "timm" else _weights_source(model, tag)
     if source is None:
         return contextlib.nullcontext()
-    kind, where, names = source
-    if _cached(kind, where, names):
-        if kind == "hf" and not hub_offline() and probe(_probe_url(kind, where, names), timeout):
+    source_kind, where, names = source
+    if _cached(source_kind, where, names):
+        if (source_kind == "hf" and not hub_offline()
+                and probe(_probe_url(source_kind, where, names), timeout)):
             return _hub_offline_mode()
         return contextlib.nullcontext()
-    cache = _cache_location(kind)
-    if kind == "hf" and hub_offline():
+    cache = _cache_location(source_kind)
+    if source_kind == "hf" and hub_offline():
         raise unavailable_error(model, tag, "HF_HUB_OFFLINE is set, so the hub was not asked",
-                                cache=cache)
-    url = _probe_url(kind, where, names)
+                                cache=cache, kind=kind)
+    url = _probe_url(source_kind, where, names)
     reason = probe(url, timeout)
     if reason is not None:
         from urllib.parse import urlsplit
 
         host = urlsplit(url).netloc
-        raise unavailable_error(model, tag, f"{host} cannot be reached ({reason})", cache=cache)
+        raise unavailable_error(model, tag, f"{host} cannot be reached ({reason})", cache=cache,
+                                kind=kind)
     return contextlib.nullcontext()

@@ -607,7 +607,8 @@ def _build_timm(name, pretrained, precision="fp32"):
         raise ModelNotFound(
             f"Unknown timm model {name!r}." + (f" Close matches: {close}." if close else "")
         )
-    with _seeded_init():
+    hub = check_weights_reachable(name, use_pretrained, kind="timm")  # offline: seconds
+    with _seeded_init(), hub:
         try:
             model = timm.create_model(name, pretrained=use_pretrained, **kwargs)
         except (OSError, RuntimeError) as exc:
