@@ -50,5 +50,6 @@ def test_numeric_module_imports_without_torch_or_models(module):
 
 
 def test_the_check_sees_a_heavy_import():
-    # The probe itself must be able to fail: the training losses import torch.
-    assert "torch" in _loaded_after_import("skvlm.training")
+    # The probe itself must be able to fail: the training losses import torch (the
+    # package skvlm.training itself no longer does, so that RECIPES load without it).
+    assert "torch" in _loaded_after_import("skvlm.training._losses")
