@@ -1,51 +1,55 @@
-"""``python -m skvlm demo``: the seed papers' studies on the shipped tiny models and scenes."""
+"""``python -m skvlm demo``: every claim of the seed papers, measured on the tiny model zoo."""
 
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from .. import __version__
-from .._text import class_text_embeddings
-from ..retrieval import recall_at_k
-from ._common import logger, pandas, progress_to_stderr
-from ._diagnose import diagnose_embeddings
-from ._fewshot import run_fewshot_study, summarize_fewshot
-from ._findings import fewshot_summary_dict, findings, model_gains, retrieval_summary_dict
+from ._common import logger, progress_to_stderr
+from ._demo_measure import (
+    demo_diagnostics,
+    demo_fewshot,
+    demo_retrieval,
+    embedding_map_groups,
+    histogram_measures,
+    ovi_zero_shot_measures,
+    zero_shot_measures,
+)
+from ._findings import fewshot_summary_dict, findings, retrieval_summary_dict
+from ._findings_zoo import headroom, zoo_findings
 from ._report import write_report
-from ._retrieval import run_retrieval_study
+from ._zoo import image_only_fewshot
 
-# Prompt templates for the scene factors, written with words of make_scenes' captions
-# (the only vocabulary the tiny models know).
-_SCENE_TEMPLATES = {
+#: The tiny model zoo, in the order of the report's tables (issue 14).
+DEMO_MODELS = ("skvlm-tiny", "skvlm-tiny-slip", "skvlm-tiny-shared", "skvlm-tiny-align",
+               "skvlm-tiny-ssl")
+
+# Prompt templates of the first world (version 1), written with its captions' words.
+_V1_TEMPLATES = {
     "shape": ["a photo of a {}.", "a {}.", "there is a {}.", "this is a {}."],
     "colour": ["a photo of a {} shape.", "a {} object.", "there is a {} shape."],
     "background": ["a photo of a shape on a {} background.", "an object on a {} background."],
 }
-_OBJECT_TEMPLATES = ["a photo of a {}."]
 # Words by which a caption names a background (make_scenes varies the phrasing).
 _BACKGROUND_WORDS = {
     "dark": ("dark", "black"),
-    "light": ("light", "white"),
+    "light": ("light", "white", "pale"),
     "striped": ("striped", "stripes"),
     "dotted": ("dotted", "dots"),
     "noisy": ("noisy", "noise"),
+    "gradient": ("gradient",),
+    "wavy": ("wavy", "waves"),
+    "checkered": ("checkered", "checks", "checkerboard"),
 }
-
-# (separate towers, shared towers) model pairs the AlignCLIP claim compares, in order.
-_SHARED_PAIRS = (("skvlm-tiny", "skvlm-tiny-shared"), ("skvlm-tiny", "skvlm-tiny-align"))
 
 _DEMO_SIZES = {
-    False: {"n_scenes": 3000, "n_queries": 200, "oti_steps": 150, "ovi_steps": 300,
-            "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2), "recover": True},
-    True: {"n_scenes": 600, "n_queries": 24, "oti_steps": 20, "ovi_steps": 20,
-           "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2), "recover": False},
+    False: {"n_scenes": 3000, "n_queries": 100, "n_text_queries": 50, "oti_steps": 100,
+            "ovi_steps": 100, "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2),
+            "recover": True, "n_pairs": 4000, "map_points": 300, "ovi_zero_shot_all": True},
+    True: {"n_scenes": 600, "n_queries": 24, "n_text_queries": 16, "oti_steps": 20,
+           "ovi_steps": 20, "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2),
+           "recover": False, "n_pairs": 1000, "map_points": 80, "ovi_zero_shot_all": False},
 }
-
-
-def _scene_templates(factor):
-    return _SCENE_TEMPLATES.get(factor, ["a photo of a {}."])
 
 
 def _mentions(caption, factor, value):
@@ -56,86 +60,141 @@ def _mentions(caption, factor, value):
     return all(w in words for w in str(value).lower().split())
 
 
+def scene_world(version=None):
+    """The world the demo runs on: version, labellings, templates and prompt names.
 
-def _make_scenes(n_scenes, random_state):
+    ``version=None`` is the newest world this installation's ``make_scenes`` has
+    (2 when it knows ``version=2``, else 1).
+    """
+    try:
+        from ..datasets._world import zero_shot_class_names, zero_shot_templates
+    except ImportError:  # make_scenes of the first world only
+        zero_shot_templates = zero_shot_class_names = None
+    if version is None:
+        version = 1 if zero_shot_templates is None else 2
+    if version == 1 or zero_shot_templates is None:
+        if version != 1:
+            raise ValueError(f"world {version} is not available here; make_scenes has version 1.")
+        return {"version": 1, "templates": dict(_V1_TEMPLATES),
+                "labelings": ["shape", "colour", "background"],
+                "fewshot_labelings": ["shape", "background"],
+                "prompt_names": lambda factor, names: list(names)}
+    templates = zero_shot_templates(version)
+    return {"version": int(version), "templates": templates, "labelings": list(templates),
+            "fewshot_labelings": [f for f in ("shape", "background", "count") if f in templates],
+            "prompt_names": zero_shot_class_names}
+
+
+def _make_scenes(n_scenes, random_state, version):
     from ..datasets import make_scenes  # pandas: imported when a demo runs
 
-    return make_scenes(n_scenes, random_state=random_state)
+    if version == 1:
+        return make_scenes(n_scenes, random_state=random_state)
+    return make_scenes(n_scenes, random_state=random_state, version=version)
+
+
+def _absent_reason(model):
+    """Why ``model`` cannot run here (its weights do not ship), or None."""
+    from ..models import _registry
+
+    if model not in _registry.list_models() and model not in _image_models():
+        return "not a model of this installation"
+    if model.startswith("skvlm-") and _registry.shipped_weights(model) is None:
+        return (f"weights absent (skvlm/models/weights/{model}.safetensors does not ship "
+                "in this installation): skipped")
+    return None
+
+
+def _image_models():
+    from ..models import _registry
+
+    return tuple(getattr(_registry, "image_model_names", lambda: ())())
 
 
 def _encode_model(model, images, captions, device):
-    """Image and caption embeddings of one model, or (None, reason) if it cannot load."""
-    from ..encoders import CLIPEncoder
+    """Image (and caption) embeddings of one model, or (None, reason) if it cannot load."""
+    from ..encoders import CLIPEncoder, ImageEncoder
 
-    encoder = CLIPEncoder(model=model, device=device, batch_size=256)
-    logger.info(f"{model}: encoding {len(images)} images and their captions")
+    image_only = model in _image_models()
+    tic = time.perf_counter()
+    logger.info(f"{model}: encoding {len(images)} images" + ("" if image_only else
+                                                              " and their captions"))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            image_emb = encoder.encode_images(images)
-            caption_emb = encoder.encode_text(captions)
+            if image_only:
+                encoder = ImageEncoder(model=model, device=device, batch_size=256)
+                image_emb, caption_emb = encoder.fit_transform(images), None
+            else:
+                encoder = CLIPEncoder(model=model, device=device, batch_size=256)
+                image_emb = encoder.encode_images(images)
+                caption_emb = encoder.encode_text(captions)
     except (ValueError, OSError, ImportError, RuntimeError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
-    return {"encoder": encoder, "images": image_emb, "captions": caption_emb, "notes": notes}, None
+    return {"encoder": None if image_only else encoder, "images": image_emb,
+            "captions": caption_emb, "image_only": image_only, "notes": notes,
+            "encode_seconds": time.perf_counter() - tic}, None
 
 
-def _zero_shot_quality(encoded, factors, captions):
-    """Zero-shot accuracy per factor and paired image↔text recall@k."""
-
-    encoder = encoded["encoder"]
-    out = {"zero_shot_acc1": {}, "recall_at_k": {}}
-    for factor in ("shape", "colour", "background"):
-        if factor not in factors:
-            continue
-        y = factors[factor].astype(str).to_numpy()
-        names, y_idx = np.unique(y, return_inverse=True)
-        W = class_text_embeddings(encoder.encode_text, list(names), _scene_templates(factor))
-        predicted = np.argmax(encoded["images"] @ W.T, axis=1)
-        out["zero_shot_acc1"][factor] = float(np.mean(predicted == y_idx))
-    ids = np.arange(len(captions))
-    ks = [1, 5, 10]
-    i2t = recall_at_k(encoded["images"], ids, encoded["captions"], ids, k=ks)
-    t2i = recall_at_k(encoded["captions"], ids, encoded["images"], ids, k=ks)
-    out["recall_at_k"] = {
-        "image_to_text": {str(k): float(v) for k, v in i2t.items()},
-        "text_to_image": {str(k): float(v) for k, v in t2i.items()},
-    }
-    out["chance_recall_at_1"] = 1.0 / len(captions)
-    return out
+def _encode_models(models, scenes, device):
+    """{model: embeddings} of every model that loads, {model: reason} of the others."""
+    encoded, unavailable = {}, {}
+    for model in models:
+        reason = _absent_reason(model)
+        result = None
+        if reason is None:
+            result, reason = _encode_model(model, scenes.images, list(scenes.captions), device)
+        if result is None:
+            unavailable[model] = reason
+            logger.info(f"{model}: unavailable ({reason})")
+        else:
+            encoded[model] = result
+    if not any(not e["image_only"] for e in encoded.values()):
+        raise RuntimeError(f"No model with a text tower could be loaded: {unavailable}")
+    return encoded, unavailable
 
 
+def run_demo(out, *, quick=False, models=DEMO_MODELS, study_model=None, world=None,
+             device="auto", tune=True, random_state=0, verbose=1):
+    """Measure every claim of the seed papers on the tiny model zoo and write a report.
 
+    On held-out ``make_scenes`` images (a seed no training batch used), for every model
+    of ``models`` whose weights ship (the others are listed as skipped):
 
-def run_demo(out, *, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), device="auto",
-             tune=True, random_state=0, verbose=1):
-    """Run the seed papers' studies on the shipped tiny models and write a report.
+    - **Cross the Gap**: OTI image queries and OVI text queries against raw ones;
+      intra-modal zero-shot (OVI of the class prompts as image prototypes) against
+      inter-modal zero-shot; the OTI gain of the CLIP-loss model against the one with
+      an image-image term (``-slip``) and the one with a smaller gap (``-align``).
+    - **Seed 002**: recovery of S_intra from S_inter; the similarity-histogram
+      indicators of inter-modal-only and intra-modal-trained models; image-only
+      few-shot (NearestPrototype, LDA) of every model, the image-only ``-ssl`` included;
+      PCA← against OTI; PCA← on the labellings the class names describe (shape) and on
+      those they do not (background, count); LDA / APE against Tip-X / CODER.
+    - **AlignCLIP**: alignment score and modality gap of CLIP → SharedCLIP →
+      AlignCLIP, and their zero-shot accuracy and image→text recall.
 
-    On ``make_scenes`` (held-out scenes, never seen in training), with the first model
-    of ``models``: (a) the few-shot study, shots 1/2/4/8/16 x 3 seeds, methods
-    zero-shot / NearestPrototype / NearestPrototype + PCA← / LDA / Tip-Adapter / Tip-X,
-    for two labelings, ``shape`` (the concept the object names describe) and
-    ``background`` (one they do not); (b) the retrieval study, image→image and
-    text→text mAP for raw features, OTI / OVI and PCA←; and for every model (c) the
-    diagnostics: zero-shot accuracy, image↔text recall@k, modality gap, alignment
-    score, similarity histograms and the recovery of S_intra from S_inter.
-
-    PCA← projects onto the principal directions of the *object vocabulary*, the 64
-    "colour shape" names (the analogue of the ImageNet class names the paper uses),
-    with ``n_components = d // 2`` as in the paper.
+    Every finding carries its numbers, 95 % intervals and the interval-based verdict
+    (``_intervals.verdict``). PCA← projects onto the principal directions of the
+    "colour shape" object names (the analogue of the ImageNet class names),
+    ``n_components = d // 2``.
 
     Parameters
     ----------
     out : str or path
         Report folder (created): ``report.md``, ``summary.json``, CSVs and PNGs.
     quick : bool, default=False
-        Fewer scenes, queries and inversion steps (well under 2 minutes on 2 cores).
-    models : sequence of str, default=("skvlm-tiny", "skvlm-tiny-shared")
-        The first runs the studies; all get the diagnostics.
+        600 scenes, fewer queries, pairs and inversion steps (a smoke run).
+    models : sequence of str, default=DEMO_MODELS
+        The models to measure; those whose weights do not ship are skipped with a note.
+    study_model : str, default=None
+        The model of the full few-shot and retrieval studies; None is the first model
+        of ``models`` with a text tower that loads.
+    world : {None, 1, 2}, default=None
+        The ``make_scenes`` world; None is the newest available.
     device : str, default="auto"
     tune : bool, default=True
-        Choose the few-shot methods' hyper-parameters on validation shots (min(k, 4)
-        per class, drawn from the rows outside the support; the default grids).
+        Choose the few-shot methods' hyper-parameters on validation shots.
     random_state : int, default=0
         Seeds the scenes (offset from the training seeds), splits, queries and inverters.
     verbose : int, default=1
@@ -150,139 +209,82 @@ def run_demo(out, *, quick=False, models=("skvlm-tiny", "skvlm-tiny-shared"), de
     out.mkdir(parents=True, exist_ok=True)
     sizes = _DEMO_SIZES[bool(quick)]
     with progress_to_stderr(verbose):
-        start = time.perf_counter()
-        # Scenes drawn from a seed far from those the models were trained on.
+        start, cpu_start = time.perf_counter(), time.process_time()
+        world = scene_world(world)
         scene_seed = 10_000 + int(random_state)
-        logger.info(f"generating {sizes['n_scenes']} held-out scenes (seed {scene_seed})")
-        scenes = _make_scenes(sizes["n_scenes"], random_state=scene_seed)
+        logger.info(f"generating {sizes['n_scenes']} held-out scenes of world "
+                    f"{world['version']} (seed {scene_seed})")
+        scenes = _make_scenes(sizes["n_scenes"], scene_seed, world["version"])
         encoded, unavailable = _encode_models(models, scenes, device)
-        main_model = next(iter(encoded))
-        main = encoded[main_model]
-        object_names = [f"{c} {s}" for c in scenes.factor_names["colour"]
-                        for s in scenes.factor_names["shape"]]
-        pca_text = class_text_embeddings(main["encoder"].encode_text, object_names,
-                                         _OBJECT_TEMPLATES)
-        labelings = [f for f in ("shape", "background") if f in scenes.factors]
-        fewshot = _demo_fewshot(main, scenes.factors, labelings, pca_text, sizes, random_state,
-                                tune)
-        retrieval = _demo_retrieval(main, scenes, labelings, pca_text, sizes, random_state)
-        diagnostics, distributions = _demo_diagnostics(encoded, scenes, sizes, random_state)
+        text_models = [m for m, e in encoded.items() if not e["image_only"]]
+        main_model = study_model if study_model in text_models else text_models[0]
+        measured = _measure(encoded, main_model, scenes, world, sizes, random_state, tune)
         config = {"study_model": main_model, "models": list(models),
-                  "n_scenes": sizes["n_scenes"], "scene_seed": scene_seed,
-                  **{k: sizes[k] for k in ("shots", "seeds", "n_queries", "oti_steps",
-                                           "ovi_steps")}}
-        config["tune"] = bool(tune)
-        comparison = _model_comparison(encoded)
-        summary = _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics,
-                                comparison)
+                  "measured_models": list(encoded), "world": world["version"],
+                  "n_scenes": sizes["n_scenes"], "scene_seed": scene_seed, "tune": bool(tune),
+                  **{k: sizes[k] for k in ("shots", "seeds", "n_queries", "n_text_queries",
+                                           "oti_steps", "ovi_steps", "n_pairs")}}
+        summary = _demo_summary(config, quick, unavailable, measured)
         summary["elapsed_s"] = time.perf_counter() - start
-        write_report(out, summary, fewshot["runs"], fewshot["summary"], retrieval["results"],
-                     diagnostics, distributions)
+        summary["cpu_s"] = time.process_time() - cpu_start
+        write_report(out, summary, measured["fewshot"]["runs"], measured["fewshot"]["summary"],
+                     measured["retrieval"]["study"], measured["diagnostics"],
+                     measured["distributions"], extras=measured["extras"])
     return summary
 
 
-def _encode_models(models, scenes, device):
-    """{model: embeddings} of every model that loads, {model: reason} of the others."""
-    encoded, unavailable = {}, {}
-    for model in models:
-        result, reason = _encode_model(model, scenes.images, list(scenes.captions), device)
-        if result is None:
-            unavailable[model] = reason
-            logger.info(f"{model}: unavailable ({reason})")
-        else:
-            encoded[model] = result
-    if not encoded:
-        raise RuntimeError(f"No model could be loaded: {unavailable}")
-    return encoded, unavailable
-
-
-def _demo_fewshot(main, factors, labelings, pca_text, sizes, random_state, tune):
-    """The few-shot study of the study model, once per labeling."""
-    pd = pandas()
-    all_runs, skipped, notes = [], {}, []
-    for labeling in labelings:
-        y = factors[labeling].astype(str).to_numpy()
-        names = list(np.unique(y))
-        W = class_text_embeddings(main["encoder"].encode_text, names, _scene_templates(labeling))
-        logger.info(f"few-shot study, labeling '{labeling}' ({len(names)} classes)")
-        runs = run_fewshot_study(
-            main["images"], y, text_weights=W, pca_text_embeddings=pca_text,
-            shots=sizes["shots"], seeds=[random_state + s for s in sizes["seeds"]], tune=tune,
-        )
-        runs.insert(0, "labeling", labeling)
-        all_runs.append(runs)
-        skipped.update({f"few-shot {k}": v for k, v in runs.attrs["skipped"].items()})
-        notes += [f"few-shot ({labeling}) {w}" for w in runs.attrs["warnings"]]
-    runs = pd.concat(all_runs, ignore_index=True)
-    return {"runs": runs, "summary": summarize_fewshot(runs), "skipped": skipped, "notes": notes}
-
-
-def _demo_retrieval(main, scenes, labelings, pca_text, sizes, random_state):
-    """The retrieval study of the study model, once per labeling."""
-    pd = pandas()
-    captions = list(scenes.captions)
-    results, skipped = [], {}
-    for labeling in labelings:
-        y = scenes.factors[labeling].astype(str).to_numpy()
-        mentions = np.array([_mentions(c, labeling, v) for c, v in zip(captions, y)])
-        logger.info(f"retrieval study, labeling '{labeling}' "
-                    f"({mentions.sum()} captions name their {labeling})")
-        has_text = mentions.sum() >= 4
-        res = run_retrieval_study(
-            main["images"], y,
-            text_emb=main["captions"][mentions] if has_text else None,
-            text_labels=y[mentions] if has_text else None,
-            pca_text_embeddings=pca_text, encoder=main["encoder"],
-            n_queries=sizes["n_queries"],
-            oti_params={"n_steps": sizes["oti_steps"]},
-            ovi_params={"n_steps": sizes["ovi_steps"]},
-            random_state=random_state,
-        )
-        res.insert(0, "labeling", labeling)
-        results.append(res)
-        skipped.update({f"retrieval {k}": v for k, v in res.attrs["skipped"].items()})
-    return {"results": pd.concat(results, ignore_index=True), "skipped": skipped}
-
-
-def _demo_diagnostics(encoded, scenes, sizes, random_state):
-    """The geometry and zero-shot diagnostics of every model, and its similarity samples."""
-    diagnostics, distributions = {}, {}
+def _measure(encoded, main_model, scenes, world, sizes, random_state, tune):
+    """Every measurement the findings and the report rest on."""
+    zero_shot = zero_shot_measures(encoded, scenes, world)
+    main = encoded[main_model]
+    fewshot = demo_fewshot(main, zero_shot[main_model], scenes, world, sizes, random_state, tune)
+    retrieval = demo_retrieval(encoded, main_model, zero_shot, scenes, world, sizes, random_state)
+    ovi = ovi_zero_shot_measures(main, zero_shot[main_model], scenes, world, sizes, random_state)
     labels = scenes.factors["shape"].astype(str).to_numpy()
-    for model, enc in encoded.items():
-        logger.info(f"{model}: diagnostics")
-        diag = diagnose_embeddings(enc["images"], enc["captions"], labels,
-                                   recover=sizes["recover"], random_state=random_state)
-        distributions[model] = diag.pop("distributions")
-        diag.update(_zero_shot_quality(enc, scenes.factors, list(scenes.captions)))
-        diag["notes"] = enc["notes"]
-        diagnostics[model] = diag
-    return diagnostics, distributions
+    image_only = image_only_fewshot(encoded, labels, sizes, random_state, tune)
+    histograms = histogram_measures(encoded, labels, sizes["n_pairs"], random_state)
+    diagnostics, distributions = demo_diagnostics(encoded, zero_shot, labels, sizes,
+                                                  random_state)
+    for model, indicators in histograms["indicators"].items():
+        diagnostics[model]["histogram_indicators"] = indicators
+    extras = {"image_only_runs": image_only, "zoo_retrieval": retrieval["zoo"],
+              "histograms": histograms["indicators"],
+              "map": embedding_map_groups(main, zero_shot[main_model], sizes["map_points"],
+                                          random_state),
+              "study_model": main_model}
+    return {"zero_shot": zero_shot, "fewshot": fewshot, "retrieval": retrieval, "ovi": ovi,
+            "image_only": image_only, "histograms": histograms, "diagnostics": diagnostics,
+            "distributions": distributions, "extras": extras, "main_model": main_model,
+            "encoded": encoded}
 
 
-def _model_comparison(encoded):
-    """(base, other, paired gains) of the first shared-tower pair of models encoded here."""
-    for base, other in _SHARED_PAIRS:
-        if base in encoded and other in encoded:
-            return base, other, model_gains(encoded[base], encoded[other])
-    return None
-
-
-def _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics, comparison):
+def _demo_summary(config, quick, unavailable, measured):
     """What ``summary.json`` holds (``elapsed_s`` and ``files`` are added by the caller)."""
+    fewshot, retrieval = measured["fewshot"], measured["retrieval"]
+    claims = findings(fewshot["runs"], retrieval["study"], measured["diagnostics"],
+                      expectations=[("shape", 1)] + [(lab, -1) for lab in ("background", "count")
+                                                     if lab in set(fewshot["runs"]["labeling"])])
+    claims.update(zoo_findings(measured))
     return {
         "title": "skvlm demo report",
         "description": (
-            f"`python -m skvlm demo{' --quick' if quick else ''}`: the few-shot and retrieval "
-            f"studies of the seed papers on `{config['study_model']}` and {config['n_scenes']} "
-            "held-out `make_scenes` images, and the geometry diagnostics of every shipped "
-            "model. PCA← projects onto the principal directions of the 64 'colour shape' "
-            "object names (the analogue of ImageNet class names), keeping d // 2 components."
-        ),
+            f"`python -m skvlm demo{' --quick' if quick else ''}`: every claim of the three "
+            f"seed papers measured on the tiny model zoo and {config['n_scenes']} held-out "
+            f"`make_scenes(version={config['world']})` scenes (seed {config['scene_seed']}, "
+            "never a training batch). The full few-shot and retrieval studies run on "
+            f"`{config['study_model']}`; every model gets zero-shot, recall, geometry, "
+            "histogram indicators and image-only few-shot. PCA← projects onto the principal "
+            "directions of the 'colour shape' object names, keeping d // 2 components."),
         "protocol": ("Support: k shots per class; " + (
             "hyper-parameters chosen on min(k, 4) validation shots per class drawn from the "
             "other scenes, over the 'default' grids; scored on every scene in neither set."
             if config["tune"] else "every method at its default hyper-parameters; scored on "
             "every other scene.")),
+        "scaling": (f"OTI on {config['n_queries']} image queries per model and OVI on "
+                    f"{config['n_text_queries']} text queries per labelling "
+                    f"({config['oti_steps']} / {config['ovi_steps']} steps), not on every "
+                    "scene, to keep the demo within minutes on 2 CPU cores; the intervals "
+                    "account for the number of queries."),
         "caveat": (" The tiny models and generated scenes are a toy world: the verdicts "
                    "describe this setting, not CLIP at scale."),
         "skvlm_version": __version__,
@@ -291,10 +293,21 @@ def _demo_summary(config, quick, unavailable, fewshot, retrieval, diagnostics, c
         "config": {**config, "shots": list(config["shots"]), "seeds": list(config["seeds"])},
         "unavailable": unavailable,
         "skipped": {**fewshot["skipped"], **retrieval["skipped"]},
-        "models": diagnostics,
+        "models": measured["diagnostics"],
         "fewshot": fewshot_summary_dict(fewshot["summary"], fewshot["runs"]),
-        "retrieval": retrieval_summary_dict(retrieval["results"]),
-        "findings": findings(fewshot["runs"], retrieval["results"], diagnostics,
-                             comparison=comparison),
+        "image_only_fewshot": _image_only_dict(measured["image_only"]),
+        "retrieval": retrieval_summary_dict(retrieval["study"]),
+        "findings": claims,
+        "headroom": headroom(measured),
         "notes": fewshot["notes"],
     }
+
+
+def _image_only_dict(runs):
+    """{model: {method: {shots: {acc1, acc1_per_seed}}}} of the image-only few-shot runs."""
+    out = {}
+    for (model, method, shots), part in runs.groupby(["model", "method", "shots"], sort=False):
+        out.setdefault(model, {}).setdefault(method, {})[str(shots)] = {
+            "acc1": float(part["acc1"].mean()), "acc1_per_seed": part["acc1"].tolist()}
+    return out
+

@@ -16,6 +16,7 @@ from ._retrieval import TASKS
 _LABELING_PHRASES = {
     "shape": "the shape, the concept the object names describe",
     "background": "the background, a concept the object names do not describe",
+    "count": "the number of objects, a concept the object names do not describe",
 }
 
 
@@ -129,6 +130,7 @@ def findings(fewshot_runs, retrieval, diagnostics, *, comparison=None,
             "claim": f"the shared-parameter model ({other}) has a higher alignment score and a "
                      f"smaller modality gap than {base} (AlignCLIP, Tab. 1)",
             **gains,
+            "expected_sign": 1,
             "verdict": verdict(list(gains.values()), 1),
         }
     errors = {m: d.get("recovery_max_abs_error") for m, d in (diagnostics or {}).items()}
@@ -155,6 +157,7 @@ def _pca_finding(fewshot_runs, retrieval, labeling, sign):
                   f"{'Tab. 2-3' if sign > 0 else 'the BDD100k ablation'})"),
         "fewshot_acc1_gain": fewshot,
         "image_to_image_mAP_gain": image,
+        "expected_sign": sign,
         "verdict": verdict([fewshot, image], sign),
     }
 
@@ -167,6 +170,7 @@ def _inversion_findings(retrieval):
         "claim": "OTI query features retrieve images better than raw image features "
                  "(Cross the Gap, Tab. 3 of seed 002)",
         "image_to_image_mAP_gain": oti,
+        "expected_sign": 1,
         "verdict": verdict(list(oti.values()), 1),
     }}
     ovi = {lab: retrieval_gain(retrieval, lab, t2t, "inversion") for lab in labelings}
@@ -175,6 +179,7 @@ def _inversion_findings(retrieval):
             "claim": "OVI query features retrieve texts better than raw text features "
                      "(Cross the Gap)",
             "text_to_text_mAP_gain": ovi,
+            "expected_sign": 1,
             "verdict": verdict(list(ovi.values()), 1),
         }
     pca_vs_oti = {lab: (None if oti[lab] is None else
@@ -183,6 +188,7 @@ def _inversion_findings(retrieval):
     out["pca_beats_oti"] = {
         "claim": "PCA← beats OTI on image→image retrieval (seed 002, Tab. 3)",
         "image_to_image_mAP_gain": pca_vs_oti,
+        "expected_sign": 1,
         "verdict": verdict(list(pca_vs_oti.values()), 1),
     }
     return out

@@ -122,16 +122,18 @@ def _jsonable(obj):
 
 
 def _finding_line(finding):
-    numbers = []
-    for name, value in finding.items():
-        if name in ("claim", "verdict"):
-            continue
-        if isinstance(value, dict) and not _is_gain(value):
-            parts = [f"{k}: {_signed(v, name)}" for k, v in value.items()]
-            numbers.append(f"{name} ({', '.join(parts)})")
-        else:
-            numbers.append(f"{name} {_signed(value, name)}")
+    numbers = [_number_text(name, value) for name, value in finding.items()
+               if name not in ("claim", "verdict", "expected_sign", "gains")]
     return [finding["claim"], "; ".join(numbers), f"**{finding['verdict']}**"]
+
+
+def _number_text(name, value, unit=None):
+    """``name value`` of a finding's entry; nested dicts in parentheses, unit from the top."""
+    unit = unit or name
+    if isinstance(value, dict) and not _is_gain(value):
+        parts = [_number_text(k, v, unit) for k, v in value.items()]
+        return f"{name} ({', '.join(parts)})"
+    return f"{name}: {_signed(value, unit)}"
 
 
 def _is_gain(value):
@@ -139,20 +141,25 @@ def _is_gain(value):
 
 
 def _signed(value, name):
-    """A number of a finding: a gain with its interval, or an error."""
+    """A number of a finding: a gain (signed) with its interval, a value, or an error."""
     if value is None:
         return "–"
     if "error" in name:
         return f"{value:.1e}"
-    mean, interval = (value["mean"], value["ci95"]) if _is_gain(value) else (value, None)
-    if "acc1" in name or "mAP" in name:
-        text = f"{100 * mean:+.1f} pts"
+    is_gain = _is_gain(value)
+    mean, interval = (value["mean"], value["ci95"]) if is_gain else (value, None)
+    if not isinstance(mean, (int, float, np.floating)):
+        return str(mean)
+    percent = any(k in name for k in ("acc1", "mAP", "R1", "R@1"))
+    sign = "+" if is_gain and not name.endswith("overlap") else ""
+    if percent:
+        text = f"{100 * mean:{sign}.1f}" + (" pts" if is_gain else " %")
         if interval is not None:
-            text += f" [{100 * interval[0]:+.1f}, {100 * interval[1]:+.1f}]"
+            text += f" [{100 * interval[0]:{sign}.1f}, {100 * interval[1]:{sign}.1f}]"
         return text
-    text = f"{mean:+.3f}"
+    text = f"{mean:{sign}.3f}"
     if interval is not None:
-        text += f" [{interval[0]:+.3f}, {interval[1]:+.3f}]"
+        text += f" [{interval[0]:{sign}.3f}, {interval[1]:{sign}.3f}]"
     return text
 
 
@@ -183,20 +190,20 @@ def _fewshot_figures(out, fewshot_runs):
     for labeling in dict.fromkeys(fewshot_runs["labeling"]):
         runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
         runs = runs.assign(method=runs["label"])
-        ax = plot_fewshot_curves(runs, title=f"few-shot accuracy, labels = {labeling}")
+        ax = plot_fewshot_curves(runs, title=f"few-shot accuracy, labels = {labeling}",
+                                 band="ci95")
         names[labeling] = _save_figure(ax, out / f"fewshot_{labeling}.png")
     return names
 
 
 def _retrieval_figure(out, retrieval):
-    from ..plotting import plot_retrieval_table
+    from ..plotting import plot_retrieval_bars
 
-    table = retrieval.assign(column=retrieval["labeling"] + ":\n" + retrieval["task"],
-                             row=retrieval["method"].map(RETRIEVAL_METHODS))
-    pivot = table.pivot_table(index="row", columns="column", values="mAP", sort=False)
-    pivot = pivot.loc[[RETRIEVAL_METHODS[m] for m in RETRIEVAL_METHODS
-                       if RETRIEVAL_METHODS[m] in pivot.index]]
-    ax = plot_retrieval_table(pivot, title="retrieval mAP")
+    table = retrieval.assign(group=retrieval["labeling"] + ":\n" + retrieval["task"],
+                             series=retrieval["method"].map(RETRIEVAL_METHODS),
+                             value=retrieval["mAP"], low=retrieval["mAP_ci_low"],
+                             high=retrieval["mAP_ci_high"])
+    ax = plot_retrieval_bars(table, title="retrieval mAP [95 % interval over queries]")
     return _save_figure(ax, out / "retrieval_map.png")
 
 
@@ -242,6 +249,10 @@ def _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnost
              ""]
     if summary.get("findings"):
         lines += _findings_section(summary)
+    if summary.get("headroom"):
+        from ._report_zoo import zoo_sections
+
+        lines += zoo_sections(summary, figures.get("zoo", {}))
     if diagnostics:
         lines += _models_section(diagnostics)
     if fewshot_summary is not None:
@@ -351,8 +362,11 @@ def _similarity_section(diagnostics, figures):
 
 
 def write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnostics,
-                 distributions):
-    """Write CSVs, PNGs, report.md and summary.json into ``out``."""
+                 distributions, extras=None):
+    """Write CSVs, PNGs, report.md and summary.json into ``out``.
+
+    ``extras``: the demo's model-zoo measurements (``_report_zoo``), or None.
+    """
     logger.info(f"writing the report to {out}")
     files = _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics)
     figures = {}
@@ -368,6 +382,11 @@ def write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnos
         files += list(figures.get("fewshot", {}).values())
         files += [figures["retrieval"]] if "retrieval" in figures else []
         files += list(figures["histograms"].values())
+        if extras is not None:
+            from ._report_zoo import zoo_figures
+
+            figures["zoo"] = zoo_figures(out, extras)
+            files += list(figures["zoo"].values())
     else:
         summary.setdefault("skipped", {})["figures"] = (
             "matplotlib is not installed (pip install 'skvlm[plot]')")
