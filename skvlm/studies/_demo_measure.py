@@ -220,7 +220,7 @@ def demo_diagnostics(encoded, zero_shot, labels, sizes, random_state):
             diag["chance_recall_at_1"] = 1.0 / len(enc["captions"])
             diag["image_only"] = False
         diag["notes"] = enc["notes"]
-        diag["encode_seconds"] = enc["encode_seconds"]
+        diag["encode_cpu_s"] = enc["encode_cpu_s"]
         distributions[model] = dist
         diagnostics[model] = diag
     return diagnostics, distributions

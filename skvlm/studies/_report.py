@@ -243,8 +243,13 @@ def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
 
 def _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnostics, figures):
     lines = [f"# {summary['title']}", "", summary["description"], "",
-             (f"Finished in {summary['elapsed_s']:.0f} s. All numbers are measured by this "
-             "run; every value is also in `summary.json`."), "",
+             (f"Measured in {summary['elapsed_s']:.0f} s"
+              + (f" ({summary['cpu_s']:.0f} s of CPU time in this process; the figures "
+                 "after that are in summary.json's total_elapsed_s / total_cpu_s)"
+                 if summary.get("cpu_s") is not None else "")
+              + ". All numbers are measured by this run; every value is also in "
+              "`summary.json`." + (f" {summary['scaling']}" if summary.get("scaling") else "")),
+             "",
              "Configuration: " + ", ".join(f"{k} = `{v}`" for k, v in summary["config"].items()),
              ""]
     if summary.get("findings"):
