@@ -37,7 +37,7 @@ def _main(small, folder):
 
     model, tokenizer = build_tiny(MODEL, seed=0)
     before = save_tiny(model, tokenizer, folder / "before.safetensors")
-    trainer = ContrastiveTrainer(model, tokenizer, loss="imsep", n_steps=n_steps,
+    trainer = ContrastiveTrainer(model, tokenizer=tokenizer, loss="imsep", n_steps=n_steps,
                                  batch_size=batch_size, device="cpu", random_state=0)
     start = time.perf_counter()
     trainer.fit(train.images, train.captions)

@@ -814,6 +814,7 @@ class CLIPEncoder(_BaseEncoder):
     def __init__(
         self,
         model="ViT-B-32",
+        *,
         pretrained="default",
         modality="auto",
         batch_size=64,
@@ -909,6 +910,7 @@ class ImageEncoder(_BaseEncoder):
     def __init__(
         self,
         model="vit_small_patch14_dinov2.lvd142m",
+        *,
         pretrained="default",
         batch_size=64,
         device="auto",

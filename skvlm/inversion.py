@@ -512,6 +512,7 @@ class TextualInverter(_BaseInverter):
     def __init__(
         self,
         encoder=None,
+        *,
         n_tokens=1,
         template="a photo of {}",
         n_steps=150,
@@ -668,6 +669,7 @@ class VisualInverter(_BaseInverter):
     def __init__(
         self,
         encoder=None,
+        *,
         n_patches="auto",
         n_steps=1000,
         learning_rate=0.02,

@@ -92,7 +92,7 @@ class FewShotSplit(BaseCrossValidator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_shots, n_splits=3, test_size=None, random_state=None):
+    def __init__(self, n_shots, *, n_splits=3, test_size=None, random_state=None):
         self.n_shots = n_shots
         self.n_splits = n_splits
         self.test_size = test_size

@@ -131,6 +131,7 @@ class ClassSubspaceProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def __init__(
         self,
         class_names="imagenet",
+        *,
         templates="simple",
         n_components=None,
         center=True,

@@ -7,6 +7,7 @@ depend on ``__doc__``.
 """
 
 import importlib
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,36 @@ def test_top_level_names_are_the_subpackages_objects():
     assert skvlm.NearestPrototype is importlib.import_module("skvlm.classifiers").NearestPrototype
     assert skvlm.FewShotSplit is importlib.import_module("skvlm.model_selection").FewShotSplit
     assert set(PUBLIC["skvlm"]) - {"__version__"} <= set(skvlm.__all__)
+
+
+def _estimator_classes():
+    from sklearn.base import BaseEstimator
+    from sklearn.model_selection import BaseCrossValidator
+
+    seen = {}
+    for module_name, names in PUBLIC.items():
+        module = importlib.import_module(module_name)
+        for name in names:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) and (
+                issubclass(obj, (BaseEstimator, BaseCrossValidator)) or name == "ContrastiveTrainer"
+            ):
+                seen[obj.__qualname__] = obj
+    return [seen[name] for name in sorted(seen)]
+
+
+def test_estimator_parameters_after_the_first_are_keyword_only():
+    # As scikit-learn does (``PCA(n_components=None, *, copy=True, ...)``).
+    classes = _estimator_classes()
+    assert len(classes) >= 15
+    positional = {}
+    for cls in classes:
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = [p.name for p in parameters if p.kind in kinds]
+        if len(names) > 1:
+            positional[cls.__name__] = names
+    assert not positional, f"parameters after the first must be keyword-only: {positional}"
 
 
 def _all_modules():

@@ -229,14 +229,14 @@ def _scene_source(step, rng):
 
 def _trainer(tokenizer, loss="imsep", seed=0, **kwargs):
     return ContrastiveTrainer(
-        _micro_shared(tokenizer), tokenizer, loss=loss, n_steps=6, batch_size=8,
+        _micro_shared(tokenizer), tokenizer=tokenizer, loss=loss, n_steps=6, batch_size=8,
         learning_rate=1e-2, warmup_steps=2, device="cpu", random_state=seed, **kwargs,
     )
 
 
 def test_init_only_stores_the_parameters(tokenizer):
     model = _micro_shared(tokenizer)
-    trainer = ContrastiveTrainer(model, tokenizer, loss="triplet", device="cuda:7", n_steps=-1)
+    trainer = ContrastiveTrainer(model, tokenizer=tokenizer, loss="triplet", device="cuda:7", n_steps=-1)
     assert trainer.loss == "triplet" and trainer.device == "cuda:7" and trainer.n_steps == -1
     assert not hasattr(trainer, "optimizer_") and not hasattr(trainer, "step_")
 

@@ -186,7 +186,7 @@ def make_trainer(name, seed=0, checkpoint=None, checkpoint_every=250, device="au
     model, tokenizer = build_tiny(name, seed=seed)
     trainer = ContrastiveTrainer(
         model,
-        tokenizer,
+        tokenizer=tokenizer,
         device=device,
         random_state=seed,
         checkpoint_path=checkpoint,

@@ -183,7 +183,7 @@ class ContrastiveTrainer:
     >>> model = SharedCLIP(16, 32, 1, 2, image_size=16, patch_size=8,
     ...                    context_length=8, vocab_size=tok.vocab_size)
     >>> images = np.zeros((4, 16, 16, 3), dtype=np.uint8)
-    >>> trainer = ContrastiveTrainer(model, tok, n_steps=2, batch_size=4, device="cpu", verbose=0)
+    >>> trainer = ContrastiveTrainer(model, tokenizer=tok, n_steps=2, batch_size=4, device="cpu", verbose=0)
     >>> trainer.fit(images, ["a red circle", "a blue circle"] * 2).step_
     2
     """
@@ -191,8 +191,8 @@ class ContrastiveTrainer:
     def __init__(
         self,
         model,
-        tokenizer=None,
         *,
+        tokenizer=None,
         loss="clip",
         n_steps=1000,
         batch_size=256,
