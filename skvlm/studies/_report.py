@@ -179,6 +179,10 @@ def _two_histograms(distributions, model, path):
     if "inter_modal" in distributions:
         plot_similarity_histograms(distributions, keys=["intra_modal", "inter_modal"], ax=right,
                                    title=f"{model}: by modality")
+    else:
+        right.text(0.5, 0.5, "image-only model:\nno image-text pairs", ha="center",
+                   va="center", transform=right.transAxes)
+        right.set_axis_off()
     fig.savefig(path, dpi=110)
     return path.name
 
