@@ -349,7 +349,7 @@ def plot_embedding_map(groups, method="pca", ax=None, title=None, random_state=0
     ax.set_yticks([])
     ax.set_xlabel(f"{'PCA' if method == 'pca' else 't-SNE'} 1")
     ax.set_ylabel(f"{'PCA' if method == 'pca' else 't-SNE'} 2")
-    ax.legend(fontsize="small", markerscale=2)
+    ax.legend(fontsize="small", markerscale=2, loc="upper right")
     if title:
         ax.set_title(title)
     return ax
