@@ -296,18 +296,21 @@ def test_image_encoder_with_an_offline_timm_model(tiny_images):
 def test_bf16_weights_keep_the_zero_shot_predictions_of_fp32_on_tiny_scenes():
     from skvlm.datasets import make_scenes
 
+    # Colour: the labelling the shipped model has learned (0.99 here), so its predictions
+    # are decisions, not near-ties. On shape, which the zoo reads at 0.27 on these scenes,
+    # bf16 flips 1.3 % of the near-tied argmaxes (measured; see the README).
     scenes = make_scenes(1000, random_state=0)
-    shapes = scenes.factor_names["shape"]
-    prompts = [f"a photo of a {shape}." for shape in shapes]
+    colours = scenes.factor_names["colour"]
+    prompts = [f"a photo of a {colour} shape." for colour in colours]
     predictions = {}
     for precision in ("fp32", "bf16"):
         encoder = CLIPEncoder("skvlm-tiny", device="cpu", precision=precision)
         assert encoder._loaded.precision == precision
         scores = encoder.transform(scenes.images) @ encoder.encode_text(prompts).T
         predictions[precision] = scores.argmax(axis=1)
-    # The shipped model knows its shapes (this is not a comparison of two random guesses).
-    truth = np.array([shapes.index(shape) for shape in scenes.factors["shape"]])
-    assert (predictions["fp32"] == truth).mean() > 0.5
+    # The shipped model knows its colours (this is not a comparison of two random guesses).
+    truth = np.array([colours.index(colour) for colour in scenes.factors["colour"]])
+    assert (predictions["fp32"] == truth).mean() > 0.9
     assert (predictions["bf16"] == predictions["fp32"]).mean() >= 0.995
 
 

@@ -219,7 +219,9 @@ def test_encoder_embeds_unseen_words_apart_with_a_warning():
     from skvlm import CLIPEncoder
     from skvlm.models._tokenizer import UnseenWordsWarning
 
+    # Words no other test uses: the warning is once per word per loaded model, and the
+    # model cache is process-wide, so a word another test already used would stay silent.
     encoder = CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cpu")
-    with pytest.warns(UnseenWordsWarning, match="goldfish"):
-        emb = encoder.transform(["a photo of a goldfish", "a photo of a tench", "a photo of a"])
+    with pytest.warns(UnseenWordsWarning, match="axolotl"):
+        emb = encoder.transform(["a photo of a axolotl", "a photo of a quokka", "a photo of a"])
     assert float(emb[0] @ emb[1]) < 1 - 1e-6 and float(emb[0] @ emb[2]) < 1 - 1e-6
