@@ -31,7 +31,6 @@ towers' final cosine per row, well inside the seed-to-seed spread of a row
 (sd 0.03); pass an encoder with ``precision="fp32"`` for the exact arithmetic.
 """
 
-import contextlib
 import numbers
 
 import numpy as np
@@ -40,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 
 from ._math import iter_batches, l2_normalize
 from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
+from .models import encode_text_prefix, pooled_position, replace_output, token_embedding, vit_tower
 
 __all__ = ["TextualInverter", "VisualInverter"]
 
@@ -79,22 +79,6 @@ def _unit_targets(X):
             "drop those rows."
         )
     return unit.astype(np.float32)
-
-
-@contextlib.contextmanager
-def _replace_output(module, marker, replace):
-    """While active, ``module(marker)`` returns ``replace(output)``; other inputs pass."""
-
-    def hook(_module, inputs, output):
-        if inputs and inputs[0] is marker:
-            return replace(output)
-        return None
-
-    handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -310,11 +294,11 @@ class _TextInjector:
     def __init__(self, loaded, template, n_tokens, truncate=True):
         model = loaded.model
         self.loaded = loaded
-        self.embedding = _token_embedding(model, loaded.name)
+        self.embedding = token_embedding(model, loaded.name)
         self.token_width = int(self.embedding.weight.shape[1])
         self.row, self.start = _template_tokens(loaded.tokenizer, template, n_tokens)
         self.n_tokens = n_tokens
-        pooled = _pooled_position(model, self.row) if truncate else None
+        pooled = pooled_position(model, self.row) if truncate else None
         self.length = None if pooled is None else pooled + 1
         if self.length is not None:
             self.row = self.row[: self.length]
@@ -333,62 +317,9 @@ class _TextInjector:
     def forward(self, marker, tokens):
         model = self.loaded.model
         if self.length is None:
-            with _replace_output(self.embedding, marker, lambda out: self._splice(out, tokens)):
+            with replace_output(self.embedding, marker, lambda out: self._splice(out, tokens)):
                 return model.encode_text(marker)
-        return _encode_text_prefix(model, marker, self._splice(self.embedding(marker), tokens))
-
-
-def _pooled_position(model, row):
-    """Index of the token open_clip's CLIP pools, or None when cutting there is unsafe."""
-    import torch
-    from open_clip.model import CLIP
-
-    if type(model).encode_text is not CLIP.encode_text:
-        return None
-    mask = getattr(model, "attn_mask", None)
-    if mask is None or mask.ndim != 2:
-        return None
-    causal = torch.full_like(mask, float("-inf")).triu_(1)
-    if not torch.equal(mask, causal):
-        return None
-    if model.text_pool_type == "argmax":
-        return int(row.argmax())
-    if model.text_pool_type == "eos" and getattr(model, "text_eos_id", None) is not None:
-        hits = (row == model.text_eos_id).nonzero()
-        return int(hits[0, 0]) if hits.shape[0] else None
-    return None
-
-
-def _encode_text_prefix(model, ids, embedded):
-    """open_clip ``CLIP.encode_text`` on the first ``ids.shape[1]`` positions only.
-
-    Same steps as open_clip 3.x: + positional embedding, transformer with the
-    (sliced) causal mask, ln_final, pooling, projection.
-    """
-    import torch
-    from open_clip.transformer import text_global_pool
-
-    length = ids.shape[1]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = embedded.to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-    projection = model.text_projection
-    if projection is None:
-        return x
-    return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
-
-
-def _token_embedding(model, name):
-    for owner in (model, getattr(model, "text", None)):
-        embedding = getattr(owner, "token_embedding", None)
-        if embedding is not None and hasattr(embedding, "weight"):
-            return embedding
-    raise ValueError(
-        f"TextualInverter needs a text tower with a token embedding table "
-        f"(model.token_embedding); {name}'s model ({type(model).__name__}) has none."
-    )
+        return encode_text_prefix(model, marker, self._splice(self.embedding(marker), tokens))
 
 
 def _body_ids(tokenizer, text):
@@ -541,7 +472,7 @@ class TextualInverter(_BaseInverter):
     def _check_model(self, loaded):
         if loaded.tokenizer is None:
             raise ValueError(f"TextualInverter needs a model with a text tower; {loaded.name} has none.")
-        _token_embedding(loaded.model, loaded.name)
+        token_embedding(loaded.model, loaded.name)
         _template_tokens(loaded.tokenizer, self.template, self.n_tokens)
 
     def _injector(self, loaded):
@@ -555,7 +486,7 @@ class _PatchInjector:
     """Replaces a ViT's patch embeddings by pseudo patches (nearest-repeated to the grid)."""
 
     def __init__(self, loaded, n_patches):
-        visual = _vit_tower(loaded.model, loaded.name)
+        visual = vit_tower(loaded.model, loaded.name)
         self.loaded = loaded
         self.conv = visual.conv1
         self.token_width = int(visual.class_embedding.shape[-1])
@@ -587,20 +518,8 @@ class _PatchInjector:
             grid = tokens[:, source].to(patches.dtype)  # (B, n_grid, width)
             return grid.permute(0, 2, 1).reshape(batch, width, grid_h, grid_w)
 
-        with _replace_output(self.conv, marker, replace):
+        with replace_output(self.conv, marker, replace):
             return self.loaded.model.encode_image(marker)
-
-
-def _vit_tower(model, name):
-    visual = getattr(model, "visual", None)
-    needed = ("conv1", "class_embedding", "positional_embedding")
-    if visual is None or not all(hasattr(visual, attr) for attr in needed):
-        kind = type(visual).__name__ if visual is not None else "missing"
-        raise ValueError(
-            f"VisualInverter needs a ViT image tower (patch embedding conv1, class token, "
-            f"positional embedding); {name}'s image tower is {kind}, which it cannot invert."
-        )
-    return visual
 
 
 class VisualInverter(_BaseInverter):

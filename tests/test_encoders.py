@@ -371,7 +371,7 @@ def test_the_next_batch_is_decoded_while_the_model_runs(tmp_path, tiny_images, m
 
     items = _mixed_items(tmp_path, tiny_images)[:3] + _mixed_items(tmp_path, tiny_images)[4:7]
     second_batch_started, threads = threading.Event(), set()
-    real_load = encoders.load_rgb
+    real_load = encoders._decoding.load_rgb
 
     def spying_load(item, **kwargs):
         threads.add(threading.current_thread().name)
@@ -379,7 +379,7 @@ def test_the_next_batch_is_decoded_while_the_model_runs(tmp_path, tiny_images, m
             second_batch_started.set()
         return real_load(item, **kwargs)
 
-    monkeypatch.setattr(encoders, "load_rgb", spying_load)
+    monkeypatch.setattr(encoders._decoding, "load_rgb", spying_load)
     encoder = CLIPEncoder(**TINY, batch_size=3, n_jobs=2)
     real_forward = encoders.CLIPEncoder._forward_images
     seen_during_first_forward = []

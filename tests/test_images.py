@@ -147,7 +147,7 @@ def test_paths_that_are_not_files_say_what_they_are(tmp_path):
 
 
 def test_a_file_that_cannot_be_opened_is_unreadable_with_a_cache_too(tmp_path, monkeypatch):
-    from skvlm import encoders
+    from skvlm.encoders import _inputs
 
     good = _save(tmp_path, "good.png", Image.fromarray(_gradient()))
     locked = _save(tmp_path, "locked.png", Image.fromarray(_gradient()))
@@ -158,7 +158,7 @@ def test_a_file_that_cannot_be_opened_is_unreadable_with_a_cache_too(tmp_path, m
         return open(path, *args, **kwargs)
 
     # The cache reads a file's bytes for its key before anything decodes it.
-    monkeypatch.setattr(encoders, "open", refusing_open, raising=False)
+    monkeypatch.setattr(_inputs, "open", refusing_open, raising=False)
     with pytest.raises(UnreadableImageError, match="locked.png.*Permission denied"):
         CLIPEncoder(**TINY, cache="memory").transform([str(locked)])
     encoder = CLIPEncoder(**TINY, cache="memory", on_error="skip")

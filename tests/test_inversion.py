@@ -376,9 +376,9 @@ def test_pipeline_in_gridsearch_reuses_the_encoder_cache(monkeypatch, tmp_path, 
     calls = []
     original = CLIPEncoder._run_model
 
-    def counting(self, items, *args, **kwargs):
-        calls.append(len(items))
-        return original(self, items, *args, **kwargs)
+    def counting(self, request, *args, **kwargs):
+        calls.append(len(request.items))
+        return original(self, request, *args, **kwargs)
 
     monkeypatch.setattr(CLIPEncoder, "_run_model", counting)
     spec = dict(model="skvlm-tiny", pretrained=None, device="cpu")
