@@ -363,19 +363,22 @@ def _remove_stale(out, before, prog):
 
 @contextlib.contextmanager
 def _one_line_warnings(prog):
-    """Show each warning as ``prog: warning: message`` on one line, without source lines."""
-    previous = warnings.showwarning
+    """Format each warning as ``prog: warning: message``, one line without source lines.
 
-    def show(message, category, filename, lineno, file=None, line=None):
+    Only the formatting changes (``warnings.formatwarning``): a caller that records
+    warnings (``catch_warnings(record=True)``, ``pytest.warns``) still gets them.
+    """
+    previous = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
         kind = "" if category is UserWarning else f"{category.__name__}: "
-        text = " ".join(str(message).split())
-        print(f"{prog}: warning: {kind}{text}", file=sys.stderr if file is None else file)
+        return f"{prog}: warning: {kind}{' '.join(str(message).split())}\n"
 
-    warnings.showwarning = show
+    warnings.formatwarning = one_line
     try:
         yield
     finally:
-        warnings.showwarning = previous
+        warnings.formatwarning = previous
 
 
 def main(argv=None):
