@@ -219,9 +219,14 @@ def test_encoder_embeds_unseen_words_apart_with_a_warning():
     from skvlm import CLIPEncoder
     from skvlm.models._tokenizer import UnseenWordsWarning
 
-    # Words no other test uses: the warning is once per word per loaded model, and the
-    # model cache is process-wide, so a word another test already used would stay silent.
+    # Fresh words for this run: the warning is once per word per loaded model, and the
+    # model cache is process-wide, so a word warned about earlier in the process (in the
+    # full suite one of two fixed words was) would stay silent here.
+    import uuid
+
+    first, second = ("zq" + "".join(chr(97 + int(c, 16) % 26) for c in uuid.uuid4().hex[:10])
+                     for _ in range(2))
     encoder = CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cpu")
-    with pytest.warns(UnseenWordsWarning, match="axolotl"):
-        emb = encoder.transform(["a photo of a axolotl", "a photo of a quokka", "a photo of a"])
+    with pytest.warns(UnseenWordsWarning, match=first):
+        emb = encoder.transform([f"a photo of a {first}", f"a photo of a {second}", "a photo of a"])
     assert float(emb[0] @ emb[1]) < 1 - 1e-6 and float(emb[0] @ emb[2]) < 1 - 1e-6
