@@ -26,6 +26,7 @@ demo-quick: $(STAMP)
 # analysed on this checkout's sources.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports
 
 test: $(STAMP)

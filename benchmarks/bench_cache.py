@@ -78,13 +78,19 @@ def main():
         keys, t_write = fill(folder, args.n, args.dim, args.chunk)
         info = cache_info(folder)
         raw = args.n * args.dim * 4
-        print(f"{args.n:,} entries of {args.dim} float32 in put_many calls of {args.chunk:,}; "
-              f"load average {load:.2f}")
+        print(
+            f"{args.n:,} entries of {args.dim} float32 in put_many calls of {args.chunk:,}; "
+            f"load average {load:.2f}"
+        )
         print(f"  written in {t_write:.1f} s ({args.n / t_write:,.0f} entries/s)")
-        print(f"  disk used {info['bytes'] / 2**20:,.0f} MiB for {raw / 2**20:,.0f} MiB of raw "
-              f"float32 = {info['bytes'] / raw:.3f}x (goal <= 1.3)")
-        print(f"  {info['files']:,} files = 1 per {args.n / info['files']:,.0f} entries "
-              f"(goal: 1 per >= 100); cache_info counts {info['entries']:,} entries")
+        print(
+            f"  disk used {info['bytes'] / 2**20:,.0f} MiB for {raw / 2**20:,.0f} MiB of raw "
+            f"float32 = {info['bytes'] / raw:.3f}x (goal <= 1.3)"
+        )
+        print(
+            f"  {info['files']:,} files = 1 per {args.n / info['files']:,.0f} entries "
+            f"(goal: 1 per >= 100); cache_info counts {info['entries']:,} entries"
+        )
         picked = np.random.default_rng(1).choice(len(keys), size=args.lookups, replace=False)
         keys_file = os.path.join(folder, "keys.json")
         with open(keys_file, "w") as handle:
@@ -92,13 +98,18 @@ def main():
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         script = _LOOKUP.format(root=root, keys=keys_file, folder=folder)
         found, cold, warm, memory = json.loads(
-            subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
-                           text=True).stdout
+            subprocess.run(
+                [sys.executable, "-c", script], check=True, capture_output=True, text=True
+            ).stdout
         )
-        print(f"  lookup of {args.lookups:,} keys, fresh process: {cold:.2f} s (goal <= 2 s), "
-              f"{found:,} found")
-        print(f"  same keys again, index built: {warm:.2f} s; from the memory layer: "
-              f"{memory * 1e3:.0f} ms")
+        print(
+            f"  lookup of {args.lookups:,} keys, fresh process: {cold:.2f} s (goal <= 2 s), "
+            f"{found:,} found"
+        )
+        print(
+            f"  same keys again, index built: {warm:.2f} s; from the memory layer: "
+            f"{memory * 1e3:.0f} ms"
+        )
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 

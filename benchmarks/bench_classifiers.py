@@ -117,7 +117,9 @@ def ref_tipx(X, y, Q, W, alpha=1.0, beta=5.5, gamma=1.0, temp=0.5):
     feats = _unit(Q)
     train_dist = _softmax(train @ W.T / temp)
     test_dist = _softmax(feats @ W.T / temp)
-    kl = (test_dist * np.log(test_dist)).sum(axis=1, keepdims=True) - test_dist @ np.log(train_dist).T
+    kl = (test_dist * np.log(test_dist)).sum(axis=1, keepdims=True) - test_dist @ np.log(
+        train_dist
+    ).T
     targets = np.eye(W.shape[0], dtype=np.float32)[y]
     new_knowledge = feats @ train.T
     cache_logits = np.exp((-1) * (beta - beta * new_knowledge)) @ targets
@@ -150,7 +152,9 @@ def ref_ape(X, y, Q, W, alpha=2.0, beta=1.0, gamma=0.1, feat_num=500, w=(0.7, 0.
     R_fW = 100.0 * test_features @ clip_weights
     R_fF = new_test_features @ new_cache_keys.T
     key_logits = _softmax(new_cache_keys @ new_clip_weights)
-    cache_div = np.sum(cache_values * np.log2((cache_values + 1e-6) / (key_logits + 1e-6)), axis=1)[:, None]
+    cache_div = np.sum(cache_values * np.log2((cache_values + 1e-6) / (key_logits + 1e-6)), axis=1)[
+        :, None
+    ]
     soft_cache_values = cache_values * np.exp(cache_div * gamma)
     cache_logits = np.exp((-1) * (beta - beta * R_fF)) @ soft_cache_values
     return np.argmax(R_fW + cache_logits * alpha, axis=1)

@@ -142,36 +142,47 @@ def bench_files(args, device):
                 handle.read()
         fp32, preprocess = _open_clip_model(args.model, "fp32", device)
         bf16, _ = _open_clip_model(args.model, "bf16", device)
-        encoder = CLIPEncoder(args.model, pretrained=None, device=device, batch_size=args.batch_size)
+        encoder = CLIPEncoder(
+            args.model, pretrained=None, device=device, batch_size=args.batch_size
+        )
         warm = paths[: min(8, len(paths))]
         serial_loop(fp32, preprocess, warm, 8, torch.float32, device)
         serial_loop(bf16, preprocess, warm, 8, torch.bfloat16, device)
         encoder.transform(warm)
         workers = min(4, os.cpu_count() or 1)
-        t_a, a = _timed(lambda: serial_loop(fp32, preprocess, paths, args.batch_size,
-                                            torch.float32, device))
-        t_b, _ = _timed(lambda: dataloader_loop(fp32, preprocess, paths, args.batch_size,
-                                                workers, device))
-        t_c, _ = _timed(lambda: serial_loop(bf16, preprocess, paths, args.batch_size,
-                                            torch.bfloat16, device))
+        t_a, a = _timed(
+            lambda: serial_loop(fp32, preprocess, paths, args.batch_size, torch.float32, device)
+        )
+        t_b, _ = _timed(
+            lambda: dataloader_loop(fp32, preprocess, paths, args.batch_size, workers, device)
+        )
+        t_c, _ = _timed(
+            lambda: serial_loop(bf16, preprocess, paths, args.batch_size, torch.bfloat16, device)
+        )
         t_d, d = _timed(lambda: encoder.transform(paths))
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     loaded = encoder._loaded
-    print(f"files: {args.n} JPEGs, {args.model} random weights, batch {args.batch_size}, "
-          f"{device}, {torch.get_num_threads()} torch threads")
+    print(
+        f"files: {args.n} JPEGs, {args.model} random weights, batch {args.batch_size}, "
+        f"{device}, {torch.get_num_threads()} torch threads"
+    )
     rate = {name: args.n / t for name, t in (("a", t_a), ("b", t_b), ("c", t_c), ("d", t_d))}
     print(f"  (a) serial fp32 open_clip loop          {rate['a']:8.1f} img/s")
     print(f"  (b) DataLoader, {workers} workers, fp32       {rate['b']:8.1f} img/s")
     print(f"  (c) open_clip precision='bf16', serial  {rate['c']:8.1f} img/s")
     print(f"  (d) CLIPEncoder defaults ({loaded.precision}, n_jobs=None) {rate['d']:8.1f} img/s")
-    print(f"  (d)/(a) = {rate['d'] / rate['a']:.2f}x (goal >= 3), (d)/(c) = "
-          f"{rate['d'] / rate['c']:.2f}x (goal >= 1.0), (d)/(b) = {rate['d'] / rate['b']:.2f}x "
-          f"(goal >= 1.5)")
+    print(
+        f"  (d)/(a) = {rate['d'] / rate['a']:.2f}x (goal >= 3), (d)/(c) = "
+        f"{rate['d'] / rate['c']:.2f}x (goal >= 1.0), (d)/(b) = {rate['d'] / rate['b']:.2f}x "
+        f"(goal >= 1.5)"
+    )
     print(f"  min cosine (d) to (a): {np.min(np.sum(a * d, axis=1)):.5f} (goal >= 0.999)")
     pixels = torch.randn(args.batch_size, 3, *loaded.image_size).to(device, loaded.dtype)
     model_only = _model_rate(loaded.model, pixels, 1 if args.small else 3, device)
-    print(f"  model only, {loaded.precision} weights, random pixels: {model_only:.1f} img/s; "
-          f"(d) = {rate['d'] / model_only:.2f}x of it (goal on a GPU >= 0.9)")
+    print(
+        f"  model only, {loaded.precision} weights, random pixels: {model_only:.1f} img/s; "
+        f"(d) = {rate['d'] / model_only:.2f}x of it (goal on a GPU >= 0.9)"
+    )
 
 
 def bench_load(args, device):
@@ -181,8 +192,7 @@ def bench_load(args, device):
     from safetensors.torch import save_file
 
     from skvlm import CLIPEncoder
-    from skvlm.models import clear_model_cache
-    from skvlm.models import _file_hash
+    from skvlm.models import _file_hash, clear_model_cache
 
     model, _ = _open_clip_model(args.model, "fp32", "cpu")
     with tempfile.TemporaryDirectory() as folder:
@@ -201,8 +211,9 @@ def bench_load(args, device):
             encoder._spec_fingerprint(augment=False)  # the checkpoint's content hash
 
         def through_open_clip():
-            open_clip.create_model(args.model, pretrained=path, device=device,
-                                   **_model_kwargs(args.model))
+            open_clip.create_model(
+                args.model, pretrained=path, device=device, **_model_kwargs(args.model)
+            )
 
         t_open_clip, _ = _timed(through_open_clip)
         t_cold, _ = _timed(through_skvlm)  # hashes the file
@@ -211,10 +222,13 @@ def bench_load(args, device):
         shutil.rmtree(memo, ignore_errors=True)
     print(f"load: a {size:.0f} MiB safetensors checkpoint of {args.model}, {device}")
     print(f"  open_clip.create_model(pretrained=path)  {t_open_clip:6.2f} s")
-    print(f"  CLIPEncoder, first time (hashes the file) {t_cold:6.2f} s = "
-          f"{t_cold / t_open_clip:.2f}x")
-    print(f"  CLIPEncoder, hash memoised on disk       {t_warm:6.2f} s = "
-          f"{t_warm / t_open_clip:.2f}x (goal <= 1.5)")
+    print(
+        f"  CLIPEncoder, first time (hashes the file) {t_cold:6.2f} s = {t_cold / t_open_clip:.2f}x"
+    )
+    print(
+        f"  CLIPEncoder, hash memoised on disk       {t_warm:6.2f} s = "
+        f"{t_warm / t_open_clip:.2f}x (goal <= 1.5)"
+    )
 
 
 def _sync(device):
@@ -230,8 +244,11 @@ def _model_rate(model, pixels, repeat, device, autocast=None):
 
     import torch
 
-    context = (torch.autocast(device_type=str(device).split(":")[0], dtype=autocast)
-               if autocast is not None else contextlib.nullcontext())
+    context = (
+        torch.autocast(device_type=str(device).split(":")[0], dtype=autocast)
+        if autocast is not None
+        else contextlib.nullcontext()
+    )
     best = float("inf")
     with torch.inference_mode(), context:
         model.encode_image(pixels[:2])
@@ -248,9 +265,11 @@ def bench_model(args, device):
     """Model only, random pixels: fp32, fp16 and bf16 weights, fp32 weights + autocast."""
     import torch
 
-    cases = [("fp32 weights", "fp32", torch.float32, None),
-             ("bf16 weights", "bf16", torch.bfloat16, None),
-             ("fp32 weights + bf16 autocast", "fp32", torch.float32, torch.bfloat16)]
+    cases = [
+        ("fp32 weights", "fp32", torch.float32, None),
+        ("bf16 weights", "bf16", torch.bfloat16, None),
+        ("fp32 weights + bf16 autocast", "fp32", torch.float32, torch.bfloat16),
+    ]
     if str(device).startswith("cuda"):
         cases[1:1] = [("fp16 weights", "fp16", torch.float16, None)]
         cases.append(("fp32 weights + fp16 autocast", "fp32", torch.float32, torch.float16))
@@ -283,14 +302,20 @@ def bench_oti(args, device):
     encoder = CLIPEncoder(args.model, pretrained=None, device=device)
     generator = torch.Generator().manual_seed(0)
     X = torch.nn.functional.normalize(
-        torch.randn(rows, encoder._loaded.embed_dim, generator=generator), dim=-1).numpy()
+        torch.randn(rows, encoder._loaded.embed_dim, generator=generator), dim=-1
+    ).numpy()
     for precision in ("fp32", encoder._loaded.precision):
-        oti = TextualInverter(CLIPEncoder(args.model, pretrained=None, device=device,
-                                          precision=precision), n_steps=steps, random_state=0)
+        oti = TextualInverter(
+            CLIPEncoder(args.model, pretrained=None, device=device, precision=precision),
+            n_steps=steps,
+            random_state=0,
+        )
         oti.fit(X)
         elapsed, _ = _timed(lambda oti=oti: oti.transform(X))
-        print(f"OTI {args.model} {device} {precision}: {rows} rows x {steps} steps in "
-              f"{elapsed:.1f} s = {rows / elapsed * steps / 150:.2f} rows/s at 150 steps")
+        print(
+            f"OTI {args.model} {device} {precision}: {rows} rows x {steps} steps in "
+            f"{elapsed:.1f} s = {rows / elapsed * steps / 150:.2f} rows/s at 150 steps"
+        )
         if precision == encoder._loaded.precision:
             break
 
@@ -302,16 +327,22 @@ def main():
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--only", default="files,load", metavar="S,S,...",
-                        help="sections: files, load, model (model only), oti")
+    parser.add_argument(
+        "--only",
+        default="files,load",
+        metavar="S,S,...",
+        help="sections: files, load, model (model only), oti",
+    )
     args = parser.parse_args()
     args.model = args.model or ("skvlm-tiny" if args.small else "ViT-B-32")
     args.n = args.n or (48 if args.small else 512)
     if args.small:
         args.batch_size = min(args.batch_size, 16)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {load:.2f} at start")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {load:.2f} at start"
+    )
     sections = set(args.only.split(","))
     if "files" in sections:
         bench_files(args, args.device)

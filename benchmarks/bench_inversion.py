@@ -18,9 +18,8 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import clone
-
 from _timing import best_of
+from sklearn.base import clone
 
 from skvlm import CLIPEncoder, TextualInverter
 from skvlm.datasets import make_scenes
@@ -52,8 +51,11 @@ def main():
     parser.add_argument("--n-steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--small", action="store_true",
-                        help="16 rows, 10 steps, one repeat: a few seconds (make bench, tests)")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="16 rows, 10 steps, one repeat: a few seconds (make bench, tests)",
+    )
     args = parser.parse_args()
     if args.small:
         args.rows, args.single_rows, args.n_steps, args.repeat = 16, 2, 10, 1
@@ -63,8 +65,10 @@ def main():
     warnings.simplefilter("ignore")
     encoder = CLIPEncoder("skvlm-tiny", pretrained=None, device="cpu")
     images = encoder.transform(make_scenes(args.rows, random_state=0).images)
-    print(f"skvlm-tiny (random init), {args.n_steps} steps, {torch.get_num_threads()} "
-          f"torch thread(s), CPU")
+    print(
+        f"skvlm-tiny (random init), {args.n_steps} steps, {torch.get_num_threads()} "
+        f"torch thread(s), CPU"
+    )
 
     oti = TextualInverter(encoder, n_steps=args.n_steps, batch_size=64, random_state=0)
     oti.fit(images)
@@ -75,8 +79,10 @@ def main():
 
     rows_batched = args.rows / t_batched
     print(f"batched (64): {rows_batched:.1f} rows/s ({t_batched / args.rows * 1e3:.1f} ms/row)")
-    print(f"one at a time: {1 / t_single:.1f} rows/s ({t_single * 1e3:.0f} ms/row, "
-          f"timed on {args.single_rows} rows)")
+    print(
+        f"one at a time: {1 / t_single:.1f} rows/s ({t_single * 1e3:.0f} ms/row, "
+        f"timed on {args.single_rows} rows)"
+    )
     print(f"speed-up of batching: {rows_batched * t_single:.1f}x")
     diff = np.abs(alone - batched[: args.single_rows]).max()
     print(f"max |alone - batched| over those rows: {diff:.1e}")
@@ -84,8 +90,10 @@ def main():
     loaded = load_model("skvlm-tiny", None, "cpu", encoder.precision)
     floor = min(text_tower_floor(loaded, 64, args.n_steps) for _ in range(args.repeat)) / 64
     per_row = t_batched / args.rows
-    print(f"floor ({args.n_steps} fwd+bwd of the text tower, batch 64): {floor * 1e3:.1f} ms/row; "
-          f"OTI {per_row * 1e3:.1f} ms/row = {per_row / floor:.2f}x the floor")
+    print(
+        f"floor ({args.n_steps} fwd+bwd of the text tower, batch 64): {floor * 1e3:.1f} ms/row; "
+        f"OTI {per_row * 1e3:.1f} ms/row = {per_row / floor:.2f}x the floor"
+    )
     cos = np.sum(batched * images, axis=1) / np.linalg.norm(images, axis=1)
     print(f"mean cosine(OTI text feature, image) = {cos.mean():.3f}")
 

@@ -56,12 +56,19 @@ def main():
     parser.add_argument("--n-gallery", type=int, default=200_000)
     parser.add_argument("--n-features", type=int, default=512)
     parser.add_argument("--n-classes", type=int, default=1000)
-    parser.add_argument("--noise", type=float, default=2.5,
-                        help="within-class spread; 2.5 gives a CLIP-like mAP of about 0.4")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=2.5,
+        help="within-class spread; 2.5 gives a CLIP-like mAP of about 0.4",
+    )
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--baseline-queries", type=int, default=50)
-    parser.add_argument("--small", action="store_true",
-                        help="200 queries x 5,000 gallery items: a second (make bench, tests)")
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="200 queries x 5,000 gallery items: a second (make bench, tests)",
+    )
     args = parser.parse_args()
     if args.small:
         args.n_queries, args.n_gallery, args.n_classes, args.baseline_queries = 200, 5000, 50, 10
@@ -82,8 +89,10 @@ def main():
     ours = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"skvlm mean_average_precision: {ours:.1f} s, mAP {value:.4f}, "
-          f"peak extra memory {peak / 2**20:.0f} MiB")
+    print(
+        f"skvlm mean_average_precision: {ours:.1f} s, mAP {value:.4f}, "
+        f"peak extra memory {peak / 2**20:.0f} MiB"
+    )
 
     # The floor: the chunked score matrix alone, which any exact method must compute.
     buffer = np.empty((min(args.batch_size, args.n_queries), args.n_gallery), dtype=np.float32)
@@ -93,16 +102,20 @@ def main():
         np.matmul(chunk, gallery.T, out=buffer[: chunk.shape[0]])
     floor = time.perf_counter() - start
     del buffer
-    print(f"floor (the {args.n_queries:,} x {args.n_gallery:,} score matrix, chunked "
-          f"matmul only): {floor:.1f} s; ranking and AP add {ours - floor:.1f} s")
+    print(
+        f"floor (the {args.n_queries:,} x {args.n_gallery:,} score matrix, chunked "
+        f"matmul only): {floor:.1f} s; ranking and AP add {ours - floor:.1f} s"
+    )
 
     n_base = min(args.baseline_queries, args.n_queries)
     start = time.perf_counter()
     base_value = baseline_map(queries[:n_base], query_labels[:n_base], gallery, gallery_labels)
     base = (time.perf_counter() - start) / n_base * args.n_queries
     check = mean_average_precision(queries[:n_base], query_labels[:n_base], gallery, gallery_labels)
-    print(f"per-query sklearn loop: {base:.0f} s (timed on {n_base} queries, extrapolated "
-          f"to {args.n_queries:,}); mAP on those {base_value:.6f} vs skvlm {check:.6f}")
+    print(
+        f"per-query sklearn loop: {base:.0f} s (timed on {n_base} queries, extrapolated "
+        f"to {args.n_queries:,}); mAP on those {base_value:.6f} vs skvlm {check:.6f}"
+    )
     print(f"speed-up: {base / ours:.1f}x")
 
 

@@ -27,8 +27,17 @@ import numpy as np
 from skvlm.studies import run_fewshot_study
 from skvlm.studies._methods import REGISTRY
 
-_METHODS = ("zeroshot", "prototype", "prototype_pca", "lda", "tip_adapter", "tip_x", "ape", "coder",
-            "linear_probe")
+_METHODS = (
+    "zeroshot",
+    "prototype",
+    "prototype_pca",
+    "lda",
+    "tip_adapter",
+    "tip_x",
+    "ape",
+    "coder",
+    "linear_probe",
+)
 
 
 def _unit(X):
@@ -43,8 +52,7 @@ def make_data(n_classes, dim, shots, n_test, seed=0):
     y = np.repeat(np.arange(n_classes), per_class)
     X = _unit(centres[y] + rng.normal(scale=3.0 / np.sqrt(dim), size=(len(y), dim)))
     y_test = rng.integers(0, n_classes, n_test)
-    X_test = _unit(centres[y_test] + rng.normal(scale=3.0 / np.sqrt(dim),
-                                                size=(n_test, dim)))
+    X_test = _unit(centres[y_test] + rng.normal(scale=3.0 / np.sqrt(dim), size=(n_test, dim)))
     W = _unit(centres + rng.normal(scale=2.0 / np.sqrt(dim), size=centres.shape))
     return X, y, X_test, y_test, W
 
@@ -54,9 +62,19 @@ def run_one(method, data, shots, seed, tune, search, repeat):
     X, y, X_test, y_test, W = data
 
     def study():
-        return run_fewshot_study(X, y, X_test=X_test, y_test=y_test, text_weights=W,
-                                 pca_text_embeddings=W, methods=[method], shots=[shots],
-                                 seeds=[seed], tune=tune, search=search).iloc[0]
+        return run_fewshot_study(
+            X,
+            y,
+            X_test=X_test,
+            y_test=y_test,
+            text_weights=W,
+            pca_text_embeddings=W,
+            methods=[method],
+            shots=[shots],
+            seeds=[seed],
+            tune=tune,
+            search=search,
+        ).iloc[0]
 
     seconds = [float(study()["seconds"]) for _ in range(repeat - 1)]
     tracemalloc.start()
@@ -64,8 +82,12 @@ def run_one(method, data, shots, seed, tune, search, repeat):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     seconds.append(float(row["seconds"]))  # traced: slower, so min() prefers the others
-    return {"seconds": min(seconds), "peak_mb": peak / 2**20, "acc1": float(row["acc1"]),
-            "params": row["params"]}
+    return {
+        "seconds": min(seconds),
+        "peak_mb": peak / 2**20,
+        "acc1": float(row["acc1"]),
+        "params": row["params"],
+    }
 
 
 def main(argv=None):
@@ -74,8 +96,12 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(_METHODS))
     parser.add_argument("--search", default="default", choices=["default", "reference"])
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="best of N calls per cell (default: 3 with --small, else 1)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="best of N calls per cell (default: 3 with --small, else 1)",
+    )
     args = parser.parse_args(argv)
     n_classes, dim, n_test = (100, 256, 5000) if args.small else (1000, 512, 50000)
     shots = 16
@@ -85,21 +111,28 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {list(REGISTRY)}")
     data = make_data(n_classes, dim, shots, n_test)
-    print(f"bench_studies: {shots} shots x {n_classes} classes x {dim}-d support "
-          f"({shots * n_classes} rows, + {min(shots, 4) * n_classes} validation rows), "
-          f"{n_test} test rows, grids={args.search!r}; numpy {np.__version__}, "
-          f"{platform.processor() or platform.machine()}")
-    print(f"{'method':>14} {'seed':>4} {'untuned s':>10} {'tuned s':>9} {'ratio':>6} "
-          f"{'untuned MB':>11} {'tuned MB':>9} {'acc untuned':>11} {'acc tuned':>9}  chosen")
+    print(
+        f"bench_studies: {shots} shots x {n_classes} classes x {dim}-d support "
+        f"({shots * n_classes} rows, + {min(shots, 4) * n_classes} validation rows), "
+        f"{n_test} test rows, grids={args.search!r}; numpy {np.__version__}, "
+        f"{platform.processor() or platform.machine()}"
+    )
+    print(
+        f"{'method':>14} {'seed':>4} {'untuned s':>10} {'tuned s':>9} {'ratio':>6} "
+        f"{'untuned MB':>11} {'tuned MB':>9} {'acc untuned':>11} {'acc tuned':>9}  chosen"
+    )
     for method in methods:
         for seed in [int(s) for s in args.seeds.split(",")]:
             plain = run_one(method, data, shots, seed, False, args.search, repeat)
             tuned = run_one(method, data, shots, seed, True, args.search, repeat)
             chosen = ", ".join(f"{k}={v:g}" for k, v in tuned["params"].items()) or "-"
-            print(f"{method:>14} {seed:>4} {plain['seconds']:10.2f} {tuned['seconds']:9.2f} "
-                  f"{tuned['seconds'] / plain['seconds']:6.2f} {plain['peak_mb']:11.0f} "
-                  f"{tuned['peak_mb']:9.0f} {100 * plain['acc1']:11.1f} "
-                  f"{100 * tuned['acc1']:9.1f}  {chosen}", flush=True)
+            print(
+                f"{method:>14} {seed:>4} {plain['seconds']:10.2f} {tuned['seconds']:9.2f} "
+                f"{tuned['seconds'] / plain['seconds']:6.2f} {plain['peak_mb']:11.0f} "
+                f"{tuned['peak_mb']:9.0f} {100 * plain['acc1']:11.1f} "
+                f"{100 * tuned['acc1']:9.1f}  {chosen}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

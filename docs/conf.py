@@ -38,8 +38,10 @@ autoclass_content = "class"
 templates_path = []
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
-html_theme_options = {"description": "vision-language models as scikit-learn estimators",
-                      "fixed_sidebar": True}
+html_theme_options = {
+    "description": "vision-language models as scikit-learn estimators",
+    "fixed_sidebar": True,
+}
 html_static_path = []
 # The math renders with MathJax in the reader's browser; the build needs no network.
 
@@ -72,8 +74,9 @@ def _escape_attribute_names(app, what, name, obj, options, lines):
         if in_doctest or literal_indent is not None or stripped.startswith(".. "):
             continue
         parts = _LITERAL.split(line)
-        parts[::2] = [_BARE_ATTRIBUTE.sub(lambda m: m.group(1)[:-1] + "\\_", part)
-                      for part in parts[::2]]
+        parts[::2] = [
+            _BARE_ATTRIBUTE.sub(lambda m: m.group(1)[:-1] + "\\_", part) for part in parts[::2]
+        ]
         lines[index] = "".join(parts)
 
 

@@ -41,13 +41,19 @@ def _main(small, folder):
     images = encoder.encode_images(scenes.images)
     captions = encoder.encode_text(scenes.captions)
 
-    distributions = similarity_distributions(images, labels, captions, labels,
-                                             max_pairs=20000, random_state=0)
+    distributions = similarity_distributions(
+        images, labels, captions, labels, max_pairs=20000, random_state=0
+    )
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    plot_similarity_histograms(distributions, keys=["intra_class", "inter_class"],
-                               ax=axes[0], title="by class (image-image)")
-    plot_similarity_histograms(distributions, keys=["intra_modal", "inter_modal"],
-                               ax=axes[1], title="by modality")
+    plot_similarity_histograms(
+        distributions,
+        keys=["intra_class", "inter_class"],
+        ax=axes[0],
+        title="by class (image-image)",
+    )
+    plot_similarity_histograms(
+        distributions, keys=["intra_modal", "inter_modal"], ax=axes[1], title="by modality"
+    )
     fig.tight_layout()
     histograms = folder / "similarity_histograms.png"
     fig.savefig(histograms, dpi=100)
@@ -62,13 +68,16 @@ def _main(small, folder):
     if small:
         _, _, basis = np.linalg.svd(np.vstack([images, captions]), full_matrices=False)
         images, captions = (E @ basis[:16].T for E in (images, captions))
-        images, captions = (E / np.linalg.norm(E, axis=1, keepdims=True)
-                            for E in (images, captions))
+        images, captions = (
+            E / np.linalg.norm(E, axis=1, keepdims=True) for E in (images, captions)
+        )
     I64, T64 = images.astype(np.float64), captions.astype(np.float64)
     recovered = recover_intra_similarity(T64 @ I64.T)
     error = np.abs(recovered - I64 @ I64.T).max()
-    print(f"S_intra recovered from S_inter (d = {images.shape[1]}, {len(images)} images): "
-          f"max abs error = {error:.1e}")
+    print(
+        f"S_intra recovered from S_inter (d = {images.shape[1]}, {len(images)} images): "
+        f"max abs error = {error:.1e}"
+    )
     print(f"figure: {histograms}")
     return histograms
 

@@ -44,16 +44,19 @@ def main(small=False):
     print(f"{n_samples} scenes, classes: {sorted(set(y))}")
     for k in shots:
         start = time.perf_counter()
-        search = GridSearchCV(pipe, grid, cv=FewShotSplit(n_shots=k, n_splits=n_splits,
-                                                          random_state=0))
+        search = GridSearchCV(
+            pipe, grid, cv=FewShotSplit(n_shots=k, n_splits=n_splits, random_state=0)
+        )
         search.fit(scenes.images, y)
         print(f"\n{k}-shot ({time.perf_counter() - start:.1f} s)")
         results = search.cv_results_
         for i in np.argsort(-results["mean_test_score"]):
             proj = "PCA←" if results["param_proj"][i] is projector else "raw"
             clf = type(results["param_clf"][i]).__name__
-            print(f"  {clf:22s} {proj:5s} acc = {results['mean_test_score'][i]:.3f}"
-                  f" ± {results['std_test_score'][i]:.3f}")
+            print(
+                f"  {clf:22s} {proj:5s} acc = {results['mean_test_score'][i]:.3f}"
+                f" ± {results['std_test_score'][i]:.3f}"
+            )
     return search
 
 

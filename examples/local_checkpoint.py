@@ -38,17 +38,19 @@ def main(small=False, model="ViT-S-32-alt"):
     with tempfile.TemporaryDirectory(prefix="skvlm-checkpoint-") as scratch:  # removed at the end
         checkpoint = make_checkpoint(model, Path(scratch) / f"{model}.safetensors")
         print(f"checkpoint: {checkpoint} ({checkpoint.stat().st_size / 2**20:.0f} MiB)")
-        encoder = CLIPEncoder(model=model, pretrained=str(checkpoint), device="cpu",
-                              batch_size=16)
+        encoder = CLIPEncoder(model=model, pretrained=str(checkpoint), device="cpu", batch_size=16)
         scenes = make_scenes(n_samples, random_state=0)
-        X = encoder.transform(scenes.images)          # 32x32 scenes, resized to 224x224
+        X = encoder.transform(scenes.images)  # 32x32 scenes, resized to 224x224
         y = scenes.factors["colour"].to_numpy()
         classes = sorted(set(y))
-        clf = ZeroShotClassifier(class_names=classes, templates=["a photo of a {} object."],
-                                 encoder=encoder).fit(X, y)
+        clf = ZeroShotClassifier(
+            class_names=classes, templates=["a photo of a {} object."], encoder=encoder
+        ).fit(X, y)
         accuracy = clf.score(X, y)
-    print(f"{model}: embeddings {X.shape}, zero-shot colour accuracy = {accuracy:.3f}"
-          f" (chance {1 / len(classes):.3f})")
+    print(
+        f"{model}: embeddings {X.shape}, zero-shot colour accuracy = {accuracy:.3f}"
+        f" (chance {1 / len(classes):.3f})"
+    )
     return X
 
 

@@ -48,7 +48,8 @@ def main(small=False):
     shape_names = scenes.factor_names["shape"]
     pca = ClassSubspaceProjector(class_names=shape_names, encoder=encoder).fit(gallery)
     results["PCA← <I←, I←>"] = mean_average_precision(
-        pca.transform(queries), q_labels, pca.transform(gallery), g_labels)
+        pca.transform(queries), q_labels, pca.transform(gallery), g_labels
+    )
     pca_seconds = time.perf_counter() - start
 
     print(f"{n_queries} queries against {len(gallery)} images, relevant = same shape")

@@ -37,8 +37,15 @@ def _main(small, folder):
 
     model, tokenizer = build_tiny(MODEL, seed=0)
     before = save_tiny(model, tokenizer, folder / "before.safetensors")
-    trainer = ContrastiveTrainer(model, tokenizer=tokenizer, loss="imsep", n_steps=n_steps,
-                                 batch_size=batch_size, device="cpu", random_state=0)
+    trainer = ContrastiveTrainer(
+        model,
+        tokenizer=tokenizer,
+        loss="imsep",
+        n_steps=n_steps,
+        batch_size=batch_size,
+        device="cpu",
+        random_state=0,
+    )
     start = time.perf_counter()
     trainer.fit(train.images, train.captions)
     seconds = time.perf_counter() - start
@@ -67,6 +74,10 @@ def main(small=False, out=None):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="a quick run (seconds)")
-    parser.add_argument("--out", default=None, help="folder for the weights (default: a temporary folder, removed at the end)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder for the weights (default: a temporary folder, removed at the end)",
+    )
     args = parser.parse_args()
     main(small=args.small or bool(os.environ.get("SKVLM_EXAMPLES_SMALL")), out=args.out)

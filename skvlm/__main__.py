@@ -29,7 +29,9 @@ def _int_list(text):
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
     if not values:
         raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
     return values
@@ -74,100 +76,191 @@ def _names(text):
 
 def _add_real_data_options(parser, default_out, several=False):
     if several:  # retrieval: several datasets and models in one run, one results table
-        parser.add_argument("--data", required=True, nargs="+", metavar="DIR_OR_FILE",
-                            help="image folders (root/<class>/<image>) and captions files "
-                                 "(.csv/.tsv/.jsonl with an image path and a caption per "
-                                 "row, optionally a label); several may follow --data")
-        parser.add_argument("--model", default=["ViT-B-32"], type=_names, metavar="M,M,...",
-                            help="open_clip model name(s) or skvlm-tiny[-shared], comma-"
-                                 "separated (default: ViT-B-32)")
+        parser.add_argument(
+            "--data",
+            required=True,
+            nargs="+",
+            metavar="DIR_OR_FILE",
+            help="image folders (root/<class>/<image>) and captions files "
+            "(.csv/.tsv/.jsonl with an image path and a caption per "
+            "row, optionally a label); several may follow --data",
+        )
+        parser.add_argument(
+            "--model",
+            default=["ViT-B-32"],
+            type=_names,
+            metavar="M,M,...",
+            help="open_clip model name(s) or skvlm-tiny[-shared], comma-"
+            "separated (default: ViT-B-32)",
+        )
     else:
-        parser.add_argument("--data", required=True, metavar="DIR",
-                            help="image folder, one sub-folder per class (root/<class>/<image>)")
-        parser.add_argument("--model", default="ViT-B-32",
-                            help="open_clip model name or skvlm-tiny[-shared] (default: %(default)s)")
-    parser.add_argument("--pretrained", default="default", metavar="TAG_OR_FILE",
-                        help="open_clip pretrained tag, a local checkpoint file, or 'none' "
-                             "for random weights (default: the model's standard weights)")
-    parser.add_argument("--cache", default=None, metavar="DIR",
-                        help="embedding cache folder: a second run does not re-encode")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, metavar="N",
-                        help="encoding batch size (default: %(default)s)")
-    parser.add_argument("--out", default=default_out, metavar="DIR",
-                        help="report folder (default: %(default)s)")
-    parser.add_argument("--skip-unreadable", action="store_true",
-                        help="leave truncated, corrupt or oversized images out (listed in "
-                             "summary.json) instead of stopping at the first one")
+        parser.add_argument(
+            "--data",
+            required=True,
+            metavar="DIR",
+            help="image folder, one sub-folder per class (root/<class>/<image>)",
+        )
+        parser.add_argument(
+            "--model",
+            default="ViT-B-32",
+            help="open_clip model name or skvlm-tiny[-shared] (default: %(default)s)",
+        )
+    parser.add_argument(
+        "--pretrained",
+        default="default",
+        metavar="TAG_OR_FILE",
+        help="open_clip pretrained tag, a local checkpoint file, or 'none' "
+        "for random weights (default: the model's standard weights)",
+    )
+    parser.add_argument(
+        "--cache",
+        default=None,
+        metavar="DIR",
+        help="embedding cache folder: a second run does not re-encode",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        metavar="N",
+        help="encoding batch size (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out", default=default_out, metavar="DIR", help="report folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="leave truncated, corrupt or oversized images out (listed in "
+        "summary.json) instead of stopping at the first one",
+    )
     _add_threads_option(parser)
 
 
 def _add_threads_option(parser):
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
-                        help="torch and BLAS CPU threads for this run (default: their choice); 1 is "
-                             "much faster for the tiny models on a machine whose cores are busy")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="torch and BLAS CPU threads for this run (default: their choice); 1 is "
+        "much faster for the tiny models on a machine whose cores are busy",
+    )
 
 
 def _add_demo_parser(commands):
     """``demo``: every study on the shipped tiny models."""
     demo = commands.add_parser(
-        "demo", help="run every study on the shipped tiny models and generated scenes",
+        "demo",
+        help="run every study on the shipped tiny models and generated scenes",
         description="Every claim of the seed papers measured on the tiny model zoo "
-                    "(few-shot study, retrieval with OTI/OVI and PCA←, intra-modal zero-shot, "
-                    "histogram indicators, image-only few-shot, AlignCLIP's alignment and gap), "
-                    "on held-out make_scenes images. No network.",
+        "(few-shot study, retrieval with OTI/OVI and PCA←, intra-modal zero-shot, "
+        "histogram indicators, image-only few-shot, AlignCLIP's alignment and gap), "
+        "on held-out make_scenes images. No network.",
     )
-    demo.add_argument("--out", default="skvlm-demo", metavar="DIR",
-                      help="report folder (default: %(default)s)")
-    demo.add_argument("--quick", action="store_true",
-                      help="fewer scenes, queries and inversion steps (a smoke run)")
+    demo.add_argument(
+        "--out", default="skvlm-demo", metavar="DIR", help="report folder (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer scenes, queries and inversion steps (a smoke run)",
+    )
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    demo.add_argument("--models", type=_names, default=None, metavar="M,M,...",
-                      help="the models to measure (default: the five of the tiny zoo; those "
-                           "whose weights do not ship are skipped with a note)")
-    demo.add_argument("--no-tune", action="store_true",
-                      help="few-shot methods at their default hyper-parameters (not tuned on "
-                           "validation shots)")
+    demo.add_argument(
+        "--models",
+        type=_names,
+        default=None,
+        metavar="M,M,...",
+        help="the models to measure (default: the five of the tiny zoo; those "
+        "whose weights do not ship are skipped with a note)",
+    )
+    demo.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="few-shot methods at their default hyper-parameters (not tuned on validation shots)",
+    )
     _add_threads_option(demo)
 
 
 def _add_fewshot_parser(commands):
     """``fewshot``: the few-shot study; its method names come from the study registry."""
     fewshot = commands.add_parser(
-        "fewshot", help="few-shot classification study on an image folder",
+        "fewshot",
+        help="few-shot classification study on an image folder",
         description="k-shot classification of an image folder by "
-                    + ", ".join(method.label for method in REGISTRY.values()) + ".",
+        + ", ".join(method.label for method in REGISTRY.values())
+        + ".",
     )
     _add_real_data_options(fewshot, "skvlm-fewshot")
-    fewshot.add_argument("--shots", type=_positive_int_list, default=[1, 2, 4, 8, 16],
-                         metavar="K,K,...", help="shots per class (default: 1,2,4,8,16)")
-    fewshot.add_argument("--seeds", type=_int_list, default=[0, 1, 2], metavar="S,S,...",
-                         help="one few-shot split per seed (default: 0,1,2)")
-    fewshot.add_argument("--methods", type=_methods(_FEWSHOT_METHODS), default=None,
-                         metavar="M,M,...",
-                         help="any of " + ", ".join(_FEWSHOT_METHODS)
-                              + " (default: " + ",".join(DEFAULT_FEWSHOT) + ")")
-    fewshot.add_argument("--templates", default="reference",
-                         choices=["reference", "openai", "simple"],
-                         help="prompt templates of the class-name classifier: the dataset's "
-                              "reference ones (CoOp's per dataset; 'a photo of a {}.' for a "
-                              "folder), or open_clip's 80 / 7 (default: reference)")
-    fewshot.add_argument("--coop", default=None, metavar="DATASET",
-                         help="read --data as the root of a CoOp benchmark dataset (ImageNet, "
-                              "Caltech101, OxfordPets, ...): support from train, validation "
-                              "shots from val (train for ImageNet), scored on test, published "
-                              "numbers beside the measured ones")
-    fewshot.add_argument("--no-tune", action="store_true",
-                         help="fit every method at its default hyper-parameters instead of "
-                              "choosing them on min(k, 4) validation shots per class")
-    fewshot.add_argument("--search", default="default", choices=["default", "reference"],
-                         help="hyper-parameter grids: small ones around the published optima, "
-                              "or the reference code's own (default: default)")
-    fewshot.add_argument("--views", type=_positive_int, default=None, metavar="N",
-                         help="encode N augmented views of every training image and add "
-                              "lda_views (GDA fitted on every view as a row, as its reference "
-                              "runs it at 1 shot; the reference uses 10)")
+    fewshot.add_argument(
+        "--shots",
+        type=_positive_int_list,
+        default=[1, 2, 4, 8, 16],
+        metavar="K,K,...",
+        help="shots per class (default: 1,2,4,8,16)",
+    )
+    fewshot.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=[0, 1, 2],
+        metavar="S,S,...",
+        help="one few-shot split per seed (default: 0,1,2)",
+    )
+    fewshot.add_argument(
+        "--methods",
+        type=_methods(_FEWSHOT_METHODS),
+        default=None,
+        metavar="M,M,...",
+        help="any of "
+        + ", ".join(_FEWSHOT_METHODS)
+        + " (default: "
+        + ",".join(DEFAULT_FEWSHOT)
+        + ")",
+    )
+    fewshot.add_argument(
+        "--templates",
+        default="reference",
+        choices=["reference", "openai", "simple"],
+        help="prompt templates of the class-name classifier: the dataset's "
+        "reference ones (CoOp's per dataset; 'a photo of a {}.' for a "
+        "folder), or open_clip's 80 / 7 (default: reference)",
+    )
+    fewshot.add_argument(
+        "--coop",
+        default=None,
+        metavar="DATASET",
+        help="read --data as the root of a CoOp benchmark dataset (ImageNet, "
+        "Caltech101, OxfordPets, ...): support from train, validation "
+        "shots from val (train for ImageNet), scored on test, published "
+        "numbers beside the measured ones",
+    )
+    fewshot.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="fit every method at its default hyper-parameters instead of "
+        "choosing them on min(k, 4) validation shots per class",
+    )
+    fewshot.add_argument(
+        "--search",
+        default="default",
+        choices=["default", "reference"],
+        help="hyper-parameter grids: small ones around the published optima, "
+        "or the reference code's own (default: default)",
+    )
+    fewshot.add_argument(
+        "--views",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="encode N augmented views of every training image and add "
+        "lda_views (GDA fitted on every view as a row, as its reference "
+        "runs it at 1 shot; the reference uses 10)",
+    )
 
 
 def build_parser(with_train_tiny=False):
@@ -179,8 +272,8 @@ def build_parser(with_train_tiny=False):
     parser = _Parser(
         prog="python -m skvlm",
         description="Few-shot and retrieval studies of vision-language models, as "
-                    "scikit-learn pipelines. Each command writes report.md, CSV tables, "
-                    "PNG figures and summary.json to a folder.",
+        "scikit-learn pipelines. Each command writes report.md, CSV tables, "
+        "PNG figures and summary.json to a folder.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
@@ -189,34 +282,51 @@ def build_parser(with_train_tiny=False):
     _add_fewshot_parser(commands)
 
     retrieval = commands.add_parser(
-        "retrieval", help="retrieval on image folders and captioned image-text pairs",
+        "retrieval",
+        help="retrieval on image folders and captioned image-text pairs",
         description="Image→image retrieval mAP (relevant = same class folder) of raw "
-                    "features, OTI query inversion and PCA← onto ImageNet class names; on "
-                    "a captions file, also zero-shot image↔text retrieval with "
-                    "CLIP_benchmark's image_retrieval_recall@k and text_retrieval_recall@k "
-                    "(k = 1, 5, 10) and text→text retrieval. Several datasets and models "
-                    "in one run; results.csv and results.jsonl hold one row per model, "
-                    "dataset, task, method and metric.",
+        "features, OTI query inversion and PCA← onto ImageNet class names; on "
+        "a captions file, also zero-shot image↔text retrieval with "
+        "CLIP_benchmark's image_retrieval_recall@k and text_retrieval_recall@k "
+        "(k = 1, 5, 10) and text→text retrieval. Several datasets and models "
+        "in one run; results.csv and results.jsonl hold one row per model, "
+        "dataset, task, method and metric.",
     )
     _add_real_data_options(retrieval, "skvlm-retrieval", several=True)
-    retrieval.add_argument("--methods", type=_methods(_RETRIEVAL_METHODS), default=None,
-                           metavar="M,M,...",
-                           help="any of " + ", ".join(_RETRIEVAL_METHODS) + " (default: all)")
-    retrieval.add_argument("--n-queries", type=_positive_int, default=200, metavar="N",
-                           help="queries drawn at random; the rest is the gallery (default: 200)")
-    retrieval.add_argument("--seeds", type=_int_list, default=[0], metavar="S",
-                           help="seed of the query draw and of OTI (first value used; default: 0)")
+    retrieval.add_argument(
+        "--methods",
+        type=_methods(_RETRIEVAL_METHODS),
+        default=None,
+        metavar="M,M,...",
+        help="any of " + ", ".join(_RETRIEVAL_METHODS) + " (default: all)",
+    )
+    retrieval.add_argument(
+        "--n-queries",
+        type=_positive_int,
+        default=200,
+        metavar="N",
+        help="queries drawn at random; the rest is the gallery (default: 200)",
+    )
+    retrieval.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=[0],
+        metavar="S",
+        help="seed of the query draw and of OTI (first value used; default: 0)",
+    )
 
     cache = commands.add_parser(
-        "cache", help="report on or empty an embedding cache folder",
+        "cache",
+        help="report on or empty an embedding cache folder",
         description="Inspect (info) or delete (clear) the embedding cache in DIR, the "
-                    "folder given as an encoder's cache= (or a joblib.Memory location). "
-                    "clear removes only the files skvlm wrote.",
+        "folder given as an encoder's cache= (or a joblib.Memory location). "
+        "clear removes only the files skvlm wrote.",
     )
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("directory", metavar="DIR", help="the cache folder")
-    cache.add_argument("--verify", action="store_true",
-                       help="info: read every entry and count the damaged ones")
+    cache.add_argument(
+        "--verify", action="store_true", help="info: read every entry and count the damaged ones"
+    )
 
     # The recipes import without torch, so train-tiny's options are always registered
     # (``with_train_tiny`` is kept for callers and no longer changes anything).
@@ -239,13 +349,18 @@ def _run_cache(args):
 
     if args.action == "clear":
         freed = clear_cache(args.directory)
-        print(f"removed {freed['files_removed']} files ({_size(freed['bytes_freed'])}) "
-              f"from {freed['folder']}")
+        print(
+            f"removed {freed['files_removed']} files ({_size(freed['bytes_freed'])}) "
+            f"from {freed['folder']}"
+        )
         return 0
     info = cache_info(args.directory, verify=args.verify)
-    lines = [f"folder: {info['folder']}", f"entries: {info['entries']}",
-             f"size: {_size(info['bytes'])}",
-             f"temporary files: {info['temporary_files']}"]
+    lines = [
+        f"folder: {info['folder']}",
+        f"entries: {info['entries']}",
+        f"size: {_size(info['bytes'])}",
+        f"temporary files: {info['temporary_files']}",
+    ]
     if info["damaged"] is not None:
         lines.append(f"damaged entries: {info['damaged']}")
     if info["legacy_sqlite"]:
@@ -271,17 +386,39 @@ def _run(args):
     verbose = 0 if args.quiet else 1
     if args.command == "demo":
         models = {} if args.models is None else {"models": args.models}
-        studies.run_demo(args.out, quick=args.quick, device=args.device, tune=not args.no_tune,
-                         verbose=verbose, **models)
+        studies.run_demo(
+            args.out,
+            quick=args.quick,
+            device=args.device,
+            tune=not args.no_tune,
+            verbose=verbose,
+            **models,
+        )
         return args.out
-    common = dict(model=args.model, pretrained=_pretrained(args.pretrained), cache=args.cache,
-                  device=args.device, batch_size=args.batch_size, methods=args.methods,
-                  on_error="skip" if args.skip_unreadable else "raise", verbose=verbose)
+    common = dict(
+        model=args.model,
+        pretrained=_pretrained(args.pretrained),
+        cache=args.cache,
+        device=args.device,
+        batch_size=args.batch_size,
+        methods=args.methods,
+        on_error="skip" if args.skip_unreadable else "raise",
+        verbose=verbose,
+    )
     if args.command == "fewshot":
         summary = studies.run_folder_study(
-            "fewshot", args.data, args.out, shots=args.shots, seeds=args.seeds,
-            templates=args.templates, coop=args.coop, tune=not args.no_tune, search=args.search,
-            n_views=args.views or 0, **common)
+            "fewshot",
+            args.data,
+            args.out,
+            shots=args.shots,
+            seeds=args.seeds,
+            templates=args.templates,
+            coop=args.coop,
+            tune=not args.no_tune,
+            search=args.search,
+            n_views=args.views or 0,
+            **common,
+        )
         _print_published(summary)
     else:
         _run_retrieval(args, common)
@@ -303,9 +440,15 @@ def _run_retrieval(args, common):
     common = {k: v for k, v in common.items() if k != "model"}
     (model,), (data,) = args.model[:1], args.data[:1]
     if len(args.model) == 1 and len(args.data) == 1 and os.path.isdir(data):
-        summary = studies.run_folder_study("retrieval", data, args.out, model=model,
-                                           n_queries=args.n_queries,
-                                           random_state=args.seeds[0], **common)
+        summary = studies.run_folder_study(
+            "retrieval",
+            data,
+            args.out,
+            model=model,
+            n_queries=args.n_queries,
+            random_state=args.seeds[0],
+            **common,
+        )
         rows = flat_rows_from_summary(summary, model, common["pretrained"], data)
         summary["files"] += write_flat_table(args.out, rows)
         path = Path(args.out) / "summary.json"
@@ -316,8 +459,14 @@ def _run_retrieval(args, common):
             written["config"].update(n_queries=max(used), n_queries_asked=args.n_queries)
         path.write_text(json.dumps(written, indent=2, ensure_ascii=False), encoding="utf-8")
         return
-    run_retrieval_benchmark(args.data, args.model, args.out, n_queries=args.n_queries,
-                            random_state=args.seeds[0], **common)
+    run_retrieval_benchmark(
+        args.data,
+        args.model,
+        args.out,
+        n_queries=args.n_queries,
+        random_state=args.seeds[0],
+        **common,
+    )
 
 
 def _print_published(summary):
@@ -326,9 +475,11 @@ def _print_published(summary):
     for method, by_shots in summary["fewshot"].get("classes", {}).items():
         for shots, entry in by_shots.items():
             if entry.get("published") is not None:
-                lines.append(f"{method:>14} {shots:>3}-shot  measured {100 * entry['acc1']:5.1f}"
-                             f"  published {100 * entry['published']:5.1f}  difference "
-                             f"{100 * (entry['acc1'] - entry['published']):+5.1f}")
+                lines.append(
+                    f"{method:>14} {shots:>3}-shot  measured {100 * entry['acc1']:5.1f}"
+                    f"  published {100 * entry['published']:5.1f}  difference "
+                    f"{100 * (entry['acc1'] - entry['published']):+5.1f}"
+                )
     if lines:
         print("top-1 accuracy (%), measured vs published:")
         print("\n".join(lines))
@@ -357,8 +508,11 @@ def _remove_stale(out, before, prog):
             (Path(out) / name).unlink()
             removed.append(name)
     if removed:
-        print(f"{prog}: removed {len(removed)} file(s) of the earlier report in {out} that "
-              f"this run did not write: {', '.join(removed)}", file=sys.stderr)
+        print(
+            f"{prog}: removed {len(removed)} file(s) of the earlier report in {out} that "
+            f"this run did not write: {', '.join(removed)}",
+            file=sys.stderr,
+        )
 
 
 @contextlib.contextmanager
@@ -388,8 +542,10 @@ def main(argv=None):
     try:
         parser = build_parser(with_train_tiny=train_tiny)
     except ImportError as exc:
-        print(f"python -m skvlm train-tiny: error: skvlm.training is not available ({exc})",
-              file=sys.stderr)
+        print(
+            f"python -m skvlm train-tiny: error: skvlm.training is not available ({exc})",
+            file=sys.stderr,
+        )
         return 2
     args = parser.parse_args(argv)
 

@@ -119,7 +119,9 @@ class Shard:
             # A shard cut short (a write torn by a power loss) keeps the entries that
             # are whole: each one is checked against its own digest when read.
             if size < index_end or size > expected:
-                return f"{'truncated' if size < expected else 'too long'} ({size} of {expected} bytes)"
+                return (
+                    f"{'truncated' if size < expected else 'too long'} ({size} of {expected} bytes)"
+                )
             rest = handle.read(n * (KEY_BYTES + DIGEST_BYTES))
         keys, digests = rest[: n * KEY_BYTES], rest[n * KEY_BYTES :]
         if fixed[16:_FIXED] != _header_digest(fixed[:16], keys, digests):

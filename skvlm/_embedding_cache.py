@@ -37,7 +37,11 @@ from ._cache_shards import DAMAGED_NAME, SHARD_NAME, Shard, entry_digest, shard_
 
 _STORE_NAME = "skvlm-embeddings-v2"
 _SHARDS = "shards"
-_LEGACY_FILES = ("skvlm-embeddings.sqlite", "skvlm-embeddings.sqlite-wal", "skvlm-embeddings.sqlite-shm")
+_LEGACY_FILES = (
+    "skvlm-embeddings.sqlite",
+    "skvlm-embeddings.sqlite-wal",
+    "skvlm-embeddings.sqlite-shm",
+)
 _SUFFIX = ".emb"
 _TEMP_PREFIX = ".tmp-"
 _MAGIC = b"SKVLMEV2"
@@ -61,7 +65,9 @@ class CacheWriteWarning(UserWarning):
 def _library_dirs():
     import sklearn
 
-    return tuple(str(Path(module).resolve().parent) + os.sep for module in (__file__, sklearn.__file__))
+    return tuple(
+        str(Path(module).resolve().parent) + os.sep for module in (__file__, sklearn.__file__)
+    )
 
 
 def _caller_stacklevel():
@@ -277,9 +283,7 @@ def resolve_cache(cache):
         return EmbeddingCache(None)
     if isinstance(cache, (str, os.PathLike)) and not os.fspath(cache).strip():
         # Path("") is the working directory: an unset variable would fill it silently.
-        raise ValueError(
-            "cache='' is empty: pass None, 'memory', a folder or a joblib.Memory."
-        )
+        raise ValueError("cache='' is empty: pass None, 'memory', a folder or a joblib.Memory.")
     location = getattr(cache, "location", cache)  # joblib.Memory
     if location is None:
         return EmbeddingCache(None)
@@ -307,7 +311,9 @@ def _cache_folder(directory):
     (where a ``joblib.Memory(location=directory)`` cache puts it)."""
     directory = Path(directory).expanduser()
     for folder in (directory, directory / "skvlm"):
-        if (folder / _STORE_NAME).is_dir() or any((folder / name).is_file() for name in _LEGACY_FILES):
+        if (folder / _STORE_NAME).is_dir() or any(
+            (folder / name).is_file() for name in _LEGACY_FILES
+        ):
             return folder
     raise ValueError(
         f"{str(directory)!r} holds no skvlm embedding cache (no {_STORE_NAME!r} folder in it "
@@ -474,5 +480,9 @@ def clear_cache(directory):
     with contextlib.suppress(OSError):
         root.rmdir()
     _memory_layer(folder).clear()
-    return {"folder": str(folder), "entries_removed": entries, "files_removed": removed,
-            "bytes_freed": freed}
+    return {
+        "folder": str(folder),
+        "entries_removed": entries,
+        "files_removed": removed,
+        "bytes_freed": freed,
+    }

@@ -96,7 +96,8 @@ def require_file(path):
         return
     if os.path.exists(path):
         kind = (
-            "a directory" if os.path.isdir(path)
+            "a directory"
+            if os.path.isdir(path)
             else "not a regular file (a pipe, socket or device)"
         )
         raise UnreadableImageError(f"Cannot read image {path!r}: it is {kind}.")
@@ -292,9 +293,7 @@ def _float_grey_to_rgb(values):
         return _grey_to_rgb(np.rint(values * 255))
     if low >= 0 and high <= 255:
         return _grey_to_rgb(np.rint(values))
-    raise ValueError(
-        f"float pixels range over [{low:g}, {high:g}]; expected [0, 1] or [0, 255]"
-    )
+    raise ValueError(f"float pixels range over [{low:g}, {high:g}]; expected [0, 1] or [0, 255]")
 
 
 def _array_to_rgb(array):

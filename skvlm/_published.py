@@ -26,8 +26,16 @@ PUBLISHED_ONLY_METHODS = {
 #: Other spellings of method keys accepted in measured tables.
 _METHOD_ALIASES = {"zero_shot": "zeroshot", "gda": "lda"}
 
-_STRING_COLUMNS = ("method", "model", "pretrained", "dataset", "task", "metric", "source",
-                   "reported_as")
+_STRING_COLUMNS = (
+    "method",
+    "model",
+    "pretrained",
+    "dataset",
+    "task",
+    "metric",
+    "source",
+    "reported_as",
+)
 _KEYS = ["method", "model", "pretrained", "dataset", "shots", "task", "metric"]
 _RETRIEVAL_TASKS = ("image", "text")
 
@@ -83,14 +91,28 @@ def published_results():
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".csv"):
             with entry.open("r", encoding="utf-8") as handle:
-                frames.append(pd.read_csv(handle, dtype={c: str for c in _STRING_COLUMNS},
-                                          keep_default_na=False))
+                frames.append(
+                    pd.read_csv(
+                        handle, dtype={c: str for c in _STRING_COLUMNS}, keep_default_na=False
+                    )
+                )
     table = pd.concat(frames, ignore_index=True)
     table["shots"] = table["shots"].astype("int64")
     table["value"] = table["value"].astype("float64") / 100.0
     table["acc1"] = table["value"].where(table["metric"] == "acc1")
-    columns = ["method", "model", "pretrained", "dataset", "shots", "acc1", "task", "metric",
-               "value", "source", "reported_as"]
+    columns = [
+        "method",
+        "model",
+        "pretrained",
+        "dataset",
+        "shots",
+        "acc1",
+        "task",
+        "metric",
+        "value",
+        "source",
+        "reported_as",
+    ]
     return table[columns].sort_values(_KEYS, kind="stable").reset_index(drop=True)
 
 
@@ -140,8 +162,12 @@ def _canonical_datasets(frame, table):
             if close:
                 import warnings
 
-                warnings.warn(f"no published numbers for dataset {name!r}; did you mean "
-                              f"{' or '.join(map(repr, close))}?", UserWarning, stacklevel=4)
+                warnings.warn(
+                    f"no published numbers for dataset {name!r}; did you mean "
+                    f"{' or '.join(map(repr, close))}?",
+                    UserWarning,
+                    stacklevel=4,
+                )
     frame["dataset"] = out
     return frame
 
@@ -152,8 +178,11 @@ def _match_keys(measured, table):
     keys = pd.DataFrame(index=measured.index)
     keys["method"] = [_METHOD_ALIASES.get(str(m), str(m)) for m in measured["method"]]
     keys["model"] = measured["model"].astype(str)
-    keys["pretrained"] = (measured["pretrained"] if "pretrained" in measured.columns
-                          else pd.Series(None, index=measured.index, dtype=object))
+    keys["pretrained"] = (
+        measured["pretrained"]
+        if "pretrained" in measured.columns
+        else pd.Series(None, index=measured.index, dtype=object)
+    )
     keys["dataset"] = measured["dataset"]
     keys["task"] = _task_of(measured)
     keys["metric"] = ["acc1" if t == "classification" else "mAP" for t in keys["task"]]
@@ -163,8 +192,10 @@ def _match_keys(measured, table):
     if "shots" in measured.columns:
         shots = pd.to_numeric(measured["shots"], errors="coerce").astype("Float64")
     elif (~no_support).any():
-        raise ValueError("measured has few-shot rows but no 'shots' column; add the number of "
-                         "labelled images per class as 'shots'.")
+        raise ValueError(
+            "measured has few-shot rows but no 'shots' column; add the number of "
+            "labelled images per class as 'shots'."
+        )
     else:
         shots = pd.Series(0.0, index=measured.index, dtype="Float64")
     keys["shots"] = shots.mask(no_support, 0.0).round().astype("Int64")
@@ -178,12 +209,16 @@ def _measured_values(measured, keys):
     for metric in sorted(set(keys["metric"])):
         rows = keys["metric"] == metric
         if metric not in measured.columns:
-            raise ValueError(f"measured has {int(rows.sum())} row(s) whose task needs a "
-                             f"{metric!r} column (as a fraction), and no such column.")
+            raise ValueError(
+                f"measured has {int(rows.sum())} row(s) whose task needs a "
+                f"{metric!r} column (as a fraction), and no such column."
+            )
         column = pd.to_numeric(measured.loc[rows, metric], errors="coerce")
         if (column > 1).any():
-            raise ValueError(f"measured {metric!r} holds values above 1 (max {column.max():g}): "
-                             "give fractions, not percentages.")
+            raise ValueError(
+                f"measured {metric!r} holds values above 1 (max {column.max():g}): "
+                "give fractions, not percentages."
+            )
         values[rows] = column
     return values
 

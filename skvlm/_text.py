@@ -202,7 +202,5 @@ def _class_descriptions(descriptions, name):
     sentences = list(sentences)
     bad = [s for s in sentences if not isinstance(s, str)]
     if bad:
-        raise ValueError(
-            f"descriptions[{str(name)!r}] must be sentences (str), got {bad[0]!r}."
-        )
+        raise ValueError(f"descriptions[{str(name)!r}] must be sentences (str), got {bad[0]!r}.")
     return sentences

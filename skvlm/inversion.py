@@ -196,15 +196,14 @@ class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstim
         if self.verbose:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=len(batches) * self.n_steps, desc=type(self).__name__,
-                            unit="step")
+            progress = tqdm(
+                total=len(batches) * self.n_steps, desc=type(self).__name__, unit="step"
+            )
         outputs, curve_sum, n_iter = [], np.zeros(self.n_steps), 0
         for batch in batches:
             batch_targets = torch.as_tensor(targets[batch], device=loaded.device)
             with torch.enable_grad():  # also when called under torch.no_grad()
-                features, history = self._optimise(
-                    loaded, injector, init, batch_targets, progress
-                )
+                features, history = self._optimise(loaded, injector, init, batch_targets, progress)
             outputs.append(features)
             n_iter = max(n_iter, history.shape[1])
             # A batch that stopped early keeps its last losses for the remaining steps.
@@ -349,8 +348,13 @@ def _template_tokens(tokenizer, template, n_tokens):
     prefix, suffix = template.split("{}")
     placeholder = _body_ids(tokenizer, "x")[:1]
     ids = torch.cat(
-        [sot[None], _body_ids(tokenizer, prefix), placeholder.repeat(n_tokens),
-         _body_ids(tokenizer, suffix), eot[None]]
+        [
+            sot[None],
+            _body_ids(tokenizer, prefix),
+            placeholder.repeat(n_tokens),
+            _body_ids(tokenizer, suffix),
+            eot[None],
+        ]
     )
     if ids.shape[0] > empty.shape[0]:
         raise ValueError(
@@ -471,7 +475,9 @@ class TextualInverter(_BaseInverter):
 
     def _check_model(self, loaded):
         if loaded.tokenizer is None:
-            raise ValueError(f"TextualInverter needs a model with a text tower; {loaded.name} has none.")
+            raise ValueError(
+                f"TextualInverter needs a model with a text tower; {loaded.name} has none."
+            )
         token_embedding(loaded.model, loaded.name)
         _template_tokens(loaded.tokenizer, self.template, self.n_tokens)
 

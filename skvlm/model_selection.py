@@ -161,8 +161,12 @@ class FewShotSplit(BaseCrossValidator):
                 untested = np.bincount(y_idx[test], minlength=len(classes)) == 0
                 if not warned and (untested & ~(counts == self.n_shots)).any():
                     warned = True  # once per call: the test_size draw left them out
-                    _warn_untested(classes, untested, self.n_shots,
-                                   f"the test_size={self.test_size!r} draw took none")
+                    _warn_untested(
+                        classes,
+                        untested,
+                        self.n_shots,
+                        f"the test_size={self.test_size!r} draw took none",
+                    )
             yield np.sort(train), test
 
     def _n_test(self, n_remaining):

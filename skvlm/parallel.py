@@ -77,8 +77,9 @@ def _encode_partition(encoder, method, items, with_indices=False):
 
 
 def _partition_bounds(n_items, partition_size):
-    return [(start, min(start + partition_size, n_items))
-            for start in range(0, n_items, partition_size)]
+    return [
+        (start, min(start + partition_size, n_items)) for start in range(0, n_items, partition_size)
+    ]
 
 
 def _default_partition_size(n_items, batch_size, n_workers):
@@ -87,8 +88,16 @@ def _default_partition_size(n_items, batch_size, n_workers):
     return max(batch_size, math.ceil(per_partition / batch_size) * batch_size)
 
 
-def encode(items, encoder, *, client=None, partition_size=None, method="transform",
-           return_indices=False, verbose=0):
+def encode(
+    items,
+    encoder,
+    *,
+    client=None,
+    partition_size=None,
+    method="transform",
+    return_indices=False,
+    verbose=0,
+):
     """Encode ``items`` with ``encoder``, partitions spread over Dask workers.
 
     Parameters
@@ -153,7 +162,8 @@ def encode(items, encoder, *, client=None, partition_size=None, method="transfor
     if method not in _METHODS:
         raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}.")
     if partition_size is not None and (
-        not isinstance(partition_size, Integral) or isinstance(partition_size, bool)
+        not isinstance(partition_size, Integral)
+        or isinstance(partition_size, bool)
         or partition_size < 1
     ):
         raise ValueError(f"partition_size must be a positive int or None, got {partition_size!r}.")
@@ -179,8 +189,10 @@ def encode(items, encoder, *, client=None, partition_size=None, method="transfor
     with_indices = method != "encode_text" and getattr(encoder, "on_error", "raise") == "skip"
 
     if client is None:
-        outputs = [_encode_partition(encoder, method, part, with_indices)
-                   for part in _progress(parts, verbose)]
+        outputs = [
+            _encode_partition(encoder, method, part, with_indices)
+            for part in _progress(parts, verbose)
+        ]
     else:
         outputs = _run_on_cluster(client, encoder, method, parts, with_indices, verbose)
     if not with_indices:
@@ -207,8 +219,14 @@ def encode(items, encoder, *, client=None, partition_size=None, method="transfor
 def _run_on_cluster(client, encoder, method, parts, with_indices, verbose):
     # One copy of the (weightless) encoder per worker instead of one per task.
     [shared] = client.scatter([encoder], broadcast=True, hash=False)
-    futures = client.map(_encode_partition, [shared] * len(parts), [method] * len(parts),
-                         parts, [with_indices] * len(parts), pure=False)
+    futures = client.map(
+        _encode_partition,
+        [shared] * len(parts),
+        [method] * len(parts),
+        parts,
+        [with_indices] * len(parts),
+        pure=False,
+    )
     try:
         if verbose:
             distributed = _import_distributed()

@@ -76,7 +76,9 @@ def plot_similarity_histograms(distributions, keys=None, bins=50, ax=None, title
     keys = list(distributions) if keys is None else list(keys)
     missing = [k for k in keys if k not in distributions]
     if missing:
-        raise ValueError(f"Unknown distribution key(s) {missing}; available: {sorted(distributions)}.")
+        raise ValueError(
+            f"Unknown distribution key(s) {missing}; available: {sorted(distributions)}."
+        )
     if not keys:
         raise ValueError("plot_similarity_histograms needs at least one distribution to draw.")
     ax = _new_axes(ax, (5.0, 3.5))
@@ -152,8 +154,7 @@ def plot_fewshot_curves(results, metric="acc1", ax=None, title=None, band=None):
         if band == "ci95":
             half = _t_half_width(half, stats["count"].to_numpy())
         (line,) = ax.plot(x, mean, marker="o", label=str(method))
-        ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2,
-                        linewidth=0)
+        ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
     shots = np.sort(results["shots"].unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(shots, [str(s) for s in shots])
@@ -338,11 +339,12 @@ def plot_embedding_map(groups, method="pca", ax=None, title=None, random_state=0
         from sklearn.manifold import TSNE
 
         perplexity = float(min(30.0, max(1.0, (len(stacked) - 1) / 3)))
-        points = TSNE(n_components=2, perplexity=perplexity, init="pca",
-                      random_state=random_state).fit_transform(stacked)
+        points = TSNE(
+            n_components=2, perplexity=perplexity, init="pca", random_state=random_state
+        ).fit_transform(stacked)
     start = 0
     for name, a in zip(groups, arrays):
-        part = points[start:start + len(a)]
+        part = points[start : start + len(a)]
         start += len(a)
         ax.scatter(part[:, 0], part[:, 1], s=6, alpha=0.6, label=f"{name} (n={len(a)})")
     ax.set_xticks([])

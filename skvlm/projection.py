@@ -297,7 +297,9 @@ class ModalityMeanShift(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise ValueError("ModalityMeanShift needs a projector with reproject=True.")
         self.projector_ = projector.fit(X, y)
         self.mean_ = X.mean(axis=0)
-        self.shift_ = (self.mean_ - self.projector_.transform(self.mean_[None, :])[0]).astype(X.dtype)
+        self.shift_ = (self.mean_ - self.projector_.transform(self.mean_[None, :])[0]).astype(
+            X.dtype
+        )
         return self
 
     def transform(self, X):

@@ -56,7 +56,9 @@ def test_nearest_prototype_hand_case():
     # cos b = 0.7071.
     clf = NearestPrototype().fit([[3.0, 4.0], [0.0, 2.0], [5.0, 0.0]], ["a", "a", "b"])
     np.testing.assert_allclose(clf.prototypes_, [[0.316228, 0.948683], [1.0, 0.0]], atol=1e-6)
-    np.testing.assert_allclose(clf.decision_function([[1.0, 1.0]]), [0.707107 - 0.894427], atol=1e-6)
+    np.testing.assert_allclose(
+        clf.decision_function([[1.0, 1.0]]), [0.707107 - 0.894427], atol=1e-6
+    )
     np.testing.assert_allclose(
         clf.predict_proba([[1.0, 1.0]]), _softmax(np.array([[0.894427, 0.707107]])), atol=1e-6
     )
@@ -68,7 +70,9 @@ def test_nearest_prototype_ignores_row_scale(problem):
     scaled = NearestPrototype().fit(X * np.arange(1, 21)[:, None], y)
     plain = NearestPrototype().fit(X, y)
     np.testing.assert_allclose(scaled.prototypes_, plain.prototypes_, atol=1e-6)
-    np.testing.assert_allclose(scaled.decision_function(3 * Q), plain.decision_function(Q), atol=1e-6)
+    np.testing.assert_allclose(
+        scaled.decision_function(3 * Q), plain.decision_function(Q), atol=1e-6
+    )
 
 
 # ---------------------------------------------------------------- ZeroShot + text weights
@@ -77,22 +81,30 @@ def test_nearest_prototype_ignores_row_scale(problem):
 def test_zero_shot_scores_are_100_cosines():
     # query (3, 4, 0) has cosines 0.6, 0.8, 0 with the axes.
     clf = ZeroShotClassifier(text_weights=2 * np.eye(3)).fit(np.eye(3), [0, 1, 2])
-    np.testing.assert_allclose(clf.decision_function([[3.0, 4.0, 0.0]]), [[60.0, 80.0, 0.0]], atol=1e-4)
-    np.testing.assert_allclose(clf.predict_proba([[3.0, 4.0, 0.0]]), _softmax(np.array([[60.0, 80.0, 0.0]])), atol=1e-6)
+    np.testing.assert_allclose(
+        clf.decision_function([[3.0, 4.0, 0.0]]), [[60.0, 80.0, 0.0]], atol=1e-4
+    )
+    np.testing.assert_allclose(
+        clf.predict_proba([[3.0, 4.0, 0.0]]), _softmax(np.array([[60.0, 80.0, 0.0]])), atol=1e-6
+    )
     assert clf.predict([[3.0, 4.0, 0.0]]).tolist() == [1]
 
 
 def test_text_weight_rows_follow_class_names_then_sorted_classes_then_integer_labels():
     W = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     X = np.eye(3)
-    named = ZeroShotClassifier(text_weights=W, class_names=["zebra", "ant", "cat"]).fit(X, ["cat", "zebra", "ant"])
+    named = ZeroShotClassifier(text_weights=W, class_names=["zebra", "ant", "cat"]).fit(
+        X, ["cat", "zebra", "ant"]
+    )
     # classes_ = [ant, cat, zebra] -> rows 1, 2, 0 of W
     np.testing.assert_array_equal(named.text_weights_, W[[1, 2, 0]])
     sorted_rows = ZeroShotClassifier(text_weights=W).fit(X, ["c", "a", "b"])
     np.testing.assert_array_equal(sorted_rows.text_weights_, W)
     by_index = ZeroShotClassifier(text_weights=W).fit(X[:2], [2, 0])  # 3 rows, 2 classes
     np.testing.assert_array_equal(by_index.text_weights_, W[[0, 2]])
-    by_call = ZeroShotClassifier(text_weights=lambda classes, d: W[: len(classes), :d]).fit(X, [5, 6, 7])
+    by_call = ZeroShotClassifier(text_weights=lambda classes, d: W[: len(classes), :d]).fit(
+        X, [5, 6, 7]
+    )
     np.testing.assert_array_equal(by_call.text_weights_, W)
 
 
@@ -103,7 +115,9 @@ def test_text_weight_mismatches_are_clear_errors():
     with pytest.raises(ValueError, match=r"has 2 rows for the 3 classes \['a', 'b', 'c'\]"):
         ZeroShotClassifier(text_weights=np.eye(2, 3)).fit(X, y)
     with pytest.raises(ValueError, match=r"labels \['kat'\].*closest names to 'kat': \['cat'\]"):
-        ZeroShotClassifier(text_weights=np.eye(3), class_names=["a", "b", "cat"]).fit(X, ["a", "b", "kat"])
+        ZeroShotClassifier(text_weights=np.eye(3), class_names=["a", "b", "cat"]).fit(
+            X, ["a", "b", "kat"]
+        )
     with pytest.raises(ValueError, match="class_names has 2 names"):
         ZeroShotClassifier(text_weights=np.eye(3), class_names=["a", "b"]).fit(X, y)
     with pytest.raises(ValueError, match="one row per class"):
@@ -116,8 +130,14 @@ def test_text_weight_mismatches_are_clear_errors():
 
 @pytest.mark.parametrize(
     "clf",
-    [NearestPrototype(), LDAClassifier(), TipAdapterClassifier(), ZeroShotClassifier(text_weights=np.eye(3)),
-     TipXClassifier(text_weights=np.eye(3)), APEClassifier(text_weights=np.eye(3))],
+    [
+        NearestPrototype(),
+        LDAClassifier(),
+        TipAdapterClassifier(),
+        ZeroShotClassifier(text_weights=np.eye(3)),
+        TipXClassifier(text_weights=np.eye(3)),
+        APEClassifier(text_weights=np.eye(3)),
+    ],
     ids=lambda c: type(c).__name__,
 )
 @pytest.mark.filterwarnings("ignore:LDAClassifier.*collapse")
@@ -170,11 +190,16 @@ def test_lda_hand_case():
 def test_lda_matches_reference_with_and_without_text(problem):
     X, y, Q, _, W = problem
     np.testing.assert_allclose(
-        LDAClassifier().fit(X, y).decision_function(Q), _reference_gda(X, y, Q), rtol=1e-4, atol=1e-3
+        LDAClassifier().fit(X, y).decision_function(Q),
+        _reference_gda(X, y, Q),
+        rtol=1e-4,
+        atol=1e-3,
     )
     np.testing.assert_allclose(
         LDAClassifier(alpha=0.3, text_weights=W).fit(X, y).decision_function(Q),
-        _reference_gda(X, y, Q, W, alpha=0.3), rtol=1e-4, atol=1e-3,
+        _reference_gda(X, y, Q, W, alpha=0.3),
+        rtol=1e-4,
+        atol=1e-3,
     )
 
 
@@ -185,7 +210,9 @@ def test_lda_scores_are_affine_in_the_normalised_query(problem):
     scores = clf.decision_function(U)
     np.testing.assert_allclose(scores, U @ clf.coef_.T + clf.intercept_, rtol=1e-5, atol=1e-4)
     # affine: f(u) - f(v) depends on u - v only through coef_
-    np.testing.assert_allclose(scores[0] - scores[1], (U[0] - U[1]) @ clf.coef_.T, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        scores[0] - scores[1], (U[0] - U[1]) @ clf.coef_.T, rtol=1e-5, atol=1e-4
+    )
 
 
 def test_lda_one_shot_collapse_is_reproduced_and_warned():
@@ -227,7 +254,9 @@ def _reference_tip(X, y, Q, W, alpha, beta):
 def test_tip_adapter_hand_case():
     # keys (1,0) -> a, (0,1) -> b; query (1,0), beta 1: A = (e^0, e^-1) = (1, 0.3679);
     # scores = 100 (1, 0) + 2 (1, 0.3679)
-    clf = TipAdapterClassifier(alpha=2.0, beta=1.0, text_weights=np.eye(2)).fit(np.eye(2), ["a", "b"])
+    clf = TipAdapterClassifier(alpha=2.0, beta=1.0, text_weights=np.eye(2)).fit(
+        np.eye(2), ["a", "b"]
+    )
     scores = clf._scores([[1.0, 0.0]])
     np.testing.assert_allclose(scores, [[102.0, 2 * np.exp(-1)]], rtol=1e-6)
     image_only = TipAdapterClassifier(beta=1.0).fit(np.eye(2), ["a", "b"])
@@ -237,7 +266,9 @@ def test_tip_adapter_hand_case():
 def test_tip_adapter_matches_reference_and_alpha_zero_is_zero_shot(problem):
     X, y, Q, _, W = problem
     clf = TipAdapterClassifier(alpha=1.7, beta=3.0, text_weights=W).fit(X, y)
-    np.testing.assert_allclose(clf._scores(Q), _reference_tip(X, y, Q, W, 1.7, 3.0), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        clf._scores(Q), _reference_tip(X, y, Q, W, 1.7, 3.0), rtol=1e-5, atol=1e-4
+    )
     zero = TipAdapterClassifier(alpha=0.0, text_weights=W).fit(X, y)
     zs = ZeroShotClassifier(text_weights=W).fit(X, y)
     np.testing.assert_allclose(zero._scores(Q), zs._scores(Q), rtol=1e-6, atol=1e-5)
@@ -334,7 +365,9 @@ def _reference_ape(X, y, Q, W, alpha, beta, gamma, feat_num, w):
     cache_values = np.eye(C)[y[order]]
     clip_weights = _unit(W).T  # (d, C)
     feat_dim = clip_weights.shape[0]
-    feats = np.concatenate([clip_weights.T[:, None, :], cache_keys.reshape(C, shots, feat_dim)], axis=1)
+    feats = np.concatenate(
+        [clip_weights.T[:, None, :], cache_keys.reshape(C, shots, feat_dim)], axis=1
+    )
     sim_sum, count = np.zeros(feat_dim), 0
     for i in range(C):
         for j in range(C):
@@ -353,7 +386,9 @@ def _reference_ape(X, y, Q, W, alpha, beta, gamma, feat_num, w):
     R_fW = 100.0 * test_features @ clip_weights
     R_fF = new_test_features @ new_cache_keys.T
     key_logits = _softmax(new_cache_keys @ new_clip_weights, axis=1)
-    cache_div = np.sum(cache_values * np.log2((cache_values + 1e-6) / (key_logits + 1e-6)), axis=1)[:, None]
+    cache_div = np.sum(cache_values * np.log2((cache_values + 1e-6) / (key_logits + 1e-6)), axis=1)[
+        :, None
+    ]
     soft_cache_values = cache_values * np.exp(cache_div * gamma)
     cache_logits = np.exp((-1) * (beta - beta * R_fF)) @ soft_cache_values
     return R_fW + cache_logits * alpha
@@ -362,7 +397,9 @@ def _reference_ape(X, y, Q, W, alpha, beta, gamma, feat_num, w):
 def test_ape_matches_reference(problem):
     X, y, Q, _, W = problem
     expected = _reference_ape(X, y, Q, W, alpha=2.0, beta=1.5, gamma=0.4, feat_num=9, w=(0.6, 0.4))
-    clf = APEClassifier(alpha=2.0, beta=1.5, gamma=0.4, n_features_to_select=9, variance_weight=0.4, text_weights=W)
+    clf = APEClassifier(
+        alpha=2.0, beta=1.5, gamma=0.4, n_features_to_select=9, variance_weight=0.4, text_weights=W
+    )
     np.testing.assert_allclose(clf.fit(X, y)._scores(Q), expected, rtol=1e-4, atol=1e-3)
     assert len(clf.selected_features_) == 9
 
@@ -382,8 +419,13 @@ def test_ape_channel_share_is_relative_to_the_width(problem):
     X, y, _, _, W = problem
     # 0.5 of 16 = 8 channels; 0.39 of 16 = 6.24 -> 6; an int is a count.
     assert len(APEClassifier(text_weights=W).fit(X, y).selected_features_) == 8
-    assert len(APEClassifier(n_features_to_select=0.39, text_weights=W).fit(X, y).selected_features_) == 6
-    assert len(APEClassifier(n_features_to_select=5, text_weights=W).fit(X, y).selected_features_) == 5
+    assert (
+        len(APEClassifier(n_features_to_select=0.39, text_weights=W).fit(X, y).selected_features_)
+        == 6
+    )
+    assert (
+        len(APEClassifier(n_features_to_select=5, text_weights=W).fit(X, y).selected_features_) == 5
+    )
     with pytest.warns(UserWarning, match="no feature selection"):
         APEClassifier(n_features_to_select=1.0, text_weights=W).fit(X, y)
 
@@ -450,7 +492,9 @@ def test_grid_search_on_embeddings_runs_no_model():
     assert cached_models() == []
 
 
-def test_grid_search_over_a_pipeline_encodes_each_image_and_prompt_once(tiny_images, count_forward, tmp_path):
+def test_grid_search_over_a_pipeline_encodes_each_image_and_prompt_once(
+    tiny_images, count_forward, tmp_path
+):
     from skvlm import CLIPEncoder
     from skvlm._embedding_cache import clear_memory_cache
     from skvlm.model_selection import FewShotSplit
@@ -460,12 +504,15 @@ def test_grid_search_over_a_pipeline_encodes_each_image_and_prompt_once(tiny_ima
     images, labels = tiny_images
     clear_memory_cache()
     counts = count_forward(load_model("skvlm-tiny", None, "cpu"))
-    pipe = Pipeline([
-        ("enc", CLIPEncoder(**tiny)),
-        ("clf", TipAdapterClassifier(encoder=CLIPEncoder(**tiny), templates="simple")),
-    ])
+    pipe = Pipeline(
+        [
+            ("enc", CLIPEncoder(**tiny)),
+            ("clf", TipAdapterClassifier(encoder=CLIPEncoder(**tiny), templates="simple")),
+        ]
+    )
     search = GridSearchCV(
-        pipe, {"clf__alpha": [0.0, 1.0], "clf__beta": [1.0, 5.5]},
+        pipe,
+        {"clf__alpha": [0.0, 1.0], "clf__beta": [1.0, 5.5]},
         cv=FewShotSplit(n_shots=2, n_splits=2, random_state=0),
     ).fit(images, labels)
     assert len(search.cv_results_["params"]) == 4
@@ -483,7 +530,9 @@ def test_pickled_classifier_with_encoder_is_small_and_predicts_the_same(problem)
     W = encoder.encode_text(["a", "b", "c", "d", "e"])
     # a 64-d model: project the problem to 64-d so that the widths match
     P = np.random.default_rng(0).normal(size=(16, 64))
-    clf = LDAClassifier(encoder=encoder, class_names=["a", "b", "c", "d", "e"], templates=None).fit(X @ P, y)
+    clf = LDAClassifier(encoder=encoder, class_names=["a", "b", "c", "d", "e"], templates=None).fit(
+        X @ P, y
+    )
     np.testing.assert_allclose(clf.text_weights_, W, atol=1e-5)
     blob = pickle.dumps(clf)
     assert len(blob) < 200_000

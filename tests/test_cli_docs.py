@@ -12,7 +12,7 @@ def _projector_calls(text):
 
 def test_readme_and_getting_started_give_the_projector_the_same_class_names():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    headline = readme[readme.index("## In one screen"):readme.index("## What is inside")]
+    headline = readme[readme.index("## In one screen") : readme.index("## What is inside")]
     guide = (ROOT / "docs" / "getting_started.rst").read_text(encoding="utf-8")
     index = (ROOT / "docs" / "index.rst").read_text(encoding="utf-8")
     for text in (headline, guide, index):

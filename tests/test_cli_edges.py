@@ -108,8 +108,22 @@ def _retrieval(tmp_path, data, *extra):
     from skvlm.__main__ import main
 
     out = tmp_path / "out"
-    argv = ["retrieval", "--data", str(data), "--model", "skvlm-tiny", "--device", "cpu",
-            "--methods", "raw", "--n-queries", "6", "--out", str(out), *extra]
+    argv = [
+        "retrieval",
+        "--data",
+        str(data),
+        "--model",
+        "skvlm-tiny",
+        "--device",
+        "cpu",
+        "--methods",
+        "raw",
+        "--n-queries",
+        "6",
+        "--out",
+        str(out),
+        *extra,
+    ]
     return main(argv), out
 
 
@@ -139,15 +153,38 @@ def test_cli_warnings_are_one_line_and_progress_counts_images(tmp_path, tiny_ima
     data = _folder(tmp_path / "data", tiny_images)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     result = subprocess.run(
-        [sys.executable, "-m", "skvlm", "retrieval", "--data", str(data), "--model",
-         "skvlm-tiny", "--device", "cpu", "--methods", "raw", "--n-queries", "6",
-         "--skip-unreadable", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=env, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "skvlm",
+            "retrieval",
+            "--data",
+            str(data),
+            "--model",
+            "skvlm-tiny",
+            "--device",
+            "cpu",
+            "--methods",
+            "raw",
+            "--n-queries",
+            "6",
+            "--skip-unreadable",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     warning_lines = [line for line in lines if ": warning: " in line]
-    assert any("UnreadableImageWarning" in line and "zero.png" in line
-               and "empty (0 bytes)" in line for line in warning_lines), result.stderr
+    assert any(
+        "UnreadableImageWarning" in line and "zero.png" in line and "empty (0 bytes)" in line
+        for line in warning_lines
+    ), result.stderr
     assert "frozen runpy" not in result.stderr
     assert not any(line.startswith("  warnings.warn") for line in lines)
     assert "25/25" in result.stderr  # the progress bar counts images (not batches)
@@ -157,8 +194,11 @@ def test_cli_reused_out_loses_the_earlier_reports_stale_files(tmp_path, tiny_ima
     data = _folder(tmp_path / "data", tiny_images, broken=False)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "summary.json").write_text(json.dumps(
-        {"files": ["report.md", "summary.json", "fewshot_classes.png", "fewshot_runs.csv"]}))
+    (out / "summary.json").write_text(
+        json.dumps(
+            {"files": ["report.md", "summary.json", "fewshot_classes.png", "fewshot_runs.csv"]}
+        )
+    )
     for name in ("fewshot_classes.png", "fewshot_runs.csv", "my_notes.txt"):
         (out / name).write_text("earlier")
     status, _ = _retrieval(tmp_path, data, "--quiet")
@@ -167,8 +207,9 @@ def test_cli_reused_out_loses_the_earlier_reports_stale_files(tmp_path, tiny_ima
     assert not (out / "fewshot_runs.csv").exists()
     assert (out / "my_notes.txt").read_text() == "earlier"  # not the report's: kept
     assert "removed 2 file(s)" in capsys.readouterr().err
-    assert all((out / name).exists()
-               for name in json.loads((out / "summary.json").read_text())["files"])
+    assert all(
+        (out / name).exists() for name in json.loads((out / "summary.json").read_text())["files"]
+    )
 
 
 def test_lda_collapse_note_says_what_the_scores_become():

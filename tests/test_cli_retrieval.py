@@ -64,9 +64,10 @@ def generated(tmp_path_factory):
         Image.fromarray(image).save(path)
         (root / "folder" / shape).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(root / "folder" / shape / f"{i:03d}.png")
-        rows += [{"image": f"images/{i:03d}.png", "caption": caption, "label": shape},
-                 {"image": f"images/{i:03d}.png", "caption": f"a {colour} {shape}.",
-                  "label": shape}]
+        rows += [
+            {"image": f"images/{i:03d}.png", "caption": caption, "label": shape},
+            {"image": f"images/{i:03d}.png", "caption": f"a {colour} {shape}.", "label": shape},
+        ]
     with open(root / "pairs.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["image", "caption", "label"])
         writer.writeheader()
@@ -79,9 +80,25 @@ def benchmark(generated, tmp_path_factory):
     from skvlm.__main__ import main
 
     out = tmp_path_factory.mktemp("out")
-    status = main(["retrieval", "--data", str(generated / "pairs.csv"), str(generated / "folder"),
-                   "--model", ",".join(MODELS), "--device", "cpu", "--methods", "raw,pca",
-                   "--n-queries", "20", "--quiet", "--out", str(out)])
+    status = main(
+        [
+            "retrieval",
+            "--data",
+            str(generated / "pairs.csv"),
+            str(generated / "folder"),
+            "--model",
+            ",".join(MODELS),
+            "--device",
+            "cpu",
+            "--methods",
+            "raw,pca",
+            "--n-queries",
+            "20",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     return out
 
@@ -101,9 +118,12 @@ def test_flat_table_has_one_row_per_model_dataset_task_method_metric(benchmark, 
     for model in MODELS:
         expected |= {(model, pairs, "zeroshot_retrieval", "raw", m) for m in recalls}
         for task in ("text_to_text", "image_to_image"):
-            expected |= {(model, pairs, task, method, m) for method in ("raw", "pca") for m in intra}
-        expected |= {(model, folder, "image_to_image", method, m)
-                     for method in ("raw", "pca") for m in intra}
+            expected |= {
+                (model, pairs, task, method, m) for method in ("raw", "pca") for m in intra
+            }
+        expected |= {
+            (model, folder, "image_to_image", method, m) for method in ("raw", "pca") for m in intra
+        }
     assert set(keys) == expected
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
     summary = json.loads((benchmark / "summary.json").read_text())
@@ -122,11 +142,17 @@ def test_zero_shot_recalls_are_clip_benchmarks_on_the_models_embeddings(benchmar
     rows = [json.loads(line) for line in (benchmark / "results.jsonl").read_text().splitlines()]
     for model in MODELS:
         encoder = CLIPEncoder(model=model, device="cpu")
-        reference = _clip_benchmark_recalls(encoder.encode_images(pairs.unique_paths),
-                                            encoder.encode_text(pairs.captions),
-                                            pairs.image_ids, (1, 5, 10))
-        measured = {r["metric"]: r["value"] for r in rows
-                    if r["model"] == model and r["task"] == "zeroshot_retrieval"}
+        reference = _clip_benchmark_recalls(
+            encoder.encode_images(pairs.unique_paths),
+            encoder.encode_text(pairs.captions),
+            pairs.image_ids,
+            (1, 5, 10),
+        )
+        measured = {
+            r["metric"]: r["value"]
+            for r in rows
+            if r["model"] == model and r["task"] == "zeroshot_retrieval"
+        }
         assert measured == pytest.approx(reference, abs=1e-6)
         by_k = [measured[f"text_retrieval_recall@{k}"] for k in (1, 5, 10)]
         assert by_k == sorted(by_k)
@@ -139,10 +165,27 @@ def test_capped_queries_are_said_and_recorded(generated, tmp_path, capsys):
 
     out = tmp_path / "out"
     # The CLI formats warnings as one line; under pytest they are recorded, not printed.
-    with pytest.warns(UserWarning, match="n_queries=500 is more than half of the 60 image rows: 30 queries"):
-        status = main(["retrieval", "--data", str(generated / "folder"), "--model", "skvlm-tiny",
-                       "--device", "cpu", "--methods", "raw", "--n-queries", "500", "--quiet",
-                       "--out", str(out)])
+    with pytest.warns(
+        UserWarning, match="n_queries=500 is more than half of the 60 image rows: 30 queries"
+    ):
+        status = main(
+            [
+                "retrieval",
+                "--data",
+                str(generated / "folder"),
+                "--model",
+                "skvlm-tiny",
+                "--device",
+                "cpu",
+                "--methods",
+                "raw",
+                "--n-queries",
+                "500",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["n_queries"] == 30

@@ -65,8 +65,9 @@ def _link_distributions(dists, folder):
 
 
 def _run(cmd, cwd, timeout, env=None):
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def _clean_env():
@@ -82,8 +83,22 @@ def _build_wheel(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
     dist = tmp_path / "dist"
-    result = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                   "--quiet", "-w", str(dist), str(source)], tmp_path, 300)
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "-w",
+            str(dist),
+            str(source),
+        ],
+        tmp_path,
+        300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     (wheel,) = dist.glob("skvlm-*.whl")
     return wheel
@@ -94,8 +109,12 @@ def _fresh_venv(tmp_path):
     result = _run([sys.executable, "-m", "venv", str(venv)], tmp_path, 300, _clean_env())
     assert result.returncode == 0, result.stdout + result.stderr
     python = venv / "bin" / "python"
-    site = _run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                tmp_path, 60, _clean_env()).stdout.strip()
+    site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        tmp_path,
+        60,
+        _clean_env(),
+    ).stdout.strip()
     links = tmp_path / "torch-pair"
     _link_distributions(_requirement_closure(["torch", "torchvision"]), links)
     (Path(site) / "torch_pair.pth").write_text(f"{links}\n")
@@ -107,23 +126,45 @@ def test_plain_wheel_install_runs_demo_quick(tmp_path):
     wheel = _build_wheel(tmp_path)
     python = _fresh_venv(tmp_path)
     env = _clean_env()
-    install = _run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], tmp_path,
-                   900, env)
+    install = _run([str(python), "-m", "pip", "install", "--quiet", str(wheel)], tmp_path, 900, env)
     output = install.stdout + install.stderr
     if install.returncode != 0 and any(err in output for err in _NETWORK_ERRORS):
-        pytest.skip(f"cannot reach the package index to install the wheel's dependencies: "
-                    f"{output.strip().splitlines()[-1]}")
+        pytest.skip(
+            f"cannot reach the package index to install the wheel's dependencies: "
+            f"{output.strip().splitlines()[-1]}"
+        )
     assert install.returncode == 0, output
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                     tmp_path, 60, env).stdout.strip())
+    site = Path(
+        _run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            tmp_path,
+            60,
+            env,
+        ).stdout.strip()
+    )
     assert not (site / "torch").exists(), "pip reinstalled torch instead of using the pair"
     # No extras were asked for, yet the demo's tables and figures need pandas and matplotlib.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     where = _run([str(python), "-c", "import skvlm; print(skvlm.__file__)"], elsewhere, 120, env)
     assert str(tmp_path / "venv") in where.stdout, where.stdout + where.stderr
-    demo = _run([str(python), "-m", "skvlm", "demo", "--quick", "--threads", "1", "--quiet",
-                 "--out", "report"], elsewhere, 1200, env)
+    demo = _run(
+        [
+            str(python),
+            "-m",
+            "skvlm",
+            "demo",
+            "--quick",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            "report",
+        ],
+        elsewhere,
+        1200,
+        env,
+    )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     report = elsewhere / "report"
     figures = sorted(p.name for p in report.glob("*.png"))

@@ -38,16 +38,25 @@ def violations(package=PACKAGE):
                 length = node.end_lineno - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
                     code = length - _docstring_lines(node)
-                    found.append((relative, node.lineno,
-                                  f"{node.name}() [{code} without docstring]", length,
-                                  MAX_FUNCTION_LINES))
+                    found.append(
+                        (
+                            relative,
+                            node.lineno,
+                            f"{node.name}() [{code} without docstring]",
+                            length,
+                            MAX_FUNCTION_LINES,
+                        )
+                    )
     return found
 
 
 def _docstring_lines(node):
     first = node.body[0]
-    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
-            and isinstance(first.value.value, str)):
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
         return first.end_lineno - first.lineno + 1
     return 0
 
@@ -57,8 +66,10 @@ def _enforced(relative):
 
 
 def _format(rows):
-    return "\n".join(f"  skvlm/{path}:{line} {what} {n} lines (limit {limit})"
-                     for path, line, what, n, limit in rows)
+    return "\n".join(
+        f"  skvlm/{path}:{line} {what} {n} lines (limit {limit})"
+        for path, line, what, n, limit in rows
+    )
 
 
 def test_enforced_modules_respect_the_limits():
@@ -87,8 +98,13 @@ def test_the_measure_counts_what_it_should(tmp_path):
     (package / "ok.py").write_text("def h():\n" + "\n".join(["    x = 1"] * 79) + "\n")
     assert violations(package) == [
         ("big.py", 1, "module", MAX_MODULE_LINES + 1, MAX_MODULE_LINES),
-        ("long.py", 1, f"f() [{MAX_FUNCTION_LINES + 1} without docstring]",
-         MAX_FUNCTION_LINES + 3, MAX_FUNCTION_LINES),
+        (
+            "long.py",
+            1,
+            f"f() [{MAX_FUNCTION_LINES + 1} without docstring]",
+            MAX_FUNCTION_LINES + 3,
+            MAX_FUNCTION_LINES,
+        ),
     ]
 
 

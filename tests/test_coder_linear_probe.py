@@ -42,8 +42,12 @@ def test_coder_representation_is_the_normalised_cosines_to_the_bank():
     # bank rows (1,0), (0,1), (1,1)/sqrt2; x = (1,0): cosines (1, 0, 0.707107), norm
     # sqrt(1.5) = 1.224745 -> (0.816497, 0, 0.577350).
     bank = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
-    clf = CODERClassifier(text_bank=bank, text_weights=np.eye(2)).fit([[2.0, 0.0], [0.0, 1.0]], [0, 1])
-    np.testing.assert_allclose(clf.cache_keys_, [[0.816497, 0.0, 0.577350], [0.0, 0.816497, 0.577350]], atol=1e-6)
+    clf = CODERClassifier(text_bank=bank, text_weights=np.eye(2)).fit(
+        [[2.0, 0.0], [0.0, 1.0]], [0, 1]
+    )
+    np.testing.assert_allclose(
+        clf.cache_keys_, [[0.816497, 0.0, 0.577350], [0.0, 0.816497, 0.577350]], atol=1e-6
+    )
 
 
 def test_coder_single_support_row_has_no_cache_information():
@@ -96,10 +100,14 @@ def test_coder_matches_the_reference_math(alpha, beta, T):
     X = centers[y] + 0.7 * rng.normal(size=(len(y), d))
     order = rng.permutation(len(y))  # support order must not matter
     Q = centers[rng.integers(0, n_classes, 15)] + 0.7 * rng.normal(size=(15, d))
-    texts = np.vstack([centers + 0.5 * rng.normal(size=(n_classes, d)), rng.normal(size=(m - n_classes, d))])
+    texts = np.vstack(
+        [centers + 0.5 * rng.normal(size=(n_classes, d)), rng.normal(size=(m - n_classes, d))]
+    )
     W = _unit(centers + 0.5 * rng.normal(size=(n_classes, d)))
     expected = _reference_coder_logits(texts, X, y, Q, W.T, alpha, beta, T)
-    clf = CODERClassifier(alpha=alpha, beta=beta, temperature=T, text_bank=texts, text_weights=W, batch_size=4)
+    clf = CODERClassifier(
+        alpha=alpha, beta=beta, temperature=T, text_bank=texts, text_weights=W, batch_size=4
+    )
     clf.fit(X[order], y[order])
     np.testing.assert_allclose(clf._scores(Q), expected, rtol=1e-5, atol=1e-4)
 
@@ -111,18 +119,30 @@ class _PromptEncoder:
 
     def encode_text(self, texts):
         self.seen.append(list(texts))
-        return np.array([np.random.default_rng(len(t) + 7 * t.count("a")).normal(size=self.d) for t in texts])
+        return np.array(
+            [np.random.default_rng(len(t) + 7 * t.count("a")).normal(size=self.d) for t in texts]
+        )
 
 
 def test_coder_default_bank_is_every_prompt_as_a_row():
     enc = _PromptEncoder()
     templates = ["a photo of a {}.", "art of the {}."]
     X = np.random.default_rng(1).normal(size=(4, 6))
-    clf = CODERClassifier(encoder=enc, templates=templates, descriptions={"cat": ["furry"], "sea_lion": []})
+    clf = CODERClassifier(
+        encoder=enc, templates=templates, descriptions={"cat": ["furry"], "sea_lion": []}
+    )
     clf.fit(X, ["cat", "cat", "sea_lion", "sea_lion"])
-    prompts = ["a photo of a cat.", "art of the cat.", "furry", "a photo of a sea lion.", "art of the sea lion."]
+    prompts = [
+        "a photo of a cat.",
+        "art of the cat.",
+        "furry",
+        "a photo of a sea lion.",
+        "art of the sea lion.",
+    ]
     assert enc.seen[-1] == prompts
-    np.testing.assert_allclose(clf.text_bank_, _unit(_PromptEncoder().encode_text(prompts)), atol=1e-6)
+    np.testing.assert_allclose(
+        clf.text_bank_, _unit(_PromptEncoder().encode_text(prompts)), atol=1e-6
+    )
 
 
 def test_coder_bad_bank_width_and_grid():
@@ -144,11 +164,20 @@ def test_linear_probe_is_logistic_regression_on_unit_rows(n_classes):
     Q = rng.normal(size=(9, 5))
     ours = LinearProbeClassifier(C=3.0).fit(X, y)
     ref = LogisticRegression(C=3.0, max_iter=1000).fit(_unit(X), y)
-    np.testing.assert_allclose(ours.predict_proba(Q), ref.predict_proba(_unit(Q)), rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(ours.decision_function(Q), ref.decision_function(_unit(Q)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        ours.predict_proba(Q), ref.predict_proba(_unit(Q)), rtol=1e-4, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ours.decision_function(Q), ref.decision_function(_unit(Q)), rtol=1e-4, atol=1e-5
+    )
     assert (ours.predict(Q) == ref.predict(_unit(Q))).all()
     raw = LinearProbeClassifier(C=3.0, normalize=False).fit(X, y)
-    np.testing.assert_allclose(raw.predict_proba(Q), LogisticRegression(C=3.0, max_iter=1000).fit(X, y).predict_proba(Q), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        raw.predict_proba(Q),
+        LogisticRegression(C=3.0, max_iter=1000).fit(X, y).predict_proba(Q),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_linear_probe_grid_and_validation_choice():

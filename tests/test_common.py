@@ -12,7 +12,7 @@ import pytest
 from sklearn.utils import estimator_checks as checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skvlm import CLIPEncoder, ClassSubspaceProjector, ImageEncoder, ModalityMeanShift, Retriever
+from skvlm import ClassSubspaceProjector, CLIPEncoder, ImageEncoder, ModalityMeanShift, Retriever
 
 
 class TextRows:

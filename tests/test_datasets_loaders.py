@@ -42,8 +42,12 @@ def test_image_folder_lists_sorted_classes_and_files(image_folder):
     data = load_image_folder(image_folder)
     assert data.target_names == ["cat", "dog"]
     rel = [os.path.relpath(p, image_folder) for p in data.paths]
-    assert rel == [os.path.join("cat", "nested", "deep.png"), os.path.join("cat", "z.png"),
-                   os.path.join("dog", "a.PNG"), os.path.join("dog", "b.png")]
+    assert rel == [
+        os.path.join("cat", "nested", "deep.png"),
+        os.path.join("cat", "z.png"),
+        os.path.join("dog", "a.PNG"),
+        os.path.join("dog", "b.png"),
+    ]
     assert list(data.labels) == ["cat", "cat", "dog", "dog"]
     assert data.target.tolist() == [0, 0, 1, 1]
     assert data.target.dtype == np.int64
@@ -138,9 +142,10 @@ def test_coop_all_eleven_datasets_have_templates():
     assert len(COOP_DATASETS["ImageNet"]["templates"]) == 7
 
 
-@pytest.mark.parametrize("alias, canonical", [("OxfordFlowers", "Flowers102"),
-                                              ("DescribableTextures", "DTD"),
-                                              ("food-101", "Food101")])
+@pytest.mark.parametrize(
+    "alias, canonical",
+    [("OxfordFlowers", "Flowers102"), ("DescribableTextures", "DTD"), ("food-101", "Food101")],
+)
 def test_coop_aliases(tmp_path, alias, canonical):
     dataset_dir = tmp_path / "d"
     _png(dataset_dir / "x" / "1.png")
@@ -161,14 +166,19 @@ def test_coop_missing_split_file_is_named(tmp_path):
         load_coop_split(tmp_path, "OxfordPets")
 
 
-@pytest.mark.parametrize("content, match", [
-    ("{not json", "Malformed split file"),
-    (json.dumps({"train": []}), "'train', 'val' and 'test'"),
-    (json.dumps({"train": [["a.png", 0]], "test": []}), r"train\[0\]"),
-    (json.dumps({"train": [["a.png", "zero", "a"]], "test": []}), "not an integer"),
-    (json.dumps({"train": [["a.png", 0, "a"], ["b.png", 0, "b"]], "test": []}),
-     "label 0 is both"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "Malformed split file"),
+        (json.dumps({"train": []}), "'train', 'val' and 'test'"),
+        (json.dumps({"train": [["a.png", 0]], "test": []}), r"train\[0\]"),
+        (json.dumps({"train": [["a.png", "zero", "a"]], "test": []}), "not an integer"),
+        (
+            json.dumps({"train": [["a.png", 0, "a"], ["b.png", 0, "b"]], "test": []}),
+            "label 0 is both",
+        ),
+    ],
+)
 def test_coop_malformed_split_names_file(tmp_path, content, match):
     split = tmp_path / "bad_split.json"
     split.write_text(content)
@@ -191,8 +201,11 @@ def test_coop_fgvc_text_files(tmp_path):
     dataset_dir = tmp_path / "fgvc_aircraft"
     (dataset_dir).mkdir()
     (dataset_dir / "variants.txt").write_text("707-320\nA300B4\n")
-    for subset, lines in (("train", ["0001 707-320", "0002 A300B4"]),
-                          ("val", ["0003 A300B4"]), ("test", ["0004 707-320"])):
+    for subset, lines in (
+        ("train", ["0001 707-320", "0002 A300B4"]),
+        ("val", ["0003 A300B4"]),
+        ("test", ["0004 707-320"]),
+    ):
         (dataset_dir / f"images_variant_{subset}.txt").write_text("\n".join(lines) + "\n")
         for line in lines:
             _png(dataset_dir / "images" / f"{line.split()[0]}.jpg")
@@ -229,8 +242,10 @@ def caption_images(tmp_path):
 
 def test_captions_csv(caption_images):
     path = caption_images / "pairs.csv"
-    path.write_text('image,caption\nimgs/a.png,"a red, round circle"\n'
-                    "imgs/b.png,a blue star\nimgs/a.png,red circle\n")
+    path.write_text(
+        'image,caption\nimgs/a.png,"a red, round circle"\n'
+        "imgs/b.png,a blue star\nimgs/a.png,red circle\n"
+    )
     pairs = load_captioned_pairs(path)
     assert pairs.captions == ["a red, round circle", "a blue star", "red circle"]
     assert pairs.image_ids.tolist() == [0, 1, 0]
@@ -241,10 +256,12 @@ def test_captions_csv(caption_images):
 def test_captions_jsonl_with_root_and_columns(caption_images, tmp_path_factory):
     other = tmp_path_factory.mktemp("elsewhere")
     path = other / "pairs.jsonl"
-    path.write_text('{"file_name": "a.png", "sentence": "x"}\n\n'
-                    '{"file_name": "b.png", "sentence": "y"}\n')
-    pairs = load_captioned_pairs(path, root=caption_images / "imgs", path_column="file_name",
-                                 caption_column="sentence")
+    path.write_text(
+        '{"file_name": "a.png", "sentence": "x"}\n\n{"file_name": "b.png", "sentence": "y"}\n'
+    )
+    pairs = load_captioned_pairs(
+        path, root=caption_images / "imgs", path_column="file_name", caption_column="sentence"
+    )
     assert pairs.captions == ["x", "y"]
     assert pairs.image_ids.tolist() == [0, 1]
 
@@ -307,7 +324,10 @@ def test_image_folder_skip_drops_unreadable_files_with_their_labels(tmp_path):
     assert data.labels.tolist() == ["cat"] * 3 + ["dog"] * 3
     assert data.target.tolist() == [0, 0, 0, 1, 1, 1]
     assert sorted(os.path.basename(p) for p in data.unreadable) == [
-        "empty.png", "notes.jpg", "truncated.jpg"]
+        "empty.png",
+        "notes.jpg",
+        "truncated.jpg",
+    ]
     with pytest.warns(UnreadableImageWarning):
         paths, labels = load_image_folder(root, on_error="skip", return_X_y=True)
     assert [os.path.basename(p) for p in paths] == names and len(labels) == 6
@@ -337,8 +357,9 @@ def test_decoding_is_cached_by_content(tmp_path, monkeypatch):
     decoded = []
     real = skvlm._images.load_rgb
     monkeypatch.setattr(_files, "_DECODED", {})
-    monkeypatch.setattr(skvlm._images, "load_rgb",
-                        lambda path, **kw: decoded.append(path) or real(path, **kw))
+    monkeypatch.setattr(
+        skvlm._images, "load_rgb", lambda path, **kw: decoded.append(path) or real(path, **kw)
+    )
     load_image_folder(root, on_error="skip", n_jobs=1)
     assert len(decoded) == 2
     load_image_folder(root, on_error="skip", n_jobs=2)  # a second listing decodes nothing
@@ -391,8 +412,11 @@ def test_readme_headline_pipeline_on_a_messy_folder_scores_without_nan(tmp_path,
         enc = CLIPEncoder(model="skvlm-tiny", cache=tmp_path / "cache")
         proj = ClassSubspaceProjector(class_names="labels", encoder=enc)
         pipe = Pipeline([("enc", enc), ("proj", proj), ("clf", NearestPrototype())])
-        search = GridSearchCV(pipe, {"proj": ["passthrough", proj]},
-                              cv=FewShotSplit(n_shots=4, n_splits=3, random_state=0))
+        search = GridSearchCV(
+            pipe,
+            {"proj": ["passthrough", proj]},
+            cv=FewShotSplit(n_shots=4, n_splits=3, random_state=0),
+        )
         search.fit(paths, labels)
     unreadable = [w for w in caught if issubclass(w.category, UnreadableImageWarning)]
     assert len(unreadable) == 1, [str(w.message) for w in caught]

@@ -4,8 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from skvlm.datasets import FACTOR_NAMES, caption_vocabulary, make_scenes
-from skvlm.datasets import _scenes
+from skvlm.datasets import FACTOR_NAMES, _scenes, caption_vocabulary, make_scenes
 
 pd = pytest.importorskip("pandas")
 
@@ -47,7 +46,9 @@ def test_deterministic_per_random_state():
     np.testing.assert_array_equal(a.images, d.images)
 
 
-@pytest.mark.parametrize("kwargs", [{"n_samples": -1}, {"n_samples": 2.5}, {"n_samples": 3, "image_size": 4}])
+@pytest.mark.parametrize(
+    "kwargs", [{"n_samples": -1}, {"n_samples": 2.5}, {"n_samples": 3, "image_size": 4}]
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="n_samples|image_size"):
         make_scenes(**kwargs)
@@ -74,8 +75,12 @@ def test_factors_are_independent_and_balanced():
 def test_backgrounds_are_grey_away_from_the_object(scenes):
     # The quadrant diagonally opposite the object never contains it.
     images = scenes.images.astype(int)
-    opposite = {"top left": (slice(20, 32), slice(20, 32)), "top right": (slice(20, 32), slice(0, 12)),
-                "bottom left": (slice(0, 12), slice(20, 32)), "bottom right": (slice(0, 12), slice(0, 12))}
+    opposite = {
+        "top left": (slice(20, 32), slice(20, 32)),
+        "top right": (slice(20, 32), slice(0, 12)),
+        "bottom left": (slice(0, 12), slice(20, 32)),
+        "bottom right": (slice(0, 12), slice(0, 12)),
+    }
     for position, (rows, cols) in opposite.items():
         patch = images[np.asarray(scenes.factors["position"] == position)][:, rows, cols]
         assert np.all(patch[..., 0] == patch[..., 1]) and np.all(patch[..., 1] == patch[..., 2])
@@ -117,8 +122,9 @@ def test_captions_vary_and_omit_factors(scenes):
         "shape": np.mean([s in c for c, s in zip(captions, scenes.factors["shape"])]),
         "colour": np.mean([s in c for c, s in zip(captions, scenes.factors["colour"])]),
         "position": np.mean([p in c for c, p in zip(captions, scenes.factors["position"])]),
-        "background": np.mean(["background" in c or "behind" in c or " on " in c or "dark" in c
-                               for c in captions]),
+        "background": np.mean(
+            ["background" in c or "behind" in c or " on " in c or "dark" in c for c in captions]
+        ),
     }
     for factor, rate in mentions.items():
         assert 0.1 < rate < 1.0, (factor, rate)

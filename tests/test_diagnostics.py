@@ -81,7 +81,9 @@ def test_similarity_distributions_by_class_hand_case():
     # same-class pairs: (0,1) cos 1, (2,3) cos 1/sqrt2
     np.testing.assert_allclose(np.sort(d["intra_class"]), [1 / np.sqrt(2), 1.0], rtol=1e-6)
     # cross pairs: (0,2)=0, (0,3)=1/sqrt2, (1,2)=0, (1,3)=1/sqrt2
-    np.testing.assert_allclose(np.sort(d["inter_class"]), [0, 0, 1 / np.sqrt(2), 1 / np.sqrt(2)], atol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(d["inter_class"]), [0, 0, 1 / np.sqrt(2), 1 / np.sqrt(2)], atol=1e-6
+    )
     assert d["intra_class"].dtype == np.float32
 
 
@@ -94,7 +96,9 @@ def test_similarity_distributions_by_modality_counts_and_values():
     assert d["intra_modal"].size == 6 * 5 // 2
     assert d["intra_class"].size + d["inter_class"].size == d["intra_modal"].size
     assert d["inter_modal"].size == 6 * 4
-    np.testing.assert_allclose(np.sort(d["inter_modal"]), np.sort((images @ texts.T).ravel()), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.sort(d["inter_modal"]), np.sort((images @ texts.T).ravel()), rtol=1e-5
+    )
     # same-class image-text pairs: 2 images x 1 text for class 0 and 1, 2 x 2 for class 2
     assert d["inter_modal_intra_class"].size == 2 + 2 + 4
     assert d["inter_modal_inter_class"].size == 24 - 8
@@ -132,16 +136,26 @@ def test_similarity_distributions_errors():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: modality_gap(np.eye(2), np.eye(2), normalize="yes"),
-         "The 'normalize' parameter of modality_gap must be an instance of 'bool'"),
-        (lambda: modality_gap(np.eye(2), 3.0),
-         "The 'text_emb' parameter of modality_gap must be an array-like"),
-        (lambda: alignment_score("images", np.eye(2)),
-         "The 'image_emb' parameter of alignment_score must be an array-like"),
-        (lambda: similarity_distributions(np.eye(3), [0, 1, 2], max_pairs=2.5),
-         "The 'max_pairs' parameter of similarity_distributions must be an int"),
-        (lambda: recover_intra_similarity(None),
-         "The 'S_inter' parameter of recover_intra_similarity must be an array-like"),
+        (
+            lambda: modality_gap(np.eye(2), np.eye(2), normalize="yes"),
+            "The 'normalize' parameter of modality_gap must be an instance of 'bool'",
+        ),
+        (
+            lambda: modality_gap(np.eye(2), 3.0),
+            "The 'text_emb' parameter of modality_gap must be an array-like",
+        ),
+        (
+            lambda: alignment_score("images", np.eye(2)),
+            "The 'image_emb' parameter of alignment_score must be an array-like",
+        ),
+        (
+            lambda: similarity_distributions(np.eye(3), [0, 1, 2], max_pairs=2.5),
+            "The 'max_pairs' parameter of similarity_distributions must be an int",
+        ),
+        (
+            lambda: recover_intra_similarity(None),
+            "The 'S_inter' parameter of recover_intra_similarity must be an array-like",
+        ),
     ],
 )
 def test_bad_arguments_raise_sklearns_invalid_parameter_error(call, message):
@@ -158,8 +172,9 @@ def test_options_are_keyword_only():
 
 def test_random_state_accepts_a_generator():
     emb = _unit_rows(np.random.default_rng(1), 12, 3)
-    a = similarity_distributions(emb, np.arange(12) % 2, max_pairs=5,
-                                 random_state=np.random.default_rng(4))
+    a = similarity_distributions(
+        emb, np.arange(12) % 2, max_pairs=5, random_state=np.random.default_rng(4)
+    )
     b = similarity_distributions(emb, np.arange(12) % 2, max_pairs=5, random_state=4)
     np.testing.assert_array_equal(a["inter_class"], b["inter_class"])
 
@@ -214,7 +229,9 @@ def test_recover_intra_similarity_explicit_rank_matches_inferred():
     rng = np.random.default_rng(7)
     X_I, X_T = _unit_rows(rng, 60, 5), _unit_rows(rng, 60, 5)
     S = X_T @ X_I.T
-    np.testing.assert_allclose(recover_intra_similarity(S, rank=5), recover_intra_similarity(S), atol=1e-10)
+    np.testing.assert_allclose(
+        recover_intra_similarity(S, rank=5), recover_intra_similarity(S), atol=1e-10
+    )
 
 
 def test_recover_intra_similarity_too_few_images_is_clear_error():

@@ -25,8 +25,12 @@ def test_every_public_estimator_is_in_the_api_reference():
 
 def test_loaders_and_parallel_are_in_the_api_reference():
     documented = _documented_names()
-    for name in ("skvlm.datasets.load_image_folder", "skvlm.datasets.load_coop_split",
-                 "skvlm.datasets.load_captioned_pairs", "skvlm.parallel.encode"):
+    for name in (
+        "skvlm.datasets.load_image_folder",
+        "skvlm.datasets.load_coop_split",
+        "skvlm.datasets.load_captioned_pairs",
+        "skvlm.parallel.encode",
+    ):
         assert name in documented
 
 
@@ -35,9 +39,24 @@ def test_docs_build_without_warnings(tmp_path):
     pytest.importorskip("numpydoc", reason="building the docs needs the 'docs' extra (numpydoc)")
     out = tmp_path / "html"
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-E", "-b", "html",
-         "-d", str(tmp_path / "doctrees"), str(DOCS), str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-E",
+            "-b",
+            "html",
+            "-d",
+            str(tmp_path / "doctrees"),
+            str(DOCS),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     api = (out / "api.html").read_text(encoding="utf-8")
@@ -46,4 +65,5 @@ def test_docs_build_without_warnings(tmp_path):
     assert (out / "user_guide" / "projection.html").exists()
     # Formulas are written out, not left as raw LaTeX source lines.
     assert "math notranslate" in (out / "user_guide" / "classifiers.html").read_text(
-        encoding="utf-8")
+        encoding="utf-8"
+    )

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from sklearn.pipeline import make_pipeline
 
-from skvlm import CLIPEncoder
-from skvlm import _cache_shards
-from skvlm import _embedding_cache as store
+from skvlm import CLIPEncoder, _cache_shards
 from skvlm import __main__ as cli
+from skvlm import _embedding_cache as store
 from skvlm.__main__ import main
 from skvlm._embedding_cache import clear_memory_cache
 from skvlm.encoders import CacheCorruptionWarning, CacheWriteWarning, cache_info, clear_cache
@@ -45,8 +44,10 @@ def _entries(folder):
     for path in _shards(folder):
         shard = Shard.read(path)
         width = 4 * shard.dim
-        entries += [_Entry(path, key.hex(), shard.data_offset + row * width, width)
-                    for row, key in enumerate(shard.keys.tolist())]
+        entries += [
+            _Entry(path, key.hex(), shard.data_offset + row * width, width)
+            for row, key in enumerate(shard.keys.tolist())
+        ]
     return entries
 
 
@@ -251,7 +252,9 @@ def test_an_entry_copied_under_another_name_is_not_returned(tmp_path, tiny_image
     _encode_cold(images[:2], folder)
     first, second = _entries(folder)
     data = bytearray(first.path.read_bytes())  # both slots now hold the first's vector
-    data[second.offset : second.offset + second.width] = data[first.offset : first.offset + first.width]
+    data[second.offset : second.offset + second.width] = data[
+        first.offset : first.offset + first.width
+    ]
     first.path.write_bytes(bytes(data))
     clear_memory_cache()
     pipeline = make_pipeline(CLIPEncoder(**TINY, cache=str(folder)))
@@ -270,9 +273,8 @@ def _spec(**params):
 
 
 def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkeypatch):
-    from safetensors.torch import load_file, save_file
-
     import torch
+    from safetensors.torch import load_file, save_file
 
     from skvlm.models._registry import resolve_precision, resolve_pretrained
 
@@ -290,8 +292,9 @@ def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkey
     variants = {
         "model": _spec(model="skvlm-tiny-shared", n_augmentations=2, random_state=0),
         "random init": _spec(pretrained=None, n_augmentations=2, random_state=0),
-        "other file": _spec(pretrained=str(tmp_path / "other.safetensors"),
-                            n_augmentations=2, random_state=0),
+        "other file": _spec(
+            pretrained=str(tmp_path / "other.safetensors"), n_augmentations=2, random_state=0
+        ),
         "precision": _spec(precision=other_precision, n_augmentations=2, random_state=0),
         "augmentations": _spec(n_augmentations=3, random_state=0),
         "seed": _spec(n_augmentations=2, random_state=1),
@@ -318,7 +321,8 @@ def test_every_setting_that_changes_the_numbers_changes_the_key(tmp_path, monkey
 
     real_version = importlib.metadata.version
     monkeypatch.setattr(
-        importlib.metadata, "version",
+        importlib.metadata,
+        "version",
         lambda name: "999.0" if name == "torch" else real_version(name),
     )
     encoders._library_versions.cache_clear()
@@ -459,8 +463,12 @@ def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
     shards = folder / "skvlm-embeddings-v2" / "shards"
     (shards / ".tmp-0123456789abcdef").write_bytes(b"half")  # a killed writer's
     # Look-alikes of skvlm's names that skvlm never writes: not counted, never deleted.
-    mine = [shards / "notes.txt", shards / "1234.shard", shards / ".tmp-notes",
-            folder / "skvlm-embeddings-v2" / "zz" / ("a" * 40 + ".emb")]
+    mine = [
+        shards / "notes.txt",
+        shards / "1234.shard",
+        shards / ".tmp-notes",
+        folder / "skvlm-embeddings-v2" / "zz" / ("a" * 40 + ".emb"),
+    ]
     mine[-1].parent.mkdir()
     for path in mine:
         path.write_text("mine")
@@ -491,7 +499,13 @@ def test_info_and_clear_touch_only_skvlm_files(tmp_path, tiny_images, capsys):
 
 def test_sizes_are_printed_in_binary_units():
     assert [cli._size(n) for n in (0, 1023, 1536, 5 * 1024**2, 3 * 1024**3, 5000 * 1024**3)] == [
-        "0 B", "1023 B", "1.5 KiB", "5.0 MiB", "3.0 GiB", "5000.0 GiB"]
+        "0 B",
+        "1023 B",
+        "1.5 KiB",
+        "5.0 MiB",
+        "3.0 GiB",
+        "5000.0 GiB",
+    ]
 
 
 def test_a_joblib_memory_location_is_found(tmp_path, tiny_images):
@@ -540,9 +554,13 @@ def test_a_checksum_valid_non_finite_entry_is_recomputed_not_returned(tmp_path, 
 def test_non_finite_vectors_are_not_stored(tmp_path):
     cache = store.EmbeddingCache(tmp_path)
     finite, nan, inf = "a1" * 20, "b2" * 20, "c3" * 20
-    cache.put_many({finite: np.ones(4, dtype=np.float32),
-                    nan: np.array([1.0, np.nan, 0.0, 0.0], dtype=np.float32),
-                    inf: np.array([np.inf, 0.0, 0.0, 0.0], dtype=np.float32)})
+    cache.put_many(
+        {
+            finite: np.ones(4, dtype=np.float32),
+            nan: np.array([1.0, np.nan, 0.0, 0.0], dtype=np.float32),
+            inf: np.array([np.inf, 0.0, 0.0, 0.0], dtype=np.float32),
+        }
+    )
     clear_memory_cache()
     assert list(store.EmbeddingCache(tmp_path).get_many([finite, nan, inf])) == [finite]
     assert list(cache.get_many([finite, nan, inf])) == [finite]
@@ -556,8 +574,9 @@ def test_a_repeated_item_with_a_damaged_entry_is_reported_as_one(tmp_path, tiny_
     entry.path.write_bytes(entry.path.read_bytes()[: entry.offset + 7])
     with pytest.warns(CacheCorruptionWarning, match="^1 damaged embedding cache entry "):
         again = _encode_cold(np.stack([images[0]] * 3), folder)
-    np.testing.assert_allclose(again, CLIPEncoder(**TINY).transform(np.stack([images[0]] * 3)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        again, CLIPEncoder(**TINY).transform(np.stack([images[0]] * 3)), atol=1e-6
+    )
 
 
 def test_the_memory_layer_keeps_its_own_read_only_copy():
@@ -606,8 +625,9 @@ def test_an_empty_cache_path_is_refused_not_the_working_directory(
     assert list(tmp_path.iterdir()) == []  # nothing was written where it ran
 
 
-def test_a_cache_folder_that_cannot_be_created_warns_and_returns(tmp_path, tiny_images,
-                                                                 monkeypatch):
+def test_a_cache_folder_that_cannot_be_created_warns_and_returns(
+    tmp_path, tiny_images, monkeypatch
+):
     import pathlib
 
     images, _ = tiny_images
@@ -627,8 +647,7 @@ def test_a_cache_folder_that_cannot_be_created_warns_and_returns(tmp_path, tiny_
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
 
-def test_info_survives_a_file_that_goes_away_while_it_counts(tmp_path, tiny_images,
-                                                             monkeypatch):
+def test_info_survives_a_file_that_goes_away_while_it_counts(tmp_path, tiny_images, monkeypatch):
     images, _ = tiny_images
     folder = tmp_path / "cache"
     _encode_cold(images[:2], folder)

@@ -122,8 +122,11 @@ def test_a_model_that_returns_nan_is_an_error_not_a_nan_row(monkeypatch, image_f
 
     monkeypatch.setattr(CLIPEncoder, "_forward_images", overflowing)
     encoder = CLIPEncoder(**TINY, cache=cache)
-    with pytest.raises(ValueError, match=r"NaN or inf embeddings for 1 of 3 images \(e\.g\. '.*"
-                       + os.path.basename(image_files[1])):
+    with pytest.raises(
+        ValueError,
+        match=r"NaN or inf embeddings for 1 of 3 images \(e\.g\. '.*"
+        + os.path.basename(image_files[1]),
+    ):
         encoder.transform(image_files[:3])
     monkeypatch.undo()
     assert np.isfinite(encoder.transform(image_files[:3])).all()  # nothing bad was kept
@@ -147,7 +150,9 @@ def test_cuda_without_gpu(tiny_images):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="CUDA is not available"):
-        CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cuda").transform(tiny_images[0][:1])
+        CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cuda").transform(
+            tiny_images[0][:1]
+        )
 
 
 def test_invalid_parameter_is_reported_at_transform(tiny_images):
@@ -256,7 +261,9 @@ def test_cache_key_depends_on_content_not_on_normalize(tmp_path, tiny_images, co
     raw_out = raw.transform(images[:2])
     normed = CLIPEncoder(**TINY, cache="memory").transform(images[:2])
     assert counts["image"] == 2
-    np.testing.assert_allclose(normed, raw_out / np.linalg.norm(raw_out, axis=1, keepdims=True), atol=1e-6)
+    np.testing.assert_allclose(
+        normed, raw_out / np.linalg.norm(raw_out, axis=1, keepdims=True), atol=1e-6
+    )
     edited = images[:1].copy()
     edited[0, 0, 0, 0] ^= 1
     CLIPEncoder(**TINY, cache="memory").transform(edited)
@@ -324,8 +331,14 @@ def _mixed_items(tmp_path, tiny_images):
         paths.append(str(path))
     (tmp_path / "corrupt.png").write_bytes(b"not a png at all")
     missing = str(tmp_path / "missing.png")
-    return (paths[:3] + [str(tmp_path / "corrupt.png")] + paths[3:9] + [missing]
-            + paths[9:] + [images[20]])
+    return (
+        paths[:3]
+        + [str(tmp_path / "corrupt.png")]
+        + paths[3:9]
+        + [missing]
+        + paths[9:]
+        + [images[20]]
+    )
 
 
 @pytest.mark.parametrize("cache", [None, "disk"])

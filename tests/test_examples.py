@@ -58,14 +58,27 @@ def runs(tmp_path_factory):
         jobs.append({"name": script.name, "argv": argv})
     # One torch thread: on a busy shared machine, spinning OpenMP threads only wait.
     scratch = tmp_path_factory.mktemp("tmpdir")  # the scripts' own temporary folder
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent), "MPLBACKEND": "Agg",
-           "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
-    result = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(jobs)],
-                            capture_output=True, text=True, env=env, timeout=900,
-                            cwd=tmp_path_factory.mktemp("cwd"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(EXAMPLES.parent),
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(scratch),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER, json.dumps(jobs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=tmp_path_factory.mktemp("cwd"),
+    )
     assert result.returncode == 0, result.stderr[-4000:]
-    outs["TMPDIR"] = sorted(p.name for p in scratch.iterdir()  # torch's own cache aside
-                            if not p.name.startswith("torchinductor_"))
+    outs["TMPDIR"] = sorted(
+        p.name
+        for p in scratch.iterdir()  # torch's own cache aside
+        if not p.name.startswith("torchinductor_")
+    )
     return json.loads(result.stdout.strip().splitlines()[-1]), outs
 
 

@@ -76,12 +76,24 @@ def _closed_port():
 
 def _load_offline(tmp_path, port, model="ViT-B-32", tag="openai", **extra_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "hf"),
-               HOME=str(tmp_path), PYTHONPATH=str(REPO), **extra_env)
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{port}",
+        HF_HOME=str(tmp_path / "hf"),
+        HOME=str(tmp_path),
+        PYTHONPATH=str(REPO),
+        **extra_env,
+    )
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env.pop(proxy, None)
-    result = subprocess.run([sys.executable, "-c", _CHILD, model, tag], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, model, tag],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1]), result.stderr
 
@@ -112,8 +124,9 @@ def test_timm_weights_offline_fail_fast_too(tmp_path):
     pytest.importorskip("timm")
     hub = _StubHub()
     try:
-        outcome, stderr = _load_offline(tmp_path, hub.port, model="vit_small_patch14_dinov2",
-                                        tag="timm")
+        outcome, stderr = _load_offline(
+            tmp_path, hub.port, model="vit_small_patch14_dinov2", tag="timm"
+        )
     finally:
         hub.close()
     message = outcome["error"]
@@ -167,11 +180,21 @@ def test_cached_weights_load_without_retries_when_the_hub_is_down(tmp_path):
     (repo / "refs" / "main").write_text("0123abcd")
     hub = _StubHub()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
-    env.update(HF_ENDPOINT=f"http://127.0.0.1:{hub.port}", HF_HOME=str(tmp_path / "hf"),
-               PYTHONPATH=str(REPO))
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{hub.port}",
+        HF_HOME=str(tmp_path / "hf"),
+        PYTHONPATH=str(REPO),
+    )
     try:
-        result = subprocess.run([sys.executable, "-c", _CACHED_CHILD], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=600, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", _CACHED_CHILD],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
     finally:
         hub.close()
     assert result.returncode == 0, result.stderr

@@ -244,7 +244,8 @@ def test_half_transparent_rgba_is_composited_over_white(tmp_path):
     pixels[..., 3] = [[255, 0], [128, 64]]
     # out = alpha * colour + (1 - alpha) * white, per channel
     expected_red = [
-        [200, 255], [200 * 128 / 255 + 255 * 127 / 255, 200 * 64 / 255 + 255 * 191 / 255]
+        [200, 255],
+        [200 * 128 / 255 + 255 * 127 / 255, 200 * 64 / 255 + 255 * 191 / 255],
     ]
     expected_green = [[0, 255], [255 * 127 / 255, 255 * 191 / 255]]
     for source in (str(_save(tmp_path, "alpha.png", Image.fromarray(pixels, "RGBA"))), pixels):
@@ -458,8 +459,9 @@ def test_a_pipeline_given_skipped_rows_fails_instead_of_misaligning(tmp_path, ti
     items, _ = _mixed_inputs(tmp_path, tiny_images)
     labels = np.array(["a", "b", "a", "b", "a", "b"])
     pipe = make_pipeline(CLIPEncoder(**TINY, on_error="skip"), NearestPrototype())
-    with pytest.warns(UnreadableImageWarning), pytest.raises(
-        ValueError, match="inconsistent numbers of samples"
+    with (
+        pytest.warns(UnreadableImageWarning),
+        pytest.raises(ValueError, match="inconsistent numbers of samples"),
     ):
         pipe.fit(items, labels)
     # The documented pattern: encode once, index the labels with the kept positions.

@@ -14,8 +14,7 @@ from sklearn.base import clone  # noqa: E402
 from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 
-from skvlm import CLIPEncoder  # noqa: E402
-from skvlm import inversion  # noqa: E402
+from skvlm import CLIPEncoder, inversion  # noqa: E402
 from skvlm.datasets import make_scenes  # noqa: E402
 from skvlm.inversion import (  # noqa: E402
     TextualInverter,
@@ -189,8 +188,9 @@ def test_oti_row_alone_equals_row_in_batch_of_64(encoder, scenes):
 def test_oti_two_tokens_and_other_template(encoder, image_embeddings):
     X = image_embeddings[:4]
     one = TextualInverter(encoder, n_steps=20, random_state=0).fit_transform(X)
-    two = TextualInverter(encoder, n_tokens=2, template="a {} shape", n_steps=20,
-                          random_state=0).fit_transform(X)
+    two = TextualInverter(
+        encoder, n_tokens=2, template="a {} shape", n_steps=20, random_state=0
+    ).fit_transform(X)
     assert two.shape == one.shape
     assert not np.allclose(one, two, atol=1e-3)
     assert _cosine_rows(X, two).mean() > 0.3
@@ -307,10 +307,13 @@ def _source_rows(draw):
     n_rows = draw(st.integers(1, 4))
     grid = draw(hnp.arrays(np.int8, (n_rows, 64), elements=st.integers(-3, 3)))
     info = np.finfo(dtype)
-    exponents = draw(hnp.arrays(
-        np.int16, n_rows, elements=st.integers(int(np.log2(info.smallest_subnormal)) + 2,
-                                               info.maxexp - 4),
-    ))
+    exponents = draw(
+        hnp.arrays(
+            np.int16,
+            n_rows,
+            elements=st.integers(int(np.log2(info.smallest_subnormal)) + 2, info.maxexp - 4),
+        )
+    )
     rows = np.ldexp(grid.astype(np.float64), exponents[:, None].astype(np.int64))
     if n_rows > 1 and draw(st.booleans()):
         rows[-1] = rows[0]
@@ -382,14 +385,17 @@ def test_pipeline_in_gridsearch_reuses_the_encoder_cache(monkeypatch, tmp_path, 
 
     monkeypatch.setattr(CLIPEncoder, "_run_model", counting)
     spec = dict(model="skvlm-tiny", pretrained=None, device="cpu")
-    pipe = Pipeline([
-        ("enc", CLIPEncoder(**spec, cache=str(tmp_path))),
-        ("oti", TextualInverter(CLIPEncoder(**spec), n_steps=3, random_state=0)),
-        ("ret", Retriever()),
-    ])
+    pipe = Pipeline(
+        [
+            ("enc", CLIPEncoder(**spec, cache=str(tmp_path))),
+            ("oti", TextualInverter(CLIPEncoder(**spec), n_steps=3, random_state=0)),
+            ("ret", Retriever()),
+        ]
+    )
     labels = np.asarray(scenes.factors["colour"])
-    search = GridSearchCV(pipe, {"oti__n_steps": [2, 4]},
-                          cv=StratifiedKFold(2, shuffle=True, random_state=0))
+    search = GridSearchCV(
+        pipe, {"oti__n_steps": [2, 4]}, cv=StratifiedKFold(2, shuffle=True, random_state=0)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # labels absent from a fold's gallery
         search.fit(scenes.images, labels)
@@ -414,8 +420,9 @@ def test_shared_clip_is_inverted_through_the_hooks():
         patches = shared.model.visual.conv1(images).flatten(2).permute(0, 2, 1)
         patch_injector = _PatchInjector(shared, patches.shape[1])
         image = patch_injector.forward(patch_injector.marker(2), patches)
-        torch.testing.assert_close(text, shared.model.encode_text(tok(["a photo of red"])),
-                                   rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            text, shared.model.encode_text(tok(["a photo of red"])), rtol=0, atol=1e-5
+        )
         torch.testing.assert_close(image, shared.model.encode_image(images), rtol=0, atol=1e-5)
     encoder = CLIPEncoder("skvlm-tiny-shared", pretrained=None, device="cpu")
     X = encoder.transform(np.zeros((2, 32, 32, 3), dtype=np.uint8))

@@ -6,16 +6,19 @@ from skvlm import CLIPEncoder, VisualInverter
 from skvlm.inversion import _auto_n_patches
 
 
-@pytest.mark.parametrize("name, pretrained, expected", [
-    ("ViT-L-14", "openai", 4),                 # CLIP ViT-L/14 (configs/ovi)
-    ("ViT-B-16-SigLIP", "webli", 4),           # SigLIP B/16
-    ("ViT-L-14", "laion2b_s32b_b82k", 2),      # OpenCLIP ViT-L/14
-    ("SLIP-ViT-L-16", None, 2),                # SLIP L/16
-    ("ViT-B-32", "openai", 1),                 # CLIP ViT-B/32
-    ("ViT-B-32", "laion2b_s34b_b79k", 1),      # OpenCLIP ViT-B/32
-    ("SLIP-ViT-B-16", None, 1),                # SLIP B/16
-    ("skvlm-tiny-slip", None, 1),
-])
+@pytest.mark.parametrize(
+    "name, pretrained, expected",
+    [
+        ("ViT-L-14", "openai", 4),  # CLIP ViT-L/14 (configs/ovi)
+        ("ViT-B-16-SigLIP", "webli", 4),  # SigLIP B/16
+        ("ViT-L-14", "laion2b_s32b_b82k", 2),  # OpenCLIP ViT-L/14
+        ("SLIP-ViT-L-16", None, 2),  # SLIP L/16
+        ("ViT-B-32", "openai", 1),  # CLIP ViT-B/32
+        ("ViT-B-32", "laion2b_s34b_b79k", 1),  # OpenCLIP ViT-B/32
+        ("SLIP-ViT-B-16", None, 1),  # SLIP B/16
+        ("skvlm-tiny-slip", None, 1),
+    ],
+)
 def test_auto_n_patches_follows_the_reference_configs(name, pretrained, expected):
     assert _auto_n_patches(name, pretrained) == expected
 

@@ -210,8 +210,9 @@ def test_missing_network_error_says_so_and_how_to_pass_a_file():
 
 def test_compact_tokenizer_keeps_eot_highest_and_maps_unknown_words():
     # hash_buckets=0: the first shipped layout, one unk id (tests/test_world.py pins the buckets)
-    tokenizer = CompactTokenizer(["a", "photo", "of", "red", "circle"], context_length=10,
-                                 hash_buckets=0, warn=False)
+    tokenizer = CompactTokenizer(
+        ["a", "photo", "of", "red", "circle"], context_length=10, hash_buckets=0, warn=False
+    )
     ids = tokenizer(["a photo of a red circle", "a zebra"])
     assert ids.shape == (2, 10)
     assert int(ids.max()) == tokenizer.eot_id == tokenizer.vocab_size - 1
@@ -382,7 +383,9 @@ def test_the_shared_architecture_checks_shapes_too(tmp_path):
     state[name] = state[name][:, :-1].contiguous()
     save_file(state, str(tmp_path / "shared.safetensors"))
     with pytest.raises(CheckpointError, match=re.escape(repr(name))):
-        load_model("skvlm-tiny-shared", pretrained=str(tmp_path / "shared.safetensors"), device="cpu")
+        load_model(
+            "skvlm-tiny-shared", pretrained=str(tmp_path / "shared.safetensors"), device="cpu"
+        )
 
 
 def test_a_timm_checkpoint_loads_without_its_head_and_is_checked(tmp_path):

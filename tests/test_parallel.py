@@ -15,8 +15,12 @@ MODEL = {"model": "skvlm-tiny", "pretrained": None, "device": "cpu", "batch_size
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, worker_dashboard_address=None,
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
     )
     with cluster, distributed.Client(cluster) as dask_client:
         yield dask_client
@@ -52,7 +56,9 @@ def test_encode_on_cluster_equals_single_process(client, image_paths):
     # Rows stay in input order even though partitions finish in any order.
     np.testing.assert_allclose(
         encode(image_paths[::-1], encoder, client=client, partition_size=8),
-        expected[::-1], rtol=0, atol=0,
+        expected[::-1],
+        rtol=0,
+        atol=0,
     )
 
 
@@ -76,7 +82,8 @@ def test_each_worker_loads_the_model_once(client, image_paths):
 
     def model_identity():
         return id(load_model(**{k: MODEL[k] for k in ("model", "pretrained", "device")})), len(
-            cached_models())
+            cached_models()
+        )
 
     before = client.run(model_identity)
     encode(image_paths, _encoder(), client=client, partition_size=4)
@@ -99,8 +106,9 @@ def test_worker_error_is_reraised_with_the_file_name(client, image_paths):
 
 
 @pytest.mark.parametrize("on_cluster", [True, False])
-def test_skipped_images_keep_their_positions_across_partitions(client, image_paths, tmp_path,
-                                                              on_cluster):
+def test_skipped_images_keep_their_positions_across_partitions(
+    client, image_paths, tmp_path, on_cluster
+):
     from skvlm.encoders import UnreadableImageWarning
 
     damaged = tmp_path / "damaged.png"
@@ -108,8 +116,13 @@ def test_skipped_images_keep_their_positions_across_partitions(client, image_pat
     items = image_paths[:5] + [str(damaged)] + image_paths[5:9] + ["/nonexistent/gone.png"]
     encoder = _encoder(on_error="skip")
     with pytest.warns(UnreadableImageWarning, match=r"2 of 11 images.*\[5, 10\]"):
-        got, kept = encode(items, encoder, client=client if on_cluster else None,
-                           partition_size=4, return_indices=True)
+        got, kept = encode(
+            items,
+            encoder,
+            client=client if on_cluster else None,
+            partition_size=4,
+            return_indices=True,
+        )
     assert kept.tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
     # (atol: a dropped image changes its batch's size, hence float rounding, not rows)
     np.testing.assert_allclose(got, _encoder().transform(image_paths[:9]), atol=1e-6)
@@ -141,16 +154,21 @@ def test_grid_search_under_joblib_dask_backend_equals_sequential(client):
     X /= np.linalg.norm(X, axis=1, keepdims=True)
 
     def search():
-        return GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.01, 0.1, 1.0, 10.0]},
-                            cv=StratifiedKFold(3, shuffle=True, random_state=0), n_jobs=2)
+        return GridSearchCV(
+            LogisticRegression(max_iter=200),
+            {"C": [0.01, 0.1, 1.0, 10.0]},
+            cv=StratifiedKFold(3, shuffle=True, random_state=0),
+            n_jobs=2,
+        )
 
     sequential = search().fit(X, y)
     with distributed.get_task_stream(client) as tasks, joblib.parallel_backend("dask"):
         on_dask = search().fit(X, y)
     assert len(tasks.data) > 0  # the fits did run on the cluster
     assert on_dask.best_params_ == sequential.best_params_
-    np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
-                                  sequential.cv_results_["mean_test_score"])
+    np.testing.assert_array_equal(
+        on_dask.cv_results_["mean_test_score"], sequential.cv_results_["mean_test_score"]
+    )
     np.testing.assert_array_equal(on_dask.predict_proba(X), sequential.predict_proba(X))
     # The candidates' scores differ, so the equality above is not trivially true.
     assert len(set(sequential.cv_results_["mean_test_score"])) > 1

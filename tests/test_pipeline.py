@@ -14,11 +14,13 @@ TINY = dict(model="skvlm-tiny", pretrained=None, device="cpu")
 
 def _search(cache_dir):
     text_encoder = CLIPEncoder(**TINY, cache=cache_dir)
-    pipe = Pipeline([
-        ("enc", CLIPEncoder(**TINY, cache=cache_dir)),
-        ("proj", ClassSubspaceProjector(encoder=text_encoder, class_names="labels")),
-        ("clf", NearestPrototype()),
-    ])
+    pipe = Pipeline(
+        [
+            ("enc", CLIPEncoder(**TINY, cache=cache_dir)),
+            ("proj", ClassSubspaceProjector(encoder=text_encoder, class_names="labels")),
+            ("clf", NearestPrototype()),
+        ]
+    )
     grid = {
         "proj": [
             "passthrough",
@@ -55,7 +57,9 @@ def test_each_image_is_encoded_once_in_a_sweep_and_then_read_from_disk(
 
 
 def test_default_headline_pipeline_constructs_with_design_defaults():
-    pipe = Pipeline([("enc", CLIPEncoder()), ("proj", ClassSubspaceProjector()), ("clf", NearestPrototype())])
+    pipe = Pipeline(
+        [("enc", CLIPEncoder()), ("proj", ClassSubspaceProjector()), ("clf", NearestPrototype())]
+    )
     params = pipe.get_params()
     assert params["enc__model"] == "ViT-B-32" and params["enc__pretrained"] == "default"
     assert params["proj__class_names"] == "imagenet" and params["proj__templates"] == "simple"

@@ -24,7 +24,9 @@ def test_similarity_histograms_one_density_histogram_per_key(tmp_path):
         "inter_class": np.array([0.1, 0.2]),
         "inter_modal": np.array([0.3]),
     }
-    ax = plot_similarity_histograms(d, keys=["intra_class", "inter_class"], bins=4, title="by class")
+    ax = plot_similarity_histograms(
+        d, keys=["intra_class", "inter_class"], bins=4, title="by class"
+    )
     assert len(ax.patches) == 2 * 4  # 4 bars per histogram
     heights = _bar_heights(ax).reshape(2, 4)
     widths = np.array([p.get_width() for p in ax.patches]).reshape(2, 4)
@@ -115,8 +117,14 @@ def test_missing_matplotlib_names_the_plot_extra(monkeypatch):
 def test_fewshot_curves_bands_are_std_or_t_interval():
     from scipy import stats
 
-    runs = pd.DataFrame({"method": ["A"] * 4, "shots": [1, 1, 2, 2], "seed": [0, 1, 0, 1],
-                         "acc1": [0.2, 0.4, 0.6, 0.6]})
+    runs = pd.DataFrame(
+        {
+            "method": ["A"] * 4,
+            "shots": [1, 1, 2, 2],
+            "seed": [0, 1, 0, 1],
+            "acc1": [0.2, 0.4, 0.6, 0.6],
+        }
+    )
     std = np.std([0.2, 0.4], ddof=1)
     for band, half in (("std", std), ("ci95", stats.t.ppf(0.975, 1) * std / np.sqrt(2))):
         ax = plot_fewshot_curves(runs, band=band)
@@ -131,10 +139,15 @@ def test_fewshot_curves_bands_are_std_or_t_interval():
 def test_retrieval_bars_heights_and_interval_whiskers():
     from skvlm.plotting import plot_retrieval_bars
 
-    table = pd.DataFrame({"group": ["shape", "shape", "colour", "colour"],
-                          "series": ["raw", "OTI", "raw", "OTI"],
-                          "value": [0.2, 0.5, 0.3, 0.4], "low": [0.1, 0.4, 0.2, np.nan],
-                          "high": [0.25, 0.6, 0.5, np.nan]})
+    table = pd.DataFrame(
+        {
+            "group": ["shape", "shape", "colour", "colour"],
+            "series": ["raw", "OTI", "raw", "OTI"],
+            "value": [0.2, 0.5, 0.3, 0.4],
+            "low": [0.1, 0.4, 0.2, np.nan],
+            "high": [0.25, 0.6, 0.5, np.nan],
+        }
+    )
     ax = plot_retrieval_bars(table, title="t")
     np.testing.assert_allclose(_bar_heights(ax), [0.2, 0.3, 0.5, 0.4])
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["raw", "OTI"]

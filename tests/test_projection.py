@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from skvlm import CLIPEncoder, ClassSubspaceProjector, ModalityMeanShift
+from skvlm import ClassSubspaceProjector, CLIPEncoder, ModalityMeanShift
 
 TINY = dict(model="skvlm-tiny", pretrained=None, device="cpu")
 
@@ -75,11 +75,17 @@ def test_feature_names_follow_the_input_when_reprojected():
     import pandas as pd
 
     X = pd.DataFrame(np.eye(3), columns=["a", "b", "c"])
-    proj = ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], n_components=1, center=False).fit(X)
+    proj = ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], n_components=1, center=False).fit(
+        X
+    )
     assert proj.get_feature_names_out().tolist() == ["a", "b", "c"]
-    coords = ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], n_components=1, reproject=False).fit(X)
+    coords = ClassSubspaceProjector(
+        text_embeddings=np.eye(3)[:2], n_components=1, reproject=False
+    ).fit(X)
     assert coords.get_feature_names_out().tolist() == ["classsubspaceprojector0"]
-    shift = ModalityMeanShift(ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], center=False)).fit(X)
+    shift = ModalityMeanShift(
+        ClassSubspaceProjector(text_embeddings=np.eye(3)[:2], center=False)
+    ).fit(X)
     assert shift.get_feature_names_out().tolist() == ["a", "b", "c"]
     with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
         shift.get_feature_names_out(["x", "y", "z"])
@@ -117,8 +123,10 @@ def test_wrong_width_after_fit():
 def test_class_names_from_the_encoder_equal_the_template_average():
     encoder = CLIPEncoder(**TINY)
     proj = ClassSubspaceProjector(
-        class_names=["photo", "picture", "image"], templates=["a {}", "the {}"],
-        encoder=encoder, n_components=2,
+        class_names=["photo", "picture", "image"],
+        templates=["a {}", "the {}"],
+        encoder=encoder,
+        n_components=2,
     )
     proj.fit(np.ones((1, 64)))
     rows = []
@@ -154,6 +162,8 @@ def test_mean_shift_adds_back_the_cut_mean():
     np.testing.assert_allclose(out - projected, np.broadcast_to(expected_shift, out.shape))
     np.testing.assert_allclose(U @ expected_shift, 0, atol=1e-10)
     # A translation: Euclidean distances between projected rows are unchanged.
-    np.testing.assert_allclose(np.linalg.norm(out[0] - out[1]), np.linalg.norm(projected[0] - projected[1]))
+    np.testing.assert_allclose(
+        np.linalg.norm(out[0] - out[1]), np.linalg.norm(projected[0] - projected[1])
+    )
     # The shifted rows' mean equals the original mean.
     np.testing.assert_allclose(out.mean(axis=0), X.mean(axis=0), atol=1e-10)

@@ -34,8 +34,12 @@ def table():
 
 
 def _rn50(table, method):
-    return table[(table.model == "RN50") & (table.pretrained == "openai")
-                 & (table.method == method) & table.dataset.isin(list(COOP_DATASETS))]
+    return table[
+        (table.model == "RN50")
+        & (table.pretrained == "openai")
+        & (table.method == method)
+        & table.dataset.isin(list(COOP_DATASETS))
+    ]
 
 
 @pytest.mark.parametrize("method", sorted(REFERENCE_AVERAGES))
@@ -54,8 +58,12 @@ def test_zero_shot_rn50_average(table):
 
 
 def test_gda_vit_b16_16_shot_average(table):
-    rows = table[(table.method == "lda") & (table.model == "ViT-B-16")
-                 & (table.shots == 16) & table.dataset.isin(list(COOP_DATASETS))]
+    rows = table[
+        (table.method == "lda")
+        & (table.model == "ViT-B-16")
+        & (table.shots == 16)
+        & table.dataset.isin(list(COOP_DATASETS))
+    ]
     assert len(rows) == 11
     assert 100 * rows.acc1.mean() == pytest.approx(81.85, abs=0.02)
 
@@ -63,8 +71,13 @@ def test_gda_vit_b16_16_shot_average(table):
 def test_spot_values_from_the_reference_files(table):
     # one number per source, read by hand from the file named in its row's source
     def one(method, model, dataset, shots, task="classification"):
-        row = table[(table.method == method) & (table.model == model) & (table.dataset == dataset)
-                    & (table.shots == shots) & (table.task == task)]
+        row = table[
+            (table.method == method)
+            & (table.model == model)
+            & (table.dataset == dataset)
+            & (table.shots == shots)
+            & (table.task == task)
+        ]
         assert len(row) == 1, (method, model, dataset, shots)
         return row.iloc[0]
 
@@ -80,8 +93,19 @@ def test_spot_values_from_the_reference_files(table):
 
 
 def test_schema(table):
-    expected = ["method", "model", "pretrained", "dataset", "shots", "acc1", "task", "metric",
-                "value", "source", "reported_as"]
+    expected = [
+        "method",
+        "model",
+        "pretrained",
+        "dataset",
+        "shots",
+        "acc1",
+        "task",
+        "metric",
+        "value",
+        "source",
+        "reported_as",
+    ]
     assert list(table.columns) == expected
     for name in ("method", "model", "pretrained", "dataset", "task", "metric", "source"):
         assert pd.api.types.is_string_dtype(table[name]), name
@@ -118,8 +142,13 @@ def test_keys_are_the_studys(table):
     assert set(table.method) <= known, set(table.method) - known
     retrieval = table.task != "classification"
     assert set(table.method[retrieval]) <= set(RETRIEVAL_METHODS)
-    means = {"mean_coop11", "mean_seed002_table3", "mean_cross_the_gap_image",
-             "mean_cross_the_gap_text", "mean_cross_the_gap_classification"}
+    means = {
+        "mean_coop11",
+        "mean_seed002_table3",
+        "mean_cross_the_gap_image",
+        "mean_cross_the_gap_text",
+        "mean_cross_the_gap_classification",
+    }
     assert set(table.dataset) <= set(COOP_DATASETS) | {"ROxford", "RParis"} | means
     assert {"RN50", "RN101", "ViT-B-32", "ViT-B-16", "ViT-L-14"} <= set(table.model)
     assert not table.model.str.contains("/").any()  # open_clip spells ViT-B-32, not ViT-B/32
@@ -164,35 +193,52 @@ def test_cross_the_gap_bars_differ_by_the_gains_printed_above_them(table):
 
 
 def test_compare_adds_published_and_difference():
-    measured = pd.DataFrame({
-        "method": ["tip_adapter", "zeroshot", "zero_shot", "gda", "prototype"],
-        "shots": [16, 4, 16, 1, 16],
-        "acc1": [0.90, 0.85, 0.85, 0.80, 0.70],
-    })
+    measured = pd.DataFrame(
+        {
+            "method": ["tip_adapter", "zeroshot", "zero_shot", "gda", "prototype"],
+            "shots": [16, 4, 16, 1, 16],
+            "acc1": [0.90, 0.85, 0.85, 0.80, 0.70],
+        }
+    )
     out = compare_with_published(measured, model="RN50", dataset="OxfordPets")
-    assert list(out.columns) == list(measured.columns) + ["published", "difference",
-                                                          "published_source"]
+    assert list(out.columns) == list(measured.columns) + [
+        "published",
+        "difference",
+        "published_source",
+    ]
     # OxfordPets in the references: Tip-Adapter 16-shot 88.14, zero-shot 85.83, GDA 1-shot 85.49
     np.testing.assert_allclose(out.published[:4], [0.8814, 0.8583, 0.8583, 0.8549])
-    np.testing.assert_allclose(out.difference[:4], [0.90 - 0.8814, 0.85 - 0.8583,
-                                                    0.85 - 0.8583, 0.80 - 0.8549])
+    np.testing.assert_allclose(
+        out.difference[:4], [0.90 - 0.8814, 0.85 - 0.8583, 0.85 - 0.8583, 0.80 - 0.8549]
+    )
     assert np.isnan(out.published[4]) and np.isnan(out.difference[4])
     assert pd.isna(out.published_source[4]) and "exp.log" in out.published_source[0]
     pd.testing.assert_frame_equal(out[measured.columns], measured)  # rows, order, values kept
 
 
 def test_compare_uses_columns_and_ignores_spelling_of_datasets():
-    measured = pd.DataFrame({"method": ["ape", "ape"], "model": ["RN50", "ViT-B-16"],
-                             "dataset": ["oxford_pets", "imagenet"], "shots": [2, 16],
-                             "acc1": [0.8706, 0.70]})
+    measured = pd.DataFrame(
+        {
+            "method": ["ape", "ape"],
+            "model": ["RN50", "ViT-B-16"],
+            "dataset": ["oxford_pets", "imagenet"],
+            "shots": [2, 16],
+            "acc1": [0.8706, 0.70],
+        }
+    )
     out = compare_with_published(measured)
     np.testing.assert_allclose(out.published, [0.8706, 0.7217])
     np.testing.assert_allclose(out.difference, [0.0, 0.70 - 0.7217], atol=1e-12)
 
 
 def test_compare_retrieval_rows_match_on_task_and_map():
-    measured = pd.DataFrame({"task": ["image→image", "image→image", "text→text"],
-                             "method": ["raw", "pca", "raw"], "mAP": [0.30, 0.40, 0.30]})
+    measured = pd.DataFrame(
+        {
+            "task": ["image→image", "image→image", "text→text"],
+            "method": ["raw", "pca", "raw"],
+            "mAP": [0.30, 0.40, 0.30],
+        }
+    )
     out = compare_with_published(measured, model="ViT-L-14", dataset="ImageNet")
     # seed 002 Table 3, CLIP L/14 on ImageNet: Original 33.0, PCA<- 42.2; no text->text number
     np.testing.assert_allclose(out.published[:2], [0.330, 0.422])
@@ -202,28 +248,45 @@ def test_compare_retrieval_rows_match_on_task_and_map():
 def test_compare_pretrained_chooses_between_published_tags():
     measured = pd.DataFrame({"task": ["text"], "method": ["inversion"], "mAP": [0.5]})
     openai = compare_with_published(measured, model="ViT-B-32", dataset="mean_cross_the_gap_text")
-    datacomp = compare_with_published(measured, model="ViT-B-32", dataset="mean_cross_the_gap_text",
-                                      pretrained="datacomp_xl_s13b_b90k")
+    datacomp = compare_with_published(
+        measured,
+        model="ViT-B-32",
+        dataset="mean_cross_the_gap_text",
+        pretrained="datacomp_xl_s13b_b90k",
+    )
     # poster: CLIP B/32 OVI 40.6, OpenCLIP (DataComp) B/32 OVI 45.3
     assert openai.published[0] == pytest.approx(0.406)
     assert datacomp.published[0] == pytest.approx(0.453)
-    siglip = compare_with_published(measured.assign(task="image", method="raw"),
-                                    model="ViT-B-16-SigLIP", dataset="ROxford")
+    siglip = compare_with_published(
+        measured.assign(task="image", method="raw"), model="ViT-B-16-SigLIP", dataset="ROxford"
+    )
     assert siglip.published[0] == pytest.approx(0.506)  # its only tag, webli
 
 
-@pytest.mark.parametrize("kwargs, measured, match", [
-    ({"dataset": "DTD"}, {"method": ["ape"], "shots": [1], "acc1": [0.5]}, "'model'"),
-    ({"model": "RN50"}, {"method": ["ape"], "shots": [1], "acc1": [0.5]}, "'dataset'"),
-    ({"model": "RN50", "dataset": "DTD"}, {"method": ["ape"], "acc1": [0.5]}, "'shots'"),
-    ({"model": "RN50", "dataset": "DTD"}, {"method": ["ape"], "shots": [1]}, "'acc1'"),
-    ({"model": "RN50", "dataset": "DTD"}, {"method": ["ape"], "shots": [1], "acc1": [52.7]},
-     "percentages"),
-    ({"model": "RN50", "dataset": "DTD"},
-     {"method": ["raw"], "task": ["image→image"], "acc1": [0.5]}, "'mAP'"),
-    ({"model": "RN50"}, {"method": ["ape"], "model": ["RN50"], "dataset": ["DTD"],
-                         "shots": [1], "acc1": [0.5]}, "already has a 'model' column"),
-])
+@pytest.mark.parametrize(
+    "kwargs, measured, match",
+    [
+        ({"dataset": "DTD"}, {"method": ["ape"], "shots": [1], "acc1": [0.5]}, "'model'"),
+        ({"model": "RN50"}, {"method": ["ape"], "shots": [1], "acc1": [0.5]}, "'dataset'"),
+        ({"model": "RN50", "dataset": "DTD"}, {"method": ["ape"], "acc1": [0.5]}, "'shots'"),
+        ({"model": "RN50", "dataset": "DTD"}, {"method": ["ape"], "shots": [1]}, "'acc1'"),
+        (
+            {"model": "RN50", "dataset": "DTD"},
+            {"method": ["ape"], "shots": [1], "acc1": [52.7]},
+            "percentages",
+        ),
+        (
+            {"model": "RN50", "dataset": "DTD"},
+            {"method": ["raw"], "task": ["image→image"], "acc1": [0.5]},
+            "'mAP'",
+        ),
+        (
+            {"model": "RN50"},
+            {"method": ["ape"], "model": ["RN50"], "dataset": ["DTD"], "shots": [1], "acc1": [0.5]},
+            "already has a 'model' column",
+        ),
+    ],
+)
 def test_compare_bad_input_is_named(kwargs, measured, match):
     with pytest.raises(ValueError, match=match):
         compare_with_published(pd.DataFrame(measured), **kwargs)

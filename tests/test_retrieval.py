@@ -209,17 +209,28 @@ def test_bad_input_errors():
         mean_average_precision([[np.nan, 0, 0]], [0], gallery, [0, 1, 2])
 
 
-_METRIC_FUNCTIONS = [average_precision_per_query, mean_average_precision, map_at_r,
-                     r_precision, recall_at_k]
+_METRIC_FUNCTIONS = [
+    average_precision_per_query,
+    mean_average_precision,
+    map_at_r,
+    r_precision,
+    recall_at_k,
+]
 
 
 @pytest.mark.parametrize("metric", _METRIC_FUNCTIONS, ids=lambda f: f.__name__)
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"batch_size": 0}, r"'batch_size' parameter of {name} must be an int in the range \[1, inf\)"),
+        (
+            {"batch_size": 0},
+            r"'batch_size' parameter of {name} must be an int in the range \[1, inf\)",
+        ),
         ({"batch_size": 2.5}, r"'batch_size' parameter of {name} must be an int"),
-        ({"exclude_self": "yes"}, r"'exclude_self' parameter of {name} must be an instance of 'bool'"),
+        (
+            {"exclude_self": "yes"},
+            r"'exclude_self' parameter of {name} must be an instance of 'bool'",
+        ),
     ],
 )
 def test_metric_parameters_are_validated_like_sklearn_metrics(metric, bad, message):
@@ -266,7 +277,9 @@ def test_kneighbors_matches_brute_force_and_excludes_self():
     np.testing.assert_allclose(distances, 1 - np.sort(scores, axis=1)[:, ::-1][:, :4], atol=1e-6)
     self_indices = ret.kneighbors(return_distance=False)
     assert not np.any(self_indices == np.arange(40)[:, None])
-    np.testing.assert_array_equal(self_indices[:5], np.argsort(-scores, axis=1, kind="stable")[:, 1:5])
+    np.testing.assert_array_equal(
+        self_indices[:5], np.argsort(-scores, axis=1, kind="stable")[:, 1:5]
+    )
 
 
 def test_kneighbors_ties_follow_gallery_order():
@@ -314,10 +327,16 @@ def test_gridsearch_maximises_map_and_scorer_uses_pipeline():
     assert search.best_params_["select"] is keep_signal
     scorer = retrieval_scorer("mAP")
     fitted = search.best_estimator_
-    expected = mean_average_precision(X[:10], y[:10], fitted[-1].gallery_, fitted[-1].gallery_labels_)
+    expected = mean_average_precision(
+        X[:10], y[:10], fitted[-1].gallery_, fitted[-1].gallery_labels_
+    )
     assert scorer(fitted, X_noisy[:10], y[:10]) == pytest.approx(expected)
-    search_r1 = GridSearchCV(pipe, {"select": ["passthrough", keep_signal]}, cv=cv,
-                             scoring=retrieval_scorer("recall_at_k", k=1))
+    search_r1 = GridSearchCV(
+        pipe,
+        {"select": ["passthrough", keep_signal]},
+        cv=cv,
+        scoring=retrieval_scorer("recall_at_k", k=1),
+    )
     assert search_r1.fit(X_noisy, y).best_params_["select"] is keep_signal
     with pytest.raises(InvalidParameterError, match="'metric' parameter of retrieval_scorer"):
         retrieval_scorer("ndcg")

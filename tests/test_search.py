@@ -38,7 +38,9 @@ def test_reference_grids_are_the_reference_lists():
     assert grid["beta"][:2] == [0.1, 0.1345] and grid["beta"][-1] == pytest.approx(6.9655)
     assert grid["alpha"][1] == pytest.approx(0.245) and grid["alpha"][-1] == pytest.approx(2.855)
     # per-dataset scales (Flowers102 [50, 50]); the dataset name is case-insensitive.
-    assert param_grid(TipAdapterClassifier, "reference", dataset="flowers102")["alpha"][1] == pytest.approx(2.595)
+    assert param_grid(TipAdapterClassifier, "reference", dataset="flowers102")["alpha"][
+        1
+    ] == pytest.approx(2.595)
     # SuS-X: alpha 20 in [0.1, 50), beta 200 in [1, 50), gamma 50 in [0.1, 30).
     tipx = param_grid(TipXClassifier, "reference")
     assert [len(v) for v in tipx.values()] == [20, 200, 50]
@@ -47,7 +49,15 @@ def test_reference_grids_are_the_reference_lists():
     assert param_grid(APEClassifier, "reference")["gamma"] == [0.0, 0.1, 0.2, 0.3, 0.4]
     dtd = param_grid(APEClassifier, "reference", dataset="DTD")
     assert dtd["n_features_to_select"] == [400 / 1024] and dtd["variance_weight"] == [0.5]
-    assert param_grid(LDAClassifier, "reference")["alpha"] == [1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0]
+    assert param_grid(LDAClassifier, "reference")["alpha"] == [
+        1e-4,
+        1e-3,
+        1e-2,
+        0.1,
+        1.0,
+        10.0,
+        100.0,
+    ]
     assert param_grid(NearestPrototype) == {} and param_grid(ZeroShotClassifier()) == {}
 
 
@@ -72,14 +82,19 @@ def test_param_grid_bad_input():
 
 def test_param_grid_is_a_grid_search_param_grid():
     X, y, _, _, W = _problem()
-    search = GridSearchCV(TipAdapterClassifier(text_weights=W), param_grid(TipAdapterClassifier), cv=2)
+    search = GridSearchCV(
+        TipAdapterClassifier(text_weights=W), param_grid(TipAdapterClassifier), cv=2
+    )
     search.fit(X, y)
     assert len(search.cv_results_["params"]) == 36
 
 
 def test_grid_order_is_the_first_key_slowest():
     assert grid_combinations({"b": [1, 2], "a": [3, 4]}) == [
-        {"b": 1, "a": 3}, {"b": 1, "a": 4}, {"b": 2, "a": 3}, {"b": 2, "a": 4}
+        {"b": 1, "a": 3},
+        {"b": 1, "a": 4},
+        {"b": 2, "a": 3},
+        {"b": 2, "a": 4},
     ]
 
 
@@ -87,7 +102,9 @@ def test_ties_go_to_the_first_combination_in_grid_order():
     # Two well-separated classes: every (beta, alpha) classifies the validation rows right.
     X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     grid = {"beta": [8.0, 1.0], "alpha": [4.0, 0.5]}
-    best, table = select_params(TipAdapterClassifier(text_weights=np.eye(2)), X, [0, 0, 1, 1], X, [0, 0, 1, 1], grid)
+    best, table = select_params(
+        TipAdapterClassifier(text_weights=np.eye(2)), X, [0, 0, 1, 1], X, [0, 0, 1, 1], grid
+    )
     assert table["accuracy"].tolist() == [1.0] * 4
     assert best == {"beta": 8.0, "alpha": 4.0}
     assert table["param_beta"] == [8.0, 8.0, 1.0, 1.0]
@@ -98,7 +115,10 @@ def test_the_best_combination_is_the_best_validation_accuracy_and_refits_the_sam
     grid = {"beta": [0.5, 5.0, 50.0], "alpha": [0.0, 1.0, 30.0]}
     est = TipAdapterClassifier(text_weights=W)
     best, table = select_params(est, X, y, X_val, y_val, grid)
-    accs = [np.mean(est.set_params(**c).fit(X, y).predict(X_val) == y_val) for c in grid_combinations(grid)]
+    accs = [
+        np.mean(est.set_params(**c).fit(X, y).predict(X_val) == y_val)
+        for c in grid_combinations(grid)
+    ]
     np.testing.assert_allclose(table["accuracy"], accs)
     assert best == grid_combinations(grid)[int(np.argmax(accs))]
 
@@ -121,12 +141,15 @@ class _Spy:
         return recorded
 
 
-@pytest.mark.parametrize("make", [
-    lambda W: TipAdapterClassifier(text_weights=W),
-    lambda W: TipXClassifier(text_weights=W),
-    lambda W: APEClassifier(text_weights=W, n_features_to_select=8),
-    lambda W: LDAClassifier(text_weights=W),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda W: TipAdapterClassifier(text_weights=W),
+        lambda W: TipXClassifier(text_weights=W),
+        lambda W: APEClassifier(text_weights=W, n_features_to_select=8),
+        lambda W: LDAClassifier(text_weights=W),
+    ],
+)
 def test_search_scores_only_validation_rows_and_ignores_any_test_set(monkeypatch, make):
     X, y, X_val, y_val, W = _problem()
     spy = _Spy(monkeypatch, [TipAdapterClassifier, TipXClassifier, APEClassifier, LDAClassifier])
@@ -141,7 +164,9 @@ def test_search_scores_only_validation_rows_and_ignores_any_test_set(monkeypatch
 def test_grid_values_outside_their_range_are_clear_errors():
     X, y, X_val, y_val, W = _problem()
     est = TipAdapterClassifier(text_weights=W)
-    with pytest.raises(ValueError, match=r"In the grid: The 'beta' parameter of TipAdapterClassifier"):
+    with pytest.raises(
+        ValueError, match=r"In the grid: The 'beta' parameter of TipAdapterClassifier"
+    ):
         select_params(est, X, y, X_val, y_val, {"beta": [1.0, -2.0]})
     with pytest.raises(ValueError, match="'gamma' is not a parameter of TipAdapterClassifier"):
         select_params(est, X, y, X_val, y_val, {"gamma": [1.0]})
@@ -157,13 +182,29 @@ _VECTORISED = [
     (lambda W: TipAdapterClassifier(text_weights=W, batch_size=7), "default"),
     (lambda W: TipAdapterClassifier(batch_size=7), {"beta": [0.5, 3.0, 20.0]}),
     (lambda W: TipXClassifier(text_weights=W, batch_size=7), "default"),
-    (lambda W: TipXClassifier(text_weights=W, rescale="fit"), {"alpha": [0.5, 4.0], "beta": [1.0, 9.0], "gamma": [0.0, 2.0, 30.0]}),
-    (lambda W: APEClassifier(text_weights=W, batch_size=7),
-     {"beta": [1.0, 6.0], "alpha": [0.5, 3.0], "gamma": [0.0, 0.4, 3.0], "n_features_to_select": [6, 12]}),
+    (
+        lambda W: TipXClassifier(text_weights=W, rescale="fit"),
+        {"alpha": [0.5, 4.0], "beta": [1.0, 9.0], "gamma": [0.0, 2.0, 30.0]},
+    ),
+    (
+        lambda W: APEClassifier(text_weights=W, batch_size=7),
+        {
+            "beta": [1.0, 6.0],
+            "alpha": [0.5, 3.0],
+            "gamma": [0.0, 0.4, 3.0],
+            "n_features_to_select": [6, 12],
+        },
+    ),
     (lambda W: LDAClassifier(text_weights=W), "reference"),
     # text weights of the wrong classes: the cache has to overrule them, so alpha matters
-    (lambda W: CODERClassifier(text_weights=np.roll(W, 1, axis=0), text_bank=np.vstack([W, W[::-1] + 0.3]), batch_size=7),
-     {"beta": [1.0, 20.0, 72.0], "alpha": [0.3, 3.0, 30.0], "temperature": [1.0, 2.0]}),
+    (
+        lambda W: CODERClassifier(
+            text_weights=np.roll(W, 1, axis=0),
+            text_bank=np.vstack([W, W[::-1] + 0.3]),
+            batch_size=7,
+        ),
+        {"beta": [1.0, 20.0, 72.0], "alpha": [0.3, 3.0, 30.0], "temperature": [1.0, 2.0]},
+    ),
 ]
 
 
@@ -194,7 +235,9 @@ def test_unseen_validation_labels_are_never_correct():
     X, y, X_val, y_val, W = _problem()
     y_val = np.where(y_val == 4, 9, y_val)  # class 9 has no support rows
     for est in (TipAdapterClassifier(text_weights=W), NearestPrototype()):
-        best, table = select_params(est, X, y, X_val, y_val, {"beta": [1.0]} if "beta" in est.get_params() else {})
+        best, table = select_params(
+            est, X, y, X_val, y_val, {"beta": [1.0]} if "beta" in est.get_params() else {}
+        )
         acc = np.mean(clone_fit(est, X, y).predict(X_val) == y_val)
         assert table["accuracy"][0] == pytest.approx(acc)
 
@@ -212,10 +255,12 @@ def test_pipelines_get_prefixed_grids_and_the_same_choice_as_refitting_each():
     from skvlm.classifiers._search import _check_grid, _generic_correct, _vectorised_correct
 
     X, y, X_val, y_val, W = _problem(seed=5, n_val=60)
-    pipe = Pipeline([
-        ("pca", ClassSubspaceProjector(text_embeddings=W, n_components=3)),
-        ("clf", LDAClassifier(normalize=False, text_weights=W)),
-    ])
+    pipe = Pipeline(
+        [
+            ("pca", ClassSubspaceProjector(text_embeddings=W, n_components=3)),
+            ("clf", LDAClassifier(normalize=False, text_weights=W)),
+        ]
+    )
     grid = param_grid(pipe)
     assert list(grid) == ["clf__alpha"]
     combos = grid_combinations(_check_grid(pipe, grid))

@@ -42,8 +42,19 @@ def quick_demo(tmp_path_factory):
     proc = subprocess.run(
         # one torch thread: on a machine whose cores are busy, two threads of tiny ops
         # spend most of their time waiting for each other
-        [sys.executable, "-m", "skvlm", "demo", "--quick", "--out", str(out), "--device", "cpu",
-         "--threads", "1"],
+        [
+            sys.executable,
+            "-m",
+            "skvlm",
+            "demo",
+            "--quick",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
         check=False,
         capture_output=True,
         text=True,
@@ -59,12 +70,20 @@ def test_demo_quick_writes_report_figures_and_summary(quick_demo):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     report = (out / "report.md").read_text()
-    for section in ("## Findings (as measured)", "## Models", "## Few-shot classification",
-                    "### Labels = shape", "### Labels = background", "## Retrieval",
-                    "## Similarity diagnostics"):
+    for section in (
+        "## Findings (as measured)",
+        "## Models",
+        "## Few-shot classification",
+        "### Labels = shape",
+        "### Labels = background",
+        "## Retrieval",
+        "## Similarity diagnostics",
+    ):
         assert section in report
     # every figure the report shows inline exists and is a PNG
-    images = [line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
+    images = [
+        line.split("](")[1].rstrip(")") for line in report.splitlines() if line.startswith("![")
+    ]
     assert "fewshot_shape.png" in images and "retrieval_map.png" in images
     assert any(name.startswith("similarity_") for name in images)
     for name in images:
@@ -75,7 +94,9 @@ def test_demo_summary_json_keys_and_consistency_with_csv(quick_demo):
     out, proc = quick_demo
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert {"config", "models", "fewshot", "retrieval", "findings", "files", "elapsed_s"} <= set(summary)
+    assert {"config", "models", "fewshot", "retrieval", "findings", "files", "elapsed_s"} <= set(
+        summary
+    )
     for name in summary["files"]:
         assert (out / name).is_file(), name
 
@@ -95,18 +116,31 @@ def test_demo_summary_json_keys_and_consistency_with_csv(quick_demo):
         for method, by_shots in methods.items():
             assert set(by_shots) == {"1", "2", "4", "8", "16"}
             for shots, entry in by_shots.items():
-                rows = runs[(runs.labeling == labeling) & (runs.method == method)
-                            & (runs.shots == int(shots))]
+                rows = runs[
+                    (runs.labeling == labeling)
+                    & (runs.method == method)
+                    & (runs.shots == int(shots))
+                ]
                 assert len(rows) == len(summary["config"]["seeds"]) == len(entry["acc1_per_seed"])
                 assert entry["acc1"] == pytest.approx(rows["acc1"].mean())
     # retrieval: the JSON holds the CSV's mAP values
     retrieval = pd.read_csv(out / "retrieval.csv")
-    raw = retrieval[(retrieval.labeling == "shape") & (retrieval.task == "image→image")
-                    & (retrieval.method == "raw")]
-    assert summary["retrieval"]["shape"]["image_to_image"]["raw"]["mAP"] == pytest.approx(raw["mAP"].item())
+    raw = retrieval[
+        (retrieval.labeling == "shape")
+        & (retrieval.task == "image→image")
+        & (retrieval.method == "raw")
+    ]
+    assert summary["retrieval"]["shape"]["image_to_image"]["raw"]["mAP"] == pytest.approx(
+        raw["mAP"].item()
+    )
     for finding in summary["findings"].values():
-        assert finding["verdict"] in {"holds", "mixed", "does not hold", "no clear difference",
-                                      "not measured"}
+        assert finding["verdict"] in {
+            "holds",
+            "mixed",
+            "does not hold",
+            "no clear difference",
+            "not measured",
+        }
     assert {"pca_helps_on_shape", "pca_hurts_on_background"} <= set(summary["findings"])
 
 
@@ -164,7 +198,10 @@ def test_bad_input_at_run_time_is_one_line_error(tmp_path, capsys):
 def test_cli_error_in_subprocess_has_no_traceback():
     proc = subprocess.run(
         [sys.executable, "-m", "skvlm", "retrieval", "--data", ".", "--methods", "oti"],
-        check=False, capture_output=True, text=True, timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
@@ -180,8 +217,18 @@ def test_help_lists_every_command_and_option(capsys):
     with pytest.raises(SystemExit):
         main(["fewshot", "--help"])
     text = capsys.readouterr().out
-    for option in ("--model", "--pretrained", "--data", "--shots", "--seeds", "--methods",
-                   "--cache", "--device", "--out", "--threads"):
+    for option in (
+        "--model",
+        "--pretrained",
+        "--data",
+        "--shots",
+        "--seeds",
+        "--methods",
+        "--cache",
+        "--device",
+        "--out",
+        "--threads",
+    ):
         assert option in text
 
 
@@ -196,9 +243,26 @@ def test_fewshot_command_on_an_image_folder(tmp_path):
         (root / shape).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(root / shape / f"{i}.png")
     out = tmp_path / "report"
-    status = main(["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
-                   "--methods", "prototype,tip_adapter", "--shots", "1,2", "--seeds", "0,1",
-                   "--out", str(out), "--quiet"])
+    status = main(
+        [
+            "fewshot",
+            "--data",
+            str(root),
+            "--model",
+            "skvlm-tiny",
+            "--device",
+            "cpu",
+            "--methods",
+            "prototype,tip_adapter",
+            "--shots",
+            "1,2",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["n_images"] == 50
@@ -229,8 +293,23 @@ def test_a_damaged_image_stops_the_study_or_is_skipped_and_listed(tmp_path, caps
         Image.fromarray(image).save(root / label / f"{i}.png")
     damaged = next(root.rglob("*.png"))
     damaged.write_bytes(damaged.read_bytes()[:60])
-    options = ["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
-               "--methods", "prototype", "--shots", "1", "--seeds", "0", "--quiet", "--no-tune"]
+    options = [
+        "fewshot",
+        "--data",
+        str(root),
+        "--model",
+        "skvlm-tiny",
+        "--device",
+        "cpu",
+        "--methods",
+        "prototype",
+        "--shots",
+        "1",
+        "--seeds",
+        "0",
+        "--quiet",
+        "--no-tune",
+    ]
     assert main(options + ["--out", str(tmp_path / "stop")]) == 2
     assert damaged.name in capsys.readouterr().err
     # The CLI formats warnings as one line; under pytest they are recorded, not printed.
@@ -248,8 +327,14 @@ def test_a_damaged_image_stops_the_study_or_is_skipped_and_listed(tmp_path, caps
 def test_fewshot_study_runs_every_method_shot_seed_on_the_same_split():
     rng = np.random.default_rng(0)
     X, y = _signal_plus_noise(rng, noise=0.1)
-    runs = run_fewshot_study(X, y, methods=["prototype", "prototype_pca"], shots=[1, 3],
-                             seeds=[0, 1], pca_text_embeddings=np.eye(4)[:2])
+    runs = run_fewshot_study(
+        X,
+        y,
+        methods=["prototype", "prototype_pca"],
+        shots=[1, 3],
+        seeds=[0, 1],
+        pca_text_embeddings=np.eye(4)[:2],
+    )
     assert len(runs) == 2 * 2 * 2
     # both methods see the same test rows for a given shots/seed
     assert runs.groupby(["shots", "seed"])["n_test"].nunique().eq(1).all()
@@ -270,8 +355,14 @@ def test_fewshot_study_pca_pipeline_projects_before_the_classifier():
     rng = np.random.default_rng(1)
     X, y = _signal_plus_noise(rng, n_per_class=40, noise=3.0)
     text = np.array([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]])
-    runs = run_fewshot_study(X, y, methods=["prototype", "prototype_pca"], shots=[1],
-                             seeds=[0, 1, 2], pca_text_embeddings=text)
+    runs = run_fewshot_study(
+        X,
+        y,
+        methods=["prototype", "prototype_pca"],
+        shots=[1],
+        seeds=[0, 1, 2],
+        pca_text_embeddings=text,
+    )
     acc = runs.groupby("method")["acc1"].mean()
     assert acc["prototype_pca"] == 1.0
     assert acc["prototype"] < 0.9
@@ -281,8 +372,9 @@ def test_fewshot_study_skips_what_cannot_run():
     rng = np.random.default_rng(2)
     X, y = _signal_plus_noise(rng, n_per_class=5)
     with pytest.warns(UserWarning, match="shots=5 skipped"):
-        runs = run_fewshot_study(X, y, methods=["prototype", "zeroshot", "prototype_pca"],
-                                 shots=[1, 5], seeds=[0])
+        runs = run_fewshot_study(
+            X, y, methods=["prototype", "zeroshot", "prototype_pca"], shots=[1, 5], seeds=[0]
+        )
     assert set(runs["shots"]) == {1}
     assert set(runs.attrs["skipped"]) == {"zeroshot", "prototype_pca"}
     with pytest.raises(ValueError, match="'nope'"):
@@ -292,11 +384,18 @@ def test_fewshot_study_skips_what_cannot_run():
 
 
 def test_summarize_fewshot_mean_and_sample_std():
-    runs = pd.DataFrame({
-        "labeling": ["s"] * 4, "method": ["p", "p", "p", "q"], "label": ["P", "P", "P", "Q"],
-        "shots": [1, 1, 1, 1], "seed": [0, 1, 2, 0], "acc1": [0.2, 0.4, 0.6, 0.5],
-        "mean_per_class_recall": [0.1, 0.1, 0.1, 0.5], "n_test": [9] * 4,
-    })
+    runs = pd.DataFrame(
+        {
+            "labeling": ["s"] * 4,
+            "method": ["p", "p", "p", "q"],
+            "label": ["P", "P", "P", "Q"],
+            "shots": [1, 1, 1, 1],
+            "seed": [0, 1, 2, 0],
+            "acc1": [0.2, 0.4, 0.6, 0.5],
+            "mean_per_class_recall": [0.1, 0.1, 0.1, 0.5],
+            "n_test": [9] * 4,
+        }
+    )
     summary = summarize_fewshot(runs).set_index("method")
     assert summary.loc["p", "acc1"] == pytest.approx(0.4)
     assert summary.loc["p", "acc1_std"] == pytest.approx(0.2)  # sample std of .2 .4 .6
@@ -307,8 +406,9 @@ def test_retrieval_study_queries_and_gallery_are_disjoint_and_pca_is_applied():
     rng = np.random.default_rng(3)
     X, y = _signal_plus_noise(rng, n_per_class=30, noise=3.0)
     text = np.array([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]])
-    res = run_retrieval_study(X, y, pca_text_embeddings=text, n_queries=10,
-                              text_emb=X, text_labels=y).set_index(["task", "method"])
+    res = run_retrieval_study(
+        X, y, pca_text_embeddings=text, n_queries=10, text_emb=X, text_labels=y
+    ).set_index(["task", "method"])
     assert (res["n_queries"] == 10).all() and (res["n_gallery"] == 50).all()
     assert res.loc[("image→image", "pca"), "mAP"] == pytest.approx(1.0)
     assert res.loc[("image→image", "raw"), "mAP"] < 0.9
@@ -336,7 +436,12 @@ def test_diagnose_embeddings_recovers_intra_similarity_when_enough_images():
     diag = diagnose_embeddings(images, texts, labels)
     assert diag["recovery_max_abs_error"] < 1e-6
     assert diag["alignment_score"] == pytest.approx(np.mean(np.sum(images * texts, axis=1)))
-    assert set(diag["distributions"]) == {"intra_class", "inter_class", "intra_modal", "inter_modal"}
+    assert set(diag["distributions"]) == {
+        "intra_class",
+        "inter_class",
+        "intra_modal",
+        "inter_modal",
+    }
     few = diagnose_embeddings(images[:12], texts[:12], labels[:12])
     assert few["recovery_max_abs_error"] is None
 

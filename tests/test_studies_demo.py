@@ -48,8 +48,11 @@ def test_draw_pairs_are_distinct_rows_of_the_right_kind():
 
 def test_pair_cosines_without_a_text_tower():
     enc = {"images": np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), "captions": None}
-    pairs = {"same": (np.array([0]), np.array([2])), "different": (np.array([0]), np.array([1])),
-             "any": (np.array([1]), np.array([2]))}
+    pairs = {
+        "same": (np.array([0]), np.array([2])),
+        "different": (np.array([0]), np.array([1])),
+        "any": (np.array([1]), np.array([2])),
+    }
     cos = _zoo.pair_cosines(enc, pairs)
     np.testing.assert_allclose(cos["same"], [np.sqrt(0.5)])
     np.testing.assert_allclose(cos["different"], [0.0])
@@ -60,8 +63,9 @@ def test_pair_cosines_without_a_text_tower():
 def test_zero_shot_and_recall_per_item_by_hand():
     weights = np.array([[1.0, 0.0], [0.0, 1.0]])
     images = np.array([[2.0, 0.1], [0.2, 1.0], [1.0, 0.9]])
-    np.testing.assert_array_equal(_zoo.correct_per_image(images, weights, np.array([0, 1, 1])),
-                                  [1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(
+        _zoo.correct_per_image(images, weights, np.array([0, 1, 1])), [1.0, 1.0, 0.0]
+    )
     queries = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
     gallery = np.array([[1.0, 0.05], [0.0, 1.0], [0.0, 1.0]])
     np.testing.assert_array_equal(_zoo.recall_at_1_per_query(queries, gallery), [1.0, 1.0, 0.0])
@@ -81,9 +85,15 @@ def test_class_weights_mean_of_normalised_prompts_and_articles():
 
 
 def test_image_only_model_gain_is_paired_over_seeds():
-    runs = pd.DataFrame({"model": ["a"] * 4 + ["b"] * 4, "method": "lda",
-                         "seed": [0, 0, 1, 1] * 2, "shots": [1, 2] * 4,
-                         "acc1": [0.5, 0.7, 0.6, 0.8, 0.4, 0.6, 0.4, 0.6]})
+    runs = pd.DataFrame(
+        {
+            "model": ["a"] * 4 + ["b"] * 4,
+            "method": "lda",
+            "seed": [0, 0, 1, 1] * 2,
+            "shots": [1, 2] * 4,
+            "acc1": [0.5, 0.7, 0.6, 0.8, 0.4, 0.6, 0.4, 0.6],
+        }
+    )
     g = _zoo.paired_model_gain(runs, "lda", "a", "b")
     # per-seed gains (mean over shots): 0.1 and 0.2
     assert g["mean"] == pytest.approx(0.15)
@@ -101,18 +111,31 @@ def test_finding_verdict_rests_on_every_nested_gain():
 
 
 def _measured(acc, zero_shot=0.6, background=0.5):
-    rows = [{"labeling": lab, "method": m, "shots": k, "seed": s, "acc1": acc[(lab, m, k)]}
-            for (lab, m, k) in acc for s in (0, 1)]
-    model = {"zero_shot_acc1": {"shape": zero_shot, "background": background},
-             "chance_zero_shot": {"shape": 0.1}, "chance_recall_at_1": 0.01,
-             "recall_at_k": {"image_to_text": {"1": 0.05}}}
-    return {"main_model": "m", "fewshot": {"runs": pd.DataFrame(rows)},
-            "diagnostics": {"m": model, "ssl": {"image_only": True}}}
+    rows = [
+        {"labeling": lab, "method": m, "shots": k, "seed": s, "acc1": acc[(lab, m, k)]}
+        for (lab, m, k) in acc
+        for s in (0, 1)
+    ]
+    model = {
+        "zero_shot_acc1": {"shape": zero_shot, "background": background},
+        "chance_zero_shot": {"shape": 0.1},
+        "chance_recall_at_1": 0.01,
+        "recall_at_k": {"image_to_text": {"1": 0.05}},
+    }
+    return {
+        "main_model": "m",
+        "fewshot": {"runs": pd.DataFrame(rows)},
+        "diagnostics": {"m": model, "ssl": {"image_only": True}},
+    }
 
 
 def test_headroom_reads_the_bounds_of_issue_14():
-    acc = {("shape", "zeroshot", 16): 0.6, ("shape", "lda", 16): 0.7,
-           ("shape", "lda", 1): 0.5, ("background", "lda", 16): 0.98}
+    acc = {
+        ("shape", "zeroshot", 16): 0.6,
+        ("shape", "lda", 16): 0.7,
+        ("shape", "lda", 1): 0.5,
+        ("background", "lda", 16): 0.98,
+    }
     h = headroom(_measured(acc))
     assert h["zero_shot_main"] == 0.6 and h["zero_shot_main_in_0.55_0.90"]
     assert h["max_method_acc1"] == 0.98 and not h["max_method_acc1_at_most_0.97"]
@@ -151,7 +174,6 @@ def test_scene_world_labelings_and_templates():
     assert v1["labelings"] == ["shape", "colour", "background"]
     with pytest.raises(ValueError, match="version"):
         _demo.scene_world(7)
-
 
 
 def test_demo_command_takes_a_model_list():

@@ -54,7 +54,9 @@ def test_bootstrap_interval_cases_with_known_answers():
     # so the 2.5 % and 97.5 % percentiles are 0 and 1
     assert bootstrap_interval([0.0, 1.0]) == (0.5, (0.0, 1.0))
     # a pair with NaN on either side (a query without relevant items) is left out
-    mean, interval = bootstrap_interval([0.5, float("nan"), 0.7, 0.9], [0.4, 0.1, float("nan"), 0.8])
+    mean, interval = bootstrap_interval(
+        [0.5, float("nan"), 0.7, 0.9], [0.4, 0.1, float("nan"), 0.8]
+    )
     assert mean == pytest.approx(0.1) and interval == (pytest.approx(0.1), pytest.approx(0.1))
     assert bootstrap_interval([0.3]) == (0.3, None)
 
@@ -101,4 +103,3 @@ def test_verdict_not_measured_and_gain_format():
     assert gain(0.2, (0.1, 0.3)) == {"mean": 0.2, "ci95": [0.1, 0.3]}
     assert gain(0.2, None) == {"mean": 0.2, "ci95": None}
     assert side({"mean": 0.1, "ci95": [float("nan"), 0.2]}, 1) == "unclear"
-

@@ -49,8 +49,9 @@ def test_search_scores_only_validation_rows_and_test_rows_once(monkeypatch):
     monkeypatch.setitem(REGISTRY, "spy", FewShotMethod("spy", "Spy", _Spy))
     monkeypatch.setattr("skvlm.studies._fewshot.FEWSHOT_METHODS", {**{"spy": "Spy"}})
     _Spy.predicted = []
-    runs = run_fewshot_study(X, y, X_test=X_test, y_test=y_test, methods=["spy"],
-                             shots=[1, 2], seeds=[0, 1])
+    runs = run_fewshot_study(
+        X, y, X_test=X_test, y_test=y_test, methods=["spy"], shots=[1, 2], seeds=[0, 1]
+    )
     test_calls = [rows for rows in _Spy.predicted if _rows_in(rows, X_test).any()]
     search_calls = [rows for rows in _Spy.predicted if not _rows_in(rows, X_test).any()]
     # one scoring of the test split per (shots, seed), on all of it and nothing else
@@ -69,8 +70,12 @@ def test_chosen_params_do_not_depend_on_the_test_rows():
     W = np.eye(6)[[1, 2, 0]]  # a misleading text classifier, so the choice matters
     X_a, y_a = _blobs(rng, n_per_class=6, noise=0.8)
     X_b, y_b = _blobs(rng, n_per_class=9, noise=1.5)
-    kw = {"text_weights": W, "methods": ["lda", "tip_adapter", "tip_x"], "shots": [1, 4],
-          "seeds": [0, 1]}
+    kw = {
+        "text_weights": W,
+        "methods": ["lda", "tip_adapter", "tip_x"],
+        "shots": [1, 4],
+        "seeds": [0, 1],
+    }
     a = run_fewshot_study(X, y, X_test=X_a, y_test=y_a, **kw)
     b = run_fewshot_study(X, y, X_test=X_b, y_test=y_b, **kw)
     assert a["params"].tolist() == b["params"].tolist()
@@ -104,16 +109,18 @@ def test_validation_pool_and_clear_errors():
     rng = np.random.default_rng(4)
     X, y = _blobs(rng, n_per_class=4)
     X_val, y_val = _blobs(rng, n_per_class=4)
-    runs = run_fewshot_study(X, y, X_val=X_val, y_val=y_val, methods=["tip_adapter"],
-                             shots=[2], seeds=[0])
+    runs = run_fewshot_study(
+        X, y, X_val=X_val, y_val=y_val, methods=["tip_adapter"], shots=[2], seeds=[0]
+    )
     assert runs["n_val"].item() == 6 and runs["n_test"].item() == 6  # 4 - 2 shots per class
     X5, y5 = _blobs(rng, n_per_class=5)  # 2 support + 2 validation + 1 test row per class
     assert len(run_fewshot_study(X5, y5, methods=["prototype"], shots=[2], seeds=[0])) == 1
     with pytest.raises(ValueError, match=r"class 2 has 4 rows in the training pool.*2 support"):
         run_fewshot_study(X5[:-1], y5[:-1], methods=["prototype"], shots=[2], seeds=[0])
     with pytest.raises(ValueError, match=r"class 0 has 1 rows in the validation pool"):
-        run_fewshot_study(X, y, X_val=X_val[3:], y_val=y_val[3:], methods=["prototype"],
-                          shots=[2], seeds=[0])
+        run_fewshot_study(
+            X, y, X_val=X_val[3:], y_val=y_val[3:], methods=["prototype"], shots=[2], seeds=[0]
+        )
     with pytest.raises(ValueError, match="X_test has 5 features but X has 6"):
         run_fewshot_study(X, y, X_test=X[:, :5], y_test=y, methods=["prototype"])
     with pytest.raises(ValueError, match="X_test and y_test go together"):
@@ -121,20 +128,34 @@ def test_validation_pool_and_clear_errors():
     with pytest.raises(ValueError, match="search must be one of"):
         run_fewshot_study(X, y, methods=["prototype"], search="fine")
     # untuned, the same pool runs as before (no validation rows needed)
-    assert len(run_fewshot_study(X5[:-1], y5[:-1], methods=["prototype"], shots=[2], seeds=[0],
-                                 tune=False)) == 1
+    assert (
+        len(
+            run_fewshot_study(
+                X5[:-1], y5[:-1], methods=["prototype"], shots=[2], seeds=[0], tune=False
+            )
+        )
+        == 1
+    )
 
 
 def test_reference_search_and_views():
     rng = np.random.default_rng(5)
     X, y = _blobs(rng, n_per_class=8)
     W = np.eye(6)[:3]
-    runs = run_fewshot_study(X, y, text_weights=W, methods=["lda"], shots=[2], seeds=[0],
-                             search="reference")
+    runs = run_fewshot_study(
+        X, y, text_weights=W, methods=["lda"], shots=[2], seeds=[0], search="reference"
+    )
     assert runs["params"].item()["alpha"] in [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0]
     views = np.stack([X + rng.normal(scale=0.05, size=X.shape) for _ in range(5)])
-    runs = run_fewshot_study(X, y, text_weights=W, support_views=views,
-                             methods=["lda", "lda_views"], shots=[1], seeds=[0])
+    runs = run_fewshot_study(
+        X,
+        y,
+        text_weights=W,
+        support_views=views,
+        methods=["lda", "lda_views"],
+        shots=[1],
+        seeds=[0],
+    )
     assert set(runs["method"]) == {"lda", "lda_views"}
     skipped = run_fewshot_study(X, y, methods=["lda_views"], shots=[1], seeds=[0]).attrs["skipped"]
     assert "support_views" in skipped["lda_views"]

@@ -21,11 +21,18 @@ def test_published_results_is_reexported_with_its_columns():
 
 
 def test_published_column_and_difference_beside_the_measured_numbers(capsys):
-    summary = pd.DataFrame({
-        "labeling": ["classes"] * 2, "method": ["tip_adapter", "prototype"],
-        "label": ["Tip-Adapter", "NearestPrototype"], "shots": [16, 16], "acc1": [0.88, 0.8],
-        "acc1_std": [0.01, 0.01], "acc1_ci_low": [0.86, 0.78], "acc1_ci_high": [0.9, 0.82],
-    })
+    summary = pd.DataFrame(
+        {
+            "labeling": ["classes"] * 2,
+            "method": ["tip_adapter", "prototype"],
+            "label": ["Tip-Adapter", "NearestPrototype"],
+            "shots": [16, 16],
+            "acc1": [0.88, 0.8],
+            "acc1_std": [0.01, 0.01],
+            "acc1_ci_low": [0.86, 0.78],
+            "acc1_ci_high": [0.9, 0.82],
+        }
+    )
     encoder = SimpleNamespace(model="RN50", pretrained="default")
     compared = _with_published(summary, "OxfordPets", encoder)
     row = compared.set_index("method").loc["tip_adapter"]
@@ -35,8 +42,9 @@ def test_published_column_and_difference_beside_the_measured_numbers(capsys):
     table = published_markdown(compared)
     assert "| Tip-Adapter | 16 | 88.0 ± 1.0 [86.0, 90.0] | 88.1 | -0.1 |" in table
     assert "NearestPrototype" not in table  # nothing published to compare with
-    _print_published({"fewshot": {"classes": {"tip_adapter": {"16": {
-        "acc1": 0.88, "published": 0.8814}}}}})
+    _print_published(
+        {"fewshot": {"classes": {"tip_adapter": {"16": {"acc1": 0.88, "published": 0.8814}}}}}
+    )
     out = capsys.readouterr().out
     assert "measured  88.0  published  88.1  difference  -0.1" in out
 
@@ -70,9 +78,28 @@ def _coop_eurosat(root, n_train=8, n_val=3, n_test=4):
 def test_fewshot_command_on_a_coop_split(tmp_path):
     _coop_eurosat(tmp_path / "data")
     out = tmp_path / "report"
-    status = main(["fewshot", "--data", str(tmp_path / "data"), "--coop", "eurosat",
-                   "--model", "skvlm-tiny", "--device", "cpu", "--methods", "prototype,lda",
-                   "--shots", "1,2", "--seeds", "0,1", "--out", str(out), "--quiet"])
+    status = main(
+        [
+            "fewshot",
+            "--data",
+            str(tmp_path / "data"),
+            "--coop",
+            "eurosat",
+            "--model",
+            "skvlm-tiny",
+            "--device",
+            "cpu",
+            "--methods",
+            "prototype,lda",
+            "--shots",
+            "1,2",
+            "--seeds",
+            "0,1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["coop_dataset"] == "EuroSAT"
@@ -95,9 +122,28 @@ def test_fewshot_command_with_augmented_views(tmp_path):
         (root / label).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(root / label / f"{i}.png")
     out = tmp_path / "report"
-    status = main(["fewshot", "--data", str(root), "--model", "skvlm-tiny", "--device", "cpu",
-                   "--methods", "lda,lda_views", "--views", "3", "--shots", "1",
-                   "--seeds", "0", "--out", str(out), "--quiet"])
+    status = main(
+        [
+            "fewshot",
+            "--data",
+            str(root),
+            "--model",
+            "skvlm-tiny",
+            "--device",
+            "cpu",
+            "--methods",
+            "lda,lda_views",
+            "--views",
+            "3",
+            "--shots",
+            "1",
+            "--seeds",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["n_views"] == 3
@@ -146,10 +192,18 @@ def test_progress_lines_go_to_stderr_once_with_verbose(capsys):
 def test_chosen_parameters_table_shows_the_distinct_choices_per_shots():
     from skvlm.studies._report import _params_markdown
 
-    runs = pd.DataFrame({"label": ["Tip-Adapter"] * 3 + ["NearestPrototype"],
-                         "shots": [1, 1, 2, 1],
-                         "params": [{"beta": 1.0, "alpha": 0.5}, {"beta": 2.0, "alpha": 0.5},
-                                    {"beta": 1.0, "alpha": 0.5}, {}]})
+    runs = pd.DataFrame(
+        {
+            "label": ["Tip-Adapter"] * 3 + ["NearestPrototype"],
+            "shots": [1, 1, 2, 1],
+            "params": [
+                {"beta": 1.0, "alpha": 0.5},
+                {"beta": 2.0, "alpha": 0.5},
+                {"beta": 1.0, "alpha": 0.5},
+                {},
+            ],
+        }
+    )
     table = _params_markdown(runs).splitlines()
     assert table[0] == "| method | 1-shot | 2-shot |"
     assert table[2] == "| Tip-Adapter | beta=1, alpha=0.5 / beta=2, alpha=0.5 | beta=1, alpha=0.5 |"

@@ -35,9 +35,12 @@ def test_clip_loss_pinned():
         math.log(2 * E**2 + E**-2) - 2 + math.log(3) + math.log(2 * E**-2 + E**2) - 2
     ) / 3
     text_to_image = (
-        math.log(E**2 + 1 + E**-2) - 2
-        + math.log(E**2 + 1 + E**-2) - 0
-        + math.log(E**-2 + 1 + E**2) - 2
+        math.log(E**2 + 1 + E**-2)
+        - 2
+        + math.log(E**2 + 1 + E**-2)
+        - 0
+        + math.log(E**-2 + 1 + E**2)
+        - 2
     ) / 3
     expected = 0.5 * (image_to_text + text_to_image)
     assert float(clip_loss(image, text, 2.0)) == pytest.approx(expected, abs=1e-6)
@@ -88,7 +91,9 @@ def test_imsep_with_beta_zero_is_the_clip_loss():
 
 
 def test_imsep_ignores_the_diagonal_of_the_distance():
-    features = torch.nn.functional.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(1)), dim=-1)
+    features = torch.nn.functional.normalize(
+        torch.randn(4, 3, generator=torch.Generator().manual_seed(1)), dim=-1
+    )
     distance = torch.rand(4, 4, generator=torch.Generator().manual_seed(2))
     zero_diagonal = distance.clone().fill_diagonal_(0)
     assert float(imsep_loss(features, features, 2.0, distance)) == pytest.approx(
@@ -143,7 +148,10 @@ def tokenizer():
 
 def _micro_shared(tokenizer, seed=0):
     config = {
-        "embed_dim": 16, "width": 32, "layers": 1, "heads": 2,
+        "embed_dim": 16,
+        "width": 32,
+        "layers": 1,
+        "heads": 2,
         "vision_cfg": {"image_size": 16, "patch_size": 8},
         "text_cfg": {"context_length": 24, "vocab_size": tokenizer.vocab_size},
     }
@@ -208,8 +216,8 @@ def test_imsep_gradients_reach_shared_and_modality_specific_parameters(tokenizer
 
 
 def test_shared_clip_round_trips_through_safetensors(tmp_path, tokenizer):
-    from skvlm.training import save_tiny
     from skvlm.models._loading import _load_state_dict
+    from skvlm.training import save_tiny
 
     model = _micro_shared(tokenizer, seed=1)
     path = save_tiny(model, tokenizer, tmp_path / "m.safetensors")
@@ -229,14 +237,24 @@ def _scene_source(step, rng):
 
 def _trainer(tokenizer, loss="imsep", seed=0, **kwargs):
     return ContrastiveTrainer(
-        _micro_shared(tokenizer), tokenizer=tokenizer, loss=loss, n_steps=6, batch_size=8,
-        learning_rate=1e-2, warmup_steps=2, device="cpu", random_state=seed, **kwargs,
+        _micro_shared(tokenizer),
+        tokenizer=tokenizer,
+        loss=loss,
+        n_steps=6,
+        batch_size=8,
+        learning_rate=1e-2,
+        warmup_steps=2,
+        device="cpu",
+        random_state=seed,
+        **kwargs,
     )
 
 
 def test_init_only_stores_the_parameters(tokenizer):
     model = _micro_shared(tokenizer)
-    trainer = ContrastiveTrainer(model, tokenizer=tokenizer, loss="triplet", device="cuda:7", n_steps=-1)
+    trainer = ContrastiveTrainer(
+        model, tokenizer=tokenizer, loss="triplet", device="cuda:7", n_steps=-1
+    )
     assert trainer.loss == "triplet" and trainer.device == "cuda:7" and trainer.n_steps == -1
     assert not hasattr(trainer, "optimizer_") and not hasattr(trainer, "step_")
 
@@ -297,10 +315,15 @@ def test_siglip_training_adds_a_bias(tokenizer):
 
 def test_weight_decay_only_on_matrices(tokenizer):
     trainer = _trainer(tokenizer).fit(batch_source=_scene_source, n_steps=1)
-    decayed = {id(p) for g in trainer.optimizer_.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    decayed = {
+        id(p) for g in trainer.optimizer_.param_groups if g["weight_decay"] > 0 for p in g["params"]
+    }
     names = {name for name, p in trainer.model.named_parameters() if id(p) in decayed}
     assert "projection" in names and "visual.conv1.weight" in names
-    assert not {"logit_scale", "visual.class_embedding", "positional_embedding", "ln_final.weight"} & names
+    assert (
+        not {"logit_scale", "visual.class_embedding", "positional_embedding", "ln_final.weight"}
+        & names
+    )
 
 
 @pytest.mark.parametrize(
@@ -322,8 +345,8 @@ def test_fit_rejects_mismatched_pairs(tokenizer):
 
 
 def test_images_to_tensor_matches_the_eval_transform():
-    from PIL import Image
     from open_clip.transform import image_transform
+    from PIL import Image
 
     images = make_scenes(3, random_state=0).images
     preprocess = image_transform(32, is_train=False)
@@ -331,7 +354,9 @@ def test_images_to_tensor_matches_the_eval_transform():
     torch.testing.assert_close(images_to_tensor(images), expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["skvlm-tiny", "skvlm-tiny-shared", "skvlm-tiny-slip", "skvlm-tiny-align"])
+@pytest.mark.parametrize(
+    "name", ["skvlm-tiny", "skvlm-tiny-shared", "skvlm-tiny-slip", "skvlm-tiny-align"]
+)
 def test_saved_tiny_model_loads_through_load_model(tmp_path, name):
     from skvlm.models import load_model
     from skvlm.training import build_tiny, save_tiny
@@ -341,15 +366,32 @@ def test_saved_tiny_model_loads_through_load_model(tmp_path, name):
     loaded = load_model(name, pretrained=str(path), device="cpu", precision="fp32")
     tokens = tokenizer(["a photo of a red circle."])
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model.encode_text(tokens), model.eval().encode_text(tokens))
+        torch.testing.assert_close(
+            loaded.model.encode_text(tokens), model.eval().encode_text(tokens)
+        )
 
 
 def test_train_tiny_command_runs(tmp_path):
     from skvlm.training._cli import main
 
     out = tmp_path / "tiny.safetensors"
-    status = main(["--name", "skvlm-tiny", "--steps", "2", "--batch-size", "8", "--out", str(out),
-                   "--eval-samples", "50", "--device", "cpu", "--quiet"])
+    status = main(
+        [
+            "--name",
+            "skvlm-tiny",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--out",
+            str(out),
+            "--eval-samples",
+            "50",
+            "--device",
+            "cpu",
+            "--quiet",
+        ]
+    )
     assert status == 0 and out.is_file()
 
 
@@ -379,7 +421,10 @@ def test_the_zoo_shares_data_steps_and_budget():
     for recipe in RECIPES.values():
         assert {k: recipe[k] for k in COMMON} == COMMON
     assert RECIPES["skvlm-tiny-align"]["loss"] == "imsep"
-    assert RECIPES["skvlm-tiny-slip"]["ssl_weight"] > 0 and RECIPES["skvlm-tiny-ssl"]["loss"] == "simclr"
+    assert (
+        RECIPES["skvlm-tiny-slip"]["ssl_weight"] > 0
+        and RECIPES["skvlm-tiny-ssl"]["loss"] == "simclr"
+    )
 
 
 def test_nt_xent_loss_pinned():
@@ -387,7 +432,9 @@ def test_nt_xent_loss_pinned():
 
     eye = torch.eye(2)
     # Each view: logit 1 to its positive, 0 to the two others -> -log(e / (e + 2)).
-    assert float(nt_xent_loss(eye, eye, temperature=1.0)) == pytest.approx(-math.log(E / (E + 2)), abs=1e-6)
+    assert float(nt_xent_loss(eye, eye, temperature=1.0)) == pytest.approx(
+        -math.log(E / (E + 2)), abs=1e-6
+    )
     z = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     # Temperature 0.5 doubles the logits.
     assert float(nt_xent_loss(z, z, 0.5)) == pytest.approx(-math.log(E**2 / (E**2 + 2)), abs=1e-6)
@@ -411,8 +458,16 @@ def test_align_has_one_final_layer_norm():
 def _few_steps(name, seed=0, stop=None, checkpoint=None):
     from skvlm.training._tiny import _scene_batches, make_trainer
 
-    trainer, recipe = make_trainer(name, seed=seed, checkpoint=checkpoint, device="cpu", verbose=0,
-                                   n_steps=4, batch_size=6, warmup_steps=1)
+    trainer, recipe = make_trainer(
+        name,
+        seed=seed,
+        checkpoint=checkpoint,
+        device="cpu",
+        verbose=0,
+        n_steps=4,
+        batch_size=6,
+        warmup_steps=1,
+    )
     if checkpoint is not None and checkpoint.is_file():
         trainer.load_checkpoint(checkpoint)
     return trainer.fit(batch_source=_scene_batches(6, recipe["world"]), n_steps=stop)
@@ -441,8 +496,9 @@ def test_ssl_model_is_served_by_image_encoder_only(tmp_path):
     assert tokenizer is None
     path = save_tiny(model, None, tmp_path / "ssl.safetensors")
     images = make_scenes(3, random_state=0, version=2).images
-    emb = ImageEncoder(model="skvlm-tiny-ssl", pretrained=str(path), device="cpu",
-                       precision="fp32").transform(images)
+    emb = ImageEncoder(
+        model="skvlm-tiny-ssl", pretrained=str(path), device="cpu", precision="fp32"
+    ).transform(images)
     with torch.no_grad():
         expected = torch.nn.functional.normalize(model.eval()(images_to_tensor(images)), dim=-1)
     np.testing.assert_allclose(emb, expected.numpy(), atol=1e-5)
@@ -497,9 +553,12 @@ _SHAPE_SHORT = pytest.mark.xfail(
 
 @pytest.mark.parametrize(
     "name",
-    ["skvlm-tiny", "skvlm-tiny-slip",
-     pytest.param("skvlm-tiny-shared", marks=_SHAPE_SHORT),
-     pytest.param("skvlm-tiny-align", marks=_SHAPE_SHORT)],
+    [
+        "skvlm-tiny",
+        "skvlm-tiny-slip",
+        pytest.param("skvlm-tiny-shared", marks=_SHAPE_SHORT),
+        pytest.param("skvlm-tiny-align", marks=_SHAPE_SHORT),
+    ],
 )
 def test_shipped_model_reads_shape_at_twice_chance(name):
     metrics = _shipped_metrics(name)

@@ -31,7 +31,10 @@ def test_version_one_output_is_unchanged():
     # Captions and factor codes of the first world as the code before the second world
     # produced them (integer draws only, so the digest does not depend on float maths).
     scenes = make_scenes(200, random_state=0)
-    assert hashlib.md5("".join(scenes.captions).encode()).hexdigest() == "69ffe4c6bcd28d0d9b3832f7ca30baa3"
+    assert (
+        hashlib.md5("".join(scenes.captions).encode()).hexdigest()
+        == "69ffe4c6bcd28d0d9b3832f7ca30baa3"
+    )
     assert scenes.version == 1 and "count" not in scenes.codes
 
 
@@ -122,15 +125,24 @@ def test_vectorised_over_a_large_batch():
 
 def test_caption_attributes_hand_checked():
     assert caption_attributes("a photo of a small crimson disc next to a blue star.") == {
-        "size": "small", "colour": "crimson", "shape": "circle"}
-    assert caption_attributes("the origami plus sign on a checkerboard with two other objects.") == {
-        "shape": "cross", "background": "checkered", "count": "three"}
+        "size": "small",
+        "colour": "crimson",
+        "shape": "circle",
+    }
+    assert caption_attributes(
+        "the origami plus sign on a checkerboard with two other objects."
+    ) == {"shape": "cross", "background": "checkered", "count": "three"}
     assert caption_attributes("a painting of a shape.") == {}
 
 
 def test_attribute_distance_is_graded():
-    captions = ["a red disc.", "a photo of a red circle.", "a crimson circle.", "a blue star.",
-                "a red circle on white."]
+    captions = [
+        "a red disc.",
+        "a photo of a red circle.",
+        "a crimson circle.",
+        "a blue star.",
+        "a red circle on white.",
+    ]
     distance = attribute_distance(captions)
     np.testing.assert_allclose(distance, distance.T)
     np.testing.assert_array_equal(np.diag(distance), 0)
@@ -162,7 +174,9 @@ def test_zero_shot_accuracy_of_an_oracle_encoder():
     shapes = scenes.factor_names["shape"]
 
     def encode_texts(texts):
-        return np.array([[float(re.search(rf"\b{s}\b", t) is not None) for s in shapes] for t in texts])
+        return np.array(
+            [[float(re.search(rf"\b{s}\b", t) is not None) for s in shapes] for t in texts]
+        )
 
     images = np.eye(len(shapes))[scenes.codes["shape"]]
     scores = zero_shot_accuracy(images, encode_texts, scenes, factors=["shape"])
@@ -216,16 +230,17 @@ def test_zero_buckets_is_the_first_layout():
 
 
 def test_encoder_embeds_unseen_words_apart_with_a_warning():
-    from skvlm import CLIPEncoder
-    from skvlm.models._tokenizer import UnseenWordsWarning
-
     # Fresh words for this run: the warning is once per word per loaded model, and the
     # model cache is process-wide, so a word warned about earlier in the process (in the
     # full suite one of two fixed words was) would stay silent here.
     import uuid
 
-    first, second = ("zq" + "".join(chr(97 + int(c, 16) % 26) for c in uuid.uuid4().hex[:10])
-                     for _ in range(2))
+    from skvlm import CLIPEncoder
+    from skvlm.models._tokenizer import UnseenWordsWarning
+
+    first, second = (
+        "zq" + "".join(chr(97 + int(c, 16) % 26) for c in uuid.uuid4().hex[:10]) for _ in range(2)
+    )
     encoder = CLIPEncoder(model="skvlm-tiny", pretrained=None, device="cpu")
     with pytest.warns(UnseenWordsWarning, match=first):
         emb = encoder.transform([f"a photo of a {first}", f"a photo of a {second}", "a photo of a"])

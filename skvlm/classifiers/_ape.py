@@ -11,8 +11,8 @@ from .._sklearn import Interval, _fit_context
 from ._base import BATCH_SIZE_CONSTRAINT, _ScoreClassifierMixin, validate_queries
 from ._cache import cache_logits, chunked_scores, class_sums
 from ._search import count_correct, reference_range, sweep_groups
-from ._tip import _NON_NEGATIVE, _CacheModelMixin
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS
+from ._tip import _NON_NEGATIVE, _CacheModelMixin
 
 # The reference's guard inside log2((L + eps) / (p + eps)).
 _KL_EPS = 1e-6
@@ -176,7 +176,9 @@ class APEClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, Ba
         k = self._n_selected()
         selected = np.argsort(-criterion, kind="stable")[:k]
         keys = l2_normalize(keys[:, selected]).astype(self.cache_keys_.dtype)
-        own_prob = _own_class_probability(keys, l2_normalize(text[:, selected]), self.cache_classes_)
+        own_prob = _own_class_probability(
+            keys, l2_normalize(text[:, selected]), self.cache_classes_
+        )
         divergence = np.log2((1.0 + _KL_EPS) / (own_prob + _KL_EPS))
         self.selected_features_ = selected
         self.cache_keys_ = keys

@@ -12,7 +12,6 @@ from ._base import LOGIT_SCALE, _ScoreClassifierMixin, validate_queries, validat
 from ._search import count_correct
 from ._text_weights import TEXT_PARAMETER_CONSTRAINTS, resolve_text_weights, uses_text
 
-
 #: GDA's alpha grid (mrflogs/ICLR24 560fe21 ``main_few_shots.py:70``); small enough to be
 #: the default too.
 LDA_REFERENCE_GRID = {"alpha": [0.0001, 0.001, 0.01, 0.1, 1.0, 10.0, 100.0]}

@@ -90,15 +90,26 @@ def param_grid(estimator, search="default", *, dataset=None):
         )
     grid = grids(search, check_reference_dataset(dataset))
     if not isinstance(estimator, type):
-        unused = estimator._unused_search_params() if hasattr(estimator, "_unused_search_params") else ()
+        unused = (
+            estimator._unused_search_params() if hasattr(estimator, "_unused_search_params") else ()
+        )
         grid = {name: values for name, values in grid.items() if name not in unused}
     return {name: list(values) for name, values in grid.items()}
 
 
 #: The 11 CoOp datasets (skvlm.datasets.COOP_DATASETS' names) the references configure.
 COOP_NAMES = (
-    "ImageNet", "Caltech101", "OxfordPets", "StanfordCars", "Flowers102", "Food101",
-    "FGVCAircraft", "SUN397", "DTD", "EuroSAT", "UCF101",
+    "ImageNet",
+    "Caltech101",
+    "OxfordPets",
+    "StanfordCars",
+    "Flowers102",
+    "Food101",
+    "FGVCAircraft",
+    "SUN397",
+    "DTD",
+    "EuroSAT",
+    "UCF101",
 )
 
 
@@ -262,7 +273,7 @@ def _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos):
             head = clone(estimator[:-1]).fit(X_support, y_support)  # fitted on support only
             X_support, X_val = head.transform(X_support), head.transform(X_val)
         estimator = last
-        combos = [{key[len(prefix):]: value for key, value in c.items()} for c in combos]
+        combos = [{key[len(prefix) :]: value for key, value in c.items()} for c in combos]
     swept = getattr(estimator, "_grid_params", None)
     if swept is None or not hasattr(estimator, "_grid_correct"):
         return None

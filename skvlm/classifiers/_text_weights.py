@@ -98,7 +98,9 @@ def prompt_embeddings(estimator, classes):
     from .._math import l2_normalize
     from .._text import class_prompts
 
-    wanted, encoder, templates, descriptions = _prompt_sources(estimator, classes, type(estimator).__name__)
+    wanted, encoder, templates, descriptions = _prompt_sources(
+        estimator, classes, type(estimator).__name__
+    )
     texts = [text for prompts in class_prompts(wanted, templates, descriptions) for text in prompts]
     return l2_normalize(np.asarray(encoder.encode_text(texts), dtype=np.float64)).astype(np.float32)
 

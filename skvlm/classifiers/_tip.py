@@ -24,9 +24,17 @@ _NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
 #: d0e2d6f ``configs/<dataset>.yaml:17``, search_step [200, 20] at ``:18``); ``utils.py:103-104``
 #: turns each into a list from 0.1, and ``:109-110`` loops beta outside alpha.
 TIP_ADAPTER_SEARCH_SCALES = {
-    "ImageNet": (7, 3), "Caltech101": (12, 5), "OxfordPets": (7, 3), "StanfordCars": (20, 10),
-    "Flowers102": (50, 50), "Food101": (10, 10), "FGVCAircraft": (30, 30), "SUN397": (12, 10),
-    "DTD": (13, 13), "EuroSAT": (12, 10), "UCF101": (7, 3),
+    "ImageNet": (7, 3),
+    "Caltech101": (12, 5),
+    "OxfordPets": (7, 3),
+    "StanfordCars": (20, 10),
+    "Flowers102": (50, 50),
+    "Food101": (10, 10),
+    "FGVCAircraft": (30, 30),
+    "SUN397": (12, 10),
+    "DTD": (13, 13),
+    "EuroSAT": (12, 10),
+    "UCF101": (7, 3),
 }
 #: A small grid around the paper's ImageNet optimum (beta 5.5, alpha 1) and the per-dataset
 #: ranges above; a study's default.
@@ -60,9 +68,7 @@ class _CacheModelMixin:
         self._class_starts = starts
         needs_text = require_text or uses_text(self)
         self.text_weights_ = (
-            resolve_text_weights(self, self.classes_, self.n_features_in_)
-            if needs_text
-            else None
+            resolve_text_weights(self, self.classes_, self.n_features_in_) if needs_text else None
         )
 
     def _text_logits(self, X):
@@ -165,7 +171,10 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
         if search == "default":
             return TIP_ADAPTER_DEFAULT_GRID
         beta_max, alpha_max = TIP_ADAPTER_SEARCH_SCALES[dataset or "ImageNet"]
-        return {"beta": reference_range(0.1, beta_max, 200), "alpha": reference_range(0.1, alpha_max, 20)}
+        return {
+            "beta": reference_range(0.1, beta_max, 200),
+            "alpha": reference_range(0.1, alpha_max, 20),
+        }
 
     def _unused_search_params(self):
         return () if uses_text(self) else ("alpha",)
@@ -188,7 +197,9 @@ class TipAdapterClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMi
                 affinity = shifted * beta
                 cache = class_sums(np.exp(affinity, out=affinity), self._class_starts)
                 for i in indices:
-                    scores = cache if text is None else text + sweep[i].get("alpha", self.alpha) * cache
+                    scores = (
+                        cache if text is None else text + sweep[i].get("alpha", self.alpha) * cache
+                    )
                     correct[i] += count_correct(scores.astype(np.float32), target[rows])
         return correct
 
@@ -412,7 +423,9 @@ class TipXClassifier(_CacheModelMixin, _ScoreClassifierMixin, ClassifierMixin, B
         neg_entropy = (p * log_p).sum(axis=1, keepdims=True)
         if ranges is not None:
             cross = p @ self.support_log_signatures_.T  # KL = neg_entropy - cross
-            ranges.update_kl(neg_entropy[:, 0] - cross.max(axis=1), neg_entropy[:, 0] - cross.min(axis=1))
+            ranges.update_kl(
+                neg_entropy[:, 0] - cross.max(axis=1), neg_entropy[:, 0] - cross.min(axis=1)
+            )
             del cross
         counts = np.diff(np.append(self._class_starts, len(self.cache_keys_)))
         return neg_entropy * counts - p @ self._class_log_signatures.T

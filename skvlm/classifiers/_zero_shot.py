@@ -111,7 +111,9 @@ class ZeroShotClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimator):
         validate_support(self, X, y)
         self.text_weights_ = resolve_text_weights(self, self.classes_, self.n_features_in_)
         self.logit_scale_ = (
-            _model_logit_scale(self.encoder) if self.logit_scale == "model" else float(self.logit_scale)
+            _model_logit_scale(self.encoder)
+            if self.logit_scale == "model"
+            else float(self.logit_scale)
         )
         return self
 

@@ -39,7 +39,7 @@ def _read_records(path):
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"The captions file {path!r} is not UTF-8 text (it holds the byte "
-            f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8."
+            f"{exc.object[exc.start : exc.start + 1]!r}); save it as UTF-8."
         ) from None
 
 
@@ -77,8 +77,9 @@ def _read_utf8_records(path):
         return records, list(reader.fieldnames or [])
 
 
-def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=None,
-                         label_column=None, check_files=True):
+def load_captioned_pairs(
+    path, *, root=None, path_column=None, caption_column=None, label_column=None, check_files=True
+):
     """Read (image path, caption) pairs from a CSV/TSV or JSON-lines file.
 
     One row per pair; an image with five captions (COCO, Flickr30k) has five rows.
@@ -130,8 +131,11 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
         raise ValueError(f"The captions file {path!r} has no rows.")
     path_key = _pick_column(columns, path_column, _PATH_COLUMNS, path, "path")
     caption_key = _pick_column(columns, caption_column, _CAPTION_COLUMNS, path, "caption")
-    base = os.path.dirname(os.path.abspath(path)) if root is None else os.path.expanduser(
-        os.fspath(root))
+    base = (
+        os.path.dirname(os.path.abspath(path))
+        if root is None
+        else os.path.expanduser(os.fspath(root))
+    )
     paths, captions = [], []
     for number, record in enumerate(records, 1):
         image, caption = record.get(path_key), record.get(caption_key)
@@ -146,9 +150,13 @@ def load_captioned_pairs(path, *, root=None, path_column=None, caption_column=No
     index = {p: i for i, p in enumerate(unique)}
     if check_files:
         check_files_exist(unique, path)
-    return Bunch(paths=paths, captions=captions,
-                 image_ids=np.array([index[p] for p in paths], dtype=np.int64),
-                 unique_paths=unique, labels=_labels(records, columns, label_column, path))
+    return Bunch(
+        paths=paths,
+        captions=captions,
+        image_ids=np.array([index[p] for p in paths], dtype=np.int64),
+        unique_paths=unique,
+        labels=_labels(records, columns, label_column, path),
+    )
 
 
 def _labels(records, columns, label_column, path):

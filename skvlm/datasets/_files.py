@@ -111,8 +111,11 @@ def drop_unreadable(paths, on_error, source, n_jobs=None):
     kept = [i for i, p in enumerate(paths) if p not in unreadable]
     count = f"{len(unreadable)} of the {len(set(paths))} images of {source!r}"
     if on_error == "raise" or not kept:
-        hint = " (none is readable)" if not kept and on_error == "skip" else (
-            "; pass on_error='skip' to leave them out (with one warning)")
+        hint = (
+            " (none is readable)"
+            if not kept and on_error == "skip"
+            else ("; pass on_error='skip' to leave them out (with one warning)")
+        )
         raise UnreadableImageError(f"{count} cannot be read{hint}: {_listing(unreadable)}")
     from ..encoders import UnreadableImageWarning
 

@@ -44,49 +44,70 @@ _IMAGENET_TEMPLATES_SELECT = [
 ]
 COOP_DATASETS = {
     "ImageNet": {
-        "dataset_dir": "imagenet", "image_dir": "images", "split": None,
+        "dataset_dir": "imagenet",
+        "image_dir": "images",
+        "split": None,
         "templates": _IMAGENET_TEMPLATES_SELECT,
     },
     "Caltech101": {
-        "dataset_dir": "caltech-101", "image_dir": "101_ObjectCategories",
-        "split": "split_zhou_Caltech101.json", "templates": ["a photo of a {}."],
+        "dataset_dir": "caltech-101",
+        "image_dir": "101_ObjectCategories",
+        "split": "split_zhou_Caltech101.json",
+        "templates": ["a photo of a {}."],
     },
     "OxfordPets": {
-        "dataset_dir": "oxford_pets", "image_dir": "images",
-        "split": "split_zhou_OxfordPets.json", "templates": ["a photo of a {}, a type of pet."],
+        "dataset_dir": "oxford_pets",
+        "image_dir": "images",
+        "split": "split_zhou_OxfordPets.json",
+        "templates": ["a photo of a {}, a type of pet."],
     },
     "StanfordCars": {
-        "dataset_dir": "stanford_cars", "image_dir": "",
-        "split": "split_zhou_StanfordCars.json", "templates": ["a photo of a {}."],
+        "dataset_dir": "stanford_cars",
+        "image_dir": "",
+        "split": "split_zhou_StanfordCars.json",
+        "templates": ["a photo of a {}."],
     },
     "Flowers102": {
-        "dataset_dir": "oxford_flowers", "image_dir": "jpg",
+        "dataset_dir": "oxford_flowers",
+        "image_dir": "jpg",
         "split": "split_zhou_OxfordFlowers.json",
         "templates": ["a photo of a {}, a type of flower."],
     },
     "Food101": {
-        "dataset_dir": "food-101", "image_dir": "images",
-        "split": "split_zhou_Food101.json", "templates": ["a photo of {}, a type of food."],
+        "dataset_dir": "food-101",
+        "image_dir": "images",
+        "split": "split_zhou_Food101.json",
+        "templates": ["a photo of {}, a type of food."],
     },
     "FGVCAircraft": {
-        "dataset_dir": "fgvc_aircraft", "image_dir": "images", "split": None,
+        "dataset_dir": "fgvc_aircraft",
+        "image_dir": "images",
+        "split": None,
         "templates": ["a photo of a {}, a type of aircraft."],
     },
     "SUN397": {
-        "dataset_dir": "sun397", "image_dir": "SUN397",
-        "split": "split_zhou_SUN397.json", "templates": ["a photo of a {}."],
+        "dataset_dir": "sun397",
+        "image_dir": "SUN397",
+        "split": "split_zhou_SUN397.json",
+        "templates": ["a photo of a {}."],
     },
     "DTD": {
-        "dataset_dir": "dtd", "image_dir": "images",
-        "split": "split_zhou_DescribableTextures.json", "templates": ["{} texture."],
+        "dataset_dir": "dtd",
+        "image_dir": "images",
+        "split": "split_zhou_DescribableTextures.json",
+        "templates": ["{} texture."],
     },
     "EuroSAT": {
-        "dataset_dir": "eurosat", "image_dir": "2750",
-        "split": "split_zhou_EuroSAT.json", "templates": ["a centered satellite photo of {}."],
+        "dataset_dir": "eurosat",
+        "image_dir": "2750",
+        "split": "split_zhou_EuroSAT.json",
+        "templates": ["a centered satellite photo of {}."],
     },
     "UCF101": {
-        "dataset_dir": "ucf101", "image_dir": "UCF-101-midframes",
-        "split": "split_zhou_UCF101.json", "templates": ["a photo of a person doing {}."],
+        "dataset_dir": "ucf101",
+        "image_dir": "UCF-101-midframes",
+        "split": "split_zhou_UCF101.json",
+        "templates": ["a photo of a person doing {}."],
     },
 }
 # CoOp's class names for two of them.
@@ -151,8 +172,15 @@ def _labelled(paths, target, target_names):
     return Bunch(paths=list(paths), labels=labels, target=target)
 
 
-def load_image_folder(root, *, extensions=IMAGE_EXTENSIONS, allow_empty=False,
-                      on_error=None, n_jobs=None, return_X_y=False):
+def load_image_folder(
+    root,
+    *,
+    extensions=IMAGE_EXTENSIONS,
+    allow_empty=False,
+    on_error=None,
+    n_jobs=None,
+    return_X_y=False,
+):
     """List a class-per-folder image dataset (torchvision's ``ImageFolder`` layout).
 
     ``root/<class name>/**/<image>``: each sub-folder of ``root`` is a class, and
@@ -280,8 +308,12 @@ def _parse_split(split, path):
             raise ValueError(f"Malformed split file {path!r}: {subset!r} is not a list.")
         parsed = []
         for i, entry in enumerate(entries):
-            if (not isinstance(entry, (list, tuple)) or len(entry) != 3
-                    or not isinstance(entry[0], str) or not isinstance(entry[2], str)):
+            if (
+                not isinstance(entry, (list, tuple))
+                or len(entry) != 3
+                or not isinstance(entry[0], str)
+                or not isinstance(entry[2], str)
+            ):
                 raise ValueError(
                     f"Malformed split file {path!r}: {subset}[{i}] = {entry!r} is not a "
                     "[relative path, label, class name] row."
@@ -375,8 +407,9 @@ def _read_imagenet(dataset_dir, image_dir):
     return rows
 
 
-def load_coop_split(root, dataset, split_json=None, *, check_files=True, on_error=None,
-                    n_jobs=None):
+def load_coop_split(
+    root, dataset, split_json=None, *, check_files=True, on_error=None, n_jobs=None
+):
     """Load a dataset of the CoOp / Tip-Adapter few-shot benchmark with its split.
 
     CoOp (Zhou et al., 2022) fixed a train / val / test split per dataset in a
@@ -449,8 +482,9 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True, on_erro
     """
     name = _canonical_dataset(dataset)
     root = _check_folder(root)
-    spec = COOP_DATASETS.get(name, {"dataset_dir": "", "image_dir": "", "split": None,
-                                    "templates": ["a photo of a {}."]})
+    spec = COOP_DATASETS.get(
+        name, {"dataset_dir": "", "image_dir": "", "split": None, "templates": ["a photo of a {}."]}
+    )
     dataset_dir = root
     if spec["dataset_dir"] and os.path.isdir(os.path.join(root, spec["dataset_dir"])):
         dataset_dir = os.path.join(root, spec["dataset_dir"])
@@ -471,8 +505,13 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True, on_erro
         raise ValueError("dataset=None needs split_json: the path of your split file.")
 
     target_names = _class_names(rows, split_json or dataset_dir)
-    out = Bunch(target_names=target_names, templates=list(spec["templates"]),
-                dataset=name, split_json=split_json, root=image_dir)
+    out = Bunch(
+        target_names=target_names,
+        templates=list(spec["templates"]),
+        dataset=name,
+        split_json=split_json,
+        root=image_dir,
+    )
     for subset in _SUBSETS:
         paths = [os.path.abspath(os.path.join(image_dir, rel)) for rel, _, _ in rows[subset]]
         out[subset] = _labelled(paths, [label for _, label, _ in rows[subset]], target_names)
@@ -483,6 +522,7 @@ def load_coop_split(root, dataset, split_json=None, *, check_files=True, on_erro
     if out.unreadable:
         for subset in _SUBSETS:
             rows = [i for i, p in enumerate(out[subset].paths) if p not in out.unreadable]
-            out[subset] = _labelled([out[subset].paths[i] for i in rows],
-                                    out[subset].target[rows], target_names)
+            out[subset] = _labelled(
+                [out[subset].paths[i] for i in rows], out[subset].target[rows], target_names
+            )
     return out

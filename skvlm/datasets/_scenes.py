@@ -22,17 +22,31 @@ from sklearn.utils import Bunch
 
 from ._world import (
     BACKGROUND_PHRASES_V1 as _BACKGROUND_PHRASES,
+)
+from ._world import (
     BACKGROUNDS_V1 as BACKGROUNDS,
+)
+from ._world import (
     COLOURS_V1 as COLOURS,
+)
+from ._world import (
     OPENINGS as _OPENINGS,
+)
+from ._world import (
     POSITION_PHRASES as _POSITION_PHRASES,
+)
+from ._world import (
     POSITIONS,
-    SHAPE_FALLBACK as _SHAPE_FALLBACK,
-    SHAPES_V1 as SHAPES,
     SIZES,
     WORLDS,
     _fix_articles,
     check_version,
+)
+from ._world import (
+    SHAPE_FALLBACK as _SHAPE_FALLBACK,
+)
+from ._world import (
+    SHAPES_V1 as SHAPES,
 )
 from ._world import caption_vocabulary as _world_vocabulary
 
@@ -159,8 +173,12 @@ def _render(factors, rng, size):
     radius = _RADIUS[factors["size"]] * size * rng.uniform(0.9, 1.1, n).astype(np.float32)
     right = np.isin(factors["position"], (1, 3))
     bottom = factors["position"] >= 2
-    cx = (np.where(right, 1 - _CENTRE, _CENTRE) + rng.uniform(-_JITTER, _JITTER, n)).astype(np.float32)
-    cy = (np.where(bottom, 1 - _CENTRE, _CENTRE) + rng.uniform(-_JITTER, _JITTER, n)).astype(np.float32)
+    cx = (np.where(right, 1 - _CENTRE, _CENTRE) + rng.uniform(-_JITTER, _JITTER, n)).astype(
+        np.float32
+    )
+    cy = (np.where(bottom, 1 - _CENTRE, _CENTRE) + rng.uniform(-_JITTER, _JITTER, n)).astype(
+        np.float32
+    )
     theta = rng.uniform(-_MAX_ROTATION, _MAX_ROTATION, n).astype(np.float32)
     rgb = _RGB[factors["colour"]] * rng.uniform(0.85, 1.1, (n, 1)).astype(np.float32)
     rgb = np.clip(rgb + rng.uniform(-15, 15, (n, 3)).astype(np.float32), 0, 255)

@@ -27,9 +27,18 @@ SHAPES, COLOURS, BACKGROUNDS = FACTORS["shape"], FACTORS["colour"], FACTORS["bac
 # Near neighbours are close in RGB too (red/crimson, blue/navy, teal/cyan...).
 _RGB = np.array(
     [
-        [225, 40, 35], [160, 20, 60], [245, 140, 25], [235, 215, 40], [160, 230, 50],
-        [35, 150, 50], [25, 140, 130], [40, 210, 220], [45, 90, 230], [25, 35, 120],
-        [140, 50, 200], [245, 120, 190],
+        [225, 40, 35],
+        [160, 20, 60],
+        [245, 140, 25],
+        [235, 215, 40],
+        [160, 230, 50],
+        [35, 150, 50],
+        [25, 140, 130],
+        [40, 210, 220],
+        [45, 90, 230],
+        [25, 35, 120],
+        [140, 50, 200],
+        [245, 120, 190],
     ],
     dtype=np.float32,
 )
@@ -119,7 +128,9 @@ def _backgrounds(kind, rng, size):
         else:
             bg = rng.random((m, size, size), dtype=np.float32) * 70 + 93
         tone[rows] = bg
-    tint = rng.uniform(-35, 35, (n, 3)).astype(np.float32) + rng.uniform(-12, 12, (n, 1)).astype(np.float32)
+    tint = rng.uniform(-35, 35, (n, 3)).astype(np.float32) + rng.uniform(-12, 12, (n, 1)).astype(
+        np.float32
+    )
     return tone[:, None] + tint[:, :, None, None]
 
 
@@ -177,7 +188,7 @@ def _alphas(objects, size):
 def _finish(image, rng, size):
     """Lighting (brightness and a linear ramp), blur on some images, pixel noise."""
     n = len(image)
-    grid = (np.arange(size, dtype=np.float32) / size - 0.5)
+    grid = np.arange(size, dtype=np.float32) / size - 0.5
     angle = rng.uniform(0, 2 * np.pi, n).astype(np.float32)[:, None, None]
     ramp = grid[None, None, :] * np.cos(angle) + grid[None, :, None] * np.sin(angle)
     light = rng.uniform(0.75, 1.2, n).astype(np.float32)[:, None, None] * (
@@ -229,7 +240,11 @@ def _unique_scene_groups(scenes):
         return []
     first = np.ones(len(scenes), dtype=bool)
     first[1:] = scenes[1:] != scenes[:-1]  # objects of a scene are contiguous
-    return [np.flatnonzero(first), np.flatnonzero(~first)] if (~first).any() else [np.flatnonzero(first)]
+    return (
+        [np.flatnonzero(first), np.flatnonzero(~first)]
+        if (~first).any()
+        else [np.flatnonzero(first)]
+    )
 
 
 def _describe_distractor(shape, colour, show_colour, show_shape):
@@ -250,23 +265,33 @@ def captions_v2(codes, distractors, rng):
     first_distractor = np.full(n, -1)
     first_distractor[distractors["scene"][::-1]] = np.arange(len(distractors["scene"]))[::-1]
     d_colour = rng.random(n) < 0.5
-    values = {k: codes[k].tolist() for k in ("shape", "colour", "size", "position", "background", "count")}
+    values = {
+        k: codes[k].tolist() for k in ("shape", "colour", "size", "position", "background", "count")
+    }
     captions = []
     for i in range(n):
-        colour_on, shape_on, size_on, position_on, background_on, distractor_on, count_on = mention[i]
+        colour_on, shape_on, size_on, position_on, background_on, distractor_on, count_on = mention[
+            i
+        ]
         shape = SHAPES[values["shape"][i]]
         if not shape_on:
             shape = SHAPE_FALLBACK[choice[i][0] % 2]
         elif synonym[i] and shape in SHAPE_SYNONYMS:
             shape = SHAPE_SYNONYMS[shape][1]
-        words = ([FACTORS["size"][values["size"][i]]] if size_on else []) + (
-            [COLOURS[values["colour"][i]]] if colour_on else []
-        ) + [shape]
+        words = (
+            ([FACTORS["size"][values["size"][i]]] if size_on else [])
+            + ([COLOURS[values["colour"][i]]] if colour_on else [])
+            + [shape]
+        )
         extras = [None] * 4
         if position_on:
-            extras[0] = POSITION_PHRASES[choice[i][1] % 3].format(FACTORS["position"][values["position"][i]])
+            extras[0] = POSITION_PHRASES[choice[i][1] % 3].format(
+                FACTORS["position"][values["position"][i]]
+            )
         if background_on:
-            extras[1] = BACKGROUND_PHRASES_V2[BACKGROUNDS[values["background"][i]]][choice[i][2] % 3]
+            extras[1] = BACKGROUND_PHRASES_V2[BACKGROUNDS[values["background"][i]]][
+                choice[i][2] % 3
+            ]
         j = first_distractor[i]
         if distractor_on and j >= 0:
             what = _describe_distractor(

@@ -19,7 +19,7 @@ zero-shot evaluator (:func:`zero_shot_accuracy`). This module needs numpy only.
 """
 
 import re
-from functools import lru_cache, cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -28,15 +28,42 @@ COLOURS_V1 = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pin
 BACKGROUNDS_V1 = ("dark", "light", "striped", "dotted", "noisy")
 
 SHAPES_V2 = (
-    "circle", "hexagon", "square", "rectangle", "triangle", "arrow",
-    "diamond", "star", "cross", "ring", "crescent", "heart",
+    "circle",
+    "hexagon",
+    "square",
+    "rectangle",
+    "triangle",
+    "arrow",
+    "diamond",
+    "star",
+    "cross",
+    "ring",
+    "crescent",
+    "heart",
 )
 COLOURS_V2 = (
-    "red", "crimson", "orange", "yellow", "lime", "green",
-    "teal", "cyan", "blue", "navy", "purple", "pink",
+    "red",
+    "crimson",
+    "orange",
+    "yellow",
+    "lime",
+    "green",
+    "teal",
+    "cyan",
+    "blue",
+    "navy",
+    "purple",
+    "pink",
 )
 BACKGROUNDS_V2 = (
-    "dark", "light", "gradient", "striped", "wavy", "checkered", "dotted", "noisy",
+    "dark",
+    "light",
+    "gradient",
+    "striped",
+    "wavy",
+    "checkered",
+    "dotted",
+    "noisy",
 )
 COUNTS_V2 = ("one", "two", "three")
 SIZES = ("small", "large")
@@ -44,12 +71,19 @@ POSITIONS = ("top left", "top right", "bottom left", "bottom right")
 
 WORLDS = {
     1: {
-        "shape": SHAPES_V1, "colour": COLOURS_V1, "size": SIZES,
-        "position": POSITIONS, "background": BACKGROUNDS_V1,
+        "shape": SHAPES_V1,
+        "colour": COLOURS_V1,
+        "size": SIZES,
+        "position": POSITIONS,
+        "background": BACKGROUNDS_V1,
     },
     2: {
-        "shape": SHAPES_V2, "colour": COLOURS_V2, "size": SIZES,
-        "position": POSITIONS, "background": BACKGROUNDS_V2, "count": COUNTS_V2,
+        "shape": SHAPES_V2,
+        "colour": COLOURS_V2,
+        "size": SIZES,
+        "position": POSITIONS,
+        "background": BACKGROUNDS_V2,
+        "count": COUNTS_V2,
     },
 }
 
@@ -57,52 +91,107 @@ WORLDS = {
 # attribute_distance, and the confusions the world is built to contain).
 NEAR_NEIGHBOURS = {
     "shape": (
-        ("circle", "hexagon"), ("circle", "ring"), ("square", "rectangle"),
-        ("square", "diamond"), ("triangle", "arrow"), ("star", "cross"),
-        ("ring", "crescent"), ("heart", "triangle"),
+        ("circle", "hexagon"),
+        ("circle", "ring"),
+        ("square", "rectangle"),
+        ("square", "diamond"),
+        ("triangle", "arrow"),
+        ("star", "cross"),
+        ("ring", "crescent"),
+        ("heart", "triangle"),
     ),
     "colour": (
-        ("red", "crimson"), ("red", "orange"), ("orange", "yellow"), ("yellow", "lime"),
-        ("lime", "green"), ("green", "teal"), ("teal", "cyan"), ("cyan", "blue"),
-        ("blue", "navy"), ("navy", "purple"), ("purple", "pink"), ("crimson", "pink"),
+        ("red", "crimson"),
+        ("red", "orange"),
+        ("orange", "yellow"),
+        ("yellow", "lime"),
+        ("lime", "green"),
+        ("green", "teal"),
+        ("teal", "cyan"),
+        ("cyan", "blue"),
+        ("blue", "navy"),
+        ("navy", "purple"),
+        ("purple", "pink"),
+        ("crimson", "pink"),
     ),
     "background": (
-        ("dark", "gradient"), ("light", "gradient"), ("striped", "wavy"),
-        ("checkered", "dotted"), ("dotted", "noisy"),
+        ("dark", "gradient"),
+        ("light", "gradient"),
+        ("striped", "wavy"),
+        ("checkered", "dotted"),
+        ("dotted", "noisy"),
     ),
     "count": (("one", "two"), ("two", "three")),
     "size": (),
     "position": (
-        ("top left", "top right"), ("top left", "bottom left"),
-        ("bottom right", "top right"), ("bottom right", "bottom left"),
+        ("top left", "top right"),
+        ("top left", "bottom left"),
+        ("bottom right", "top right"),
+        ("bottom right", "bottom left"),
     ),
 }
 
 # Caption synonyms of the v2 world ("dog" and "puppy"): several words, one value.
 SHAPE_SYNONYMS = {
-    "circle": ("circle", "disc"), "square": ("square", "box"), "ring": ("ring", "donut"),
-    "crescent": ("crescent", "moon"), "cross": ("cross", "plus sign"),
+    "circle": ("circle", "disc"),
+    "square": ("square", "box"),
+    "ring": ("ring", "donut"),
+    "crescent": ("crescent", "moon"),
+    "cross": ("cross", "plus sign"),
 }
 
 # Openings: plain phrasings plus CLIP's ImageNet prompt templates (Radford et al.,
 # 2021) that name no factor value and no plural, so zero-shot prompts use words
 # the tiny models saw in training.
 OPENINGS = (
-    "{}.", "a {}.", "a photo of a {}.", "a picture of a {}.", "an image of a {}.",
-    "there is a {}.", "this is a {}.", "a {} is shown.", "a photo of the {}.",
-    "a bad photo of a {}.", "a bad photo of the {}.", "a good photo of a {}.",
-    "a good photo of the {}.", "a photo of one {}.", "a photo of my {}.",
-    "a photo of a hard to see {}.", "a photo of the hard to see {}.",
-    "a photo of a clean {}.", "a photo of the dirty {}.", "a photo of a nice {}.",
-    "a photo of the weird {}.", "a photo of a cool {}.", "a close-up photo of a {}.",
-    "a close-up photo of the {}.", "a cropped photo of a {}.", "a blurry photo of the {}.",
-    "a low resolution photo of a {}.", "a pixelated photo of the {}.",
-    "a jpeg corrupted photo of a {}.", "itap of a {}.", "itap of my {}.",
-    "a drawing of a {}.", "a drawing of the {}.", "a painting of a {}.",
-    "a sketch of the {}.", "a doodle of a {}.", "a rendering of a {}.",
-    "a rendition of the {}.", "a sculpture of a {}.", "a tattoo of the {}.",
-    "graffiti of a {}.", "art of the {}.", "a cartoon {}.", "the embroidered {}.",
-    "a plastic {}.", "the origami {}.", "a toy {}.", "a plushie {}.",
+    "{}.",
+    "a {}.",
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "an image of a {}.",
+    "there is a {}.",
+    "this is a {}.",
+    "a {} is shown.",
+    "a photo of the {}.",
+    "a bad photo of a {}.",
+    "a bad photo of the {}.",
+    "a good photo of a {}.",
+    "a good photo of the {}.",
+    "a photo of one {}.",
+    "a photo of my {}.",
+    "a photo of a hard to see {}.",
+    "a photo of the hard to see {}.",
+    "a photo of a clean {}.",
+    "a photo of the dirty {}.",
+    "a photo of a nice {}.",
+    "a photo of the weird {}.",
+    "a photo of a cool {}.",
+    "a close-up photo of a {}.",
+    "a close-up photo of the {}.",
+    "a cropped photo of a {}.",
+    "a blurry photo of the {}.",
+    "a low resolution photo of a {}.",
+    "a pixelated photo of the {}.",
+    "a jpeg corrupted photo of a {}.",
+    "itap of a {}.",
+    "itap of my {}.",
+    "a drawing of a {}.",
+    "a drawing of the {}.",
+    "a painting of a {}.",
+    "a sketch of the {}.",
+    "a doodle of a {}.",
+    "a rendering of a {}.",
+    "a rendition of the {}.",
+    "a sculpture of a {}.",
+    "a tattoo of the {}.",
+    "graffiti of a {}.",
+    "art of the {}.",
+    "a cartoon {}.",
+    "the embroidered {}.",
+    "a plastic {}.",
+    "the origami {}.",
+    "a toy {}.",
+    "a plushie {}.",
     "a {} in a video game.",
 )
 SHAPE_FALLBACK = ("shape", "object")
@@ -144,7 +233,9 @@ ZERO_SHOT_TEMPLATES = {
     },
 }
 _COUNT_PROMPT_NAMES = {
-    "one": COUNT_PHRASES["one"][0], "two": COUNT_PHRASES["two"][0], "three": COUNT_PHRASES["three"][0],
+    "one": COUNT_PHRASES["one"][0],
+    "two": COUNT_PHRASES["two"][0],
+    "three": COUNT_PHRASES["three"][0],
 }
 
 _WORD = re.compile(r"[a-z]+|[^\sa-z{}]")
@@ -280,7 +371,12 @@ def caption_attributes(caption):
 # Weights of the attributes in attribute_distance (the shape and colour of the
 # main object are what captions are mostly about).
 ATTRIBUTE_WEIGHTS = {
-    "shape": 0.35, "colour": 0.3, "background": 0.15, "size": 0.08, "count": 0.07, "position": 0.05,
+    "shape": 0.35,
+    "colour": 0.3,
+    "background": 0.15,
+    "size": 0.08,
+    "count": 0.07,
+    "position": 0.05,
 }
 
 
@@ -337,7 +433,9 @@ def attribute_distance(captions):
         weight = ATTRIBUTE_WEIGHTS[attribute]
         numerator += weight * np.where(either, similarity, 0.0)
         denominator += weight * either
-    similarity = np.divide(numerator, denominator, out=np.ones_like(numerator), where=denominator > 0)
+    similarity = np.divide(
+        numerator, denominator, out=np.ones_like(numerator), where=denominator > 0
+    )
     distance = 1.0 - similarity
     np.fill_diagonal(distance, 0.0)
     return distance.astype(np.float32)

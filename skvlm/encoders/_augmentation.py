@@ -5,7 +5,6 @@ import math
 import numpy as np
 
 
-
 def _normalize_stats(preprocess):
     """(mean, std) of the Normalize step of a torchvision Compose."""
     for step in getattr(preprocess, "transforms", []):
@@ -54,8 +53,12 @@ def augmented_features(encoder, images, keys, loaded):
         # Each image's views depend only on its content and the seed, so the result
         # does not depend on which other images share its batch.
         rng = np.random.default_rng([int(seed), int(key[:12], 16)])
-        views.append([_augmented_view(image, loaded.image_size, mean, std, rng)
-                      for _ in range(encoder.n_augmentations)])
+        views.append(
+            [
+                _augmented_view(image, loaded.image_size, mean, std, rng)
+                for _ in range(encoder.n_augmentations)
+            ]
+        )
     for view_index in range(encoder.n_augmentations):
         pixels = torch.stack([v[view_index] for v in views]).to(loaded.device)
         features = encoder._forward_images(loaded, pixels).float()

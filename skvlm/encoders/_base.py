@@ -69,9 +69,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         # The process-wide model cache makes the lookup cheap; clones still share.
         from ..models import load_model
 
-        return load_model(
-            self.model, self.pretrained, self.device, self.precision, kind=self._kind
-        )
+        return load_model(self.model, self.pretrained, self.device, self.precision, kind=self._kind)
 
     def __getstate__(self):
         state = dict(super().__getstate__())
@@ -206,8 +204,12 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             items = [str(item) for item in items]
         request = _Request(items, kind, augment, self.on_error == "skip" and kind == "image", cache)
         if cache is not None or augment:
-            request.keys = self._item_keys(items, kind, augment, request.failures if request.skip else None)
-        found = cache.get_many([k for k in request.keys if k is not None]) if cache is not None else {}
+            request.keys = self._item_keys(
+                items, kind, augment, request.failures if request.skip else None
+            )
+        found = (
+            cache.get_many([k for k in request.keys if k is not None]) if cache is not None else {}
+        )
         if request.keys is not None:
             request.vectors = [found.get(key) for key in request.keys]
         return request
@@ -229,8 +231,13 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if request.cache is not None:
             # A file rewritten since it was keyed holds other content than its key
             # says: its embedding (of the new bytes) is returned but not stored.
-            request.cache.put_many({ident: vector for ident, vector in fresh_by_id.items()
-                                    if todo[ident] not in changed})
+            request.cache.put_many(
+                {
+                    ident: vector
+                    for ident, vector in fresh_by_id.items()
+                    if todo[ident] not in changed
+                }
+            )
         for index, vector in enumerate(request.vectors):
             if vector is None and index not in request.failures:
                 ident = request.identity(index)
@@ -253,7 +260,8 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
     def _check_finite(self, vectors, positions, items, kind):
         """Refuse non-finite model outputs: a NaN row would poison every score downstream."""
         bad = [
-            pos for pos, vector in zip(positions, vectors)
+            pos
+            for pos, vector in zip(positions, vectors)
             if vector is not None and not np.isfinite(vector).all()
         ]
         if not bad:
@@ -265,8 +273,7 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             f"{self.model} returned NaN or inf embeddings for {len(bad)} of {len(items)} "
             f"{kind}s (e.g. {_describe(items[bad[0]], bad[0])}); nothing was cached. "
             + (
-                f"Under precision={precision!r} activations can overflow: try "
-                "precision='fp32'. "
+                f"Under precision={precision!r} activations can overflow: try precision='fp32'. "
                 if precision != "fp32"
                 else ""
             )
@@ -319,11 +326,17 @@ class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         if kind == "text":
             decoded = ((chunk, None) for chunk in batches)
         else:
-            decoder = _ItemDecoder(items, loaded, None if augment else loaded.preprocess, spec, keys)
+            decoder = _ItemDecoder(
+                items, loaded, None if augment else loaded.preprocess, spec, keys
+            )
             decoded = _decode_batches(decoder, batches, _decode_workers(self.n_jobs, loaded.device))
         with contextlib.closing(decoded):
             for chunk, results in decoded:
-                readable = chunk if results is None else self._collect(results, failures, changed, request.skip)
+                readable = (
+                    chunk
+                    if results is None
+                    else self._collect(results, failures, changed, request.skip)
+                )
                 features = None
                 if readable:
                     with torch.inference_mode():

@@ -25,7 +25,6 @@ def _resized_side(preprocess):
     return None
 
 
-
 def _available_cores():
     try:
         return len(os.sched_getaffinity(0))
@@ -67,7 +66,7 @@ class _ItemDecoder:
             if self.spec is not None and isinstance(item, (str, os.PathLike)):
                 identity = _image_bytes(item, index)
                 changed = content_hash(self.spec, "image", identity) != self.keys[index]
-                content = identity[len(_FILE_PREFIX):]
+                content = identity[len(_FILE_PREFIX) :]
             name = _describe(item, index)
             image = load_rgb(item, name=name, resized_side=self.side, content=content)
         except (OSError, UnreadableImageError) as exc:

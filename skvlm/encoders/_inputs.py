@@ -95,8 +95,11 @@ def _missing_path_error(items):
     Strings with an image suffix are reported when they are read, in order.
     """
     for index, item in enumerate(items):
-        if (isinstance(item, str) and not item.lower().endswith(_IMAGE_SUFFIXES)
-                and not os.path.lexists(item)):
+        if (
+            isinstance(item, str)
+            and not item.lower().endswith(_IMAGE_SUFFIXES)
+            and not os.path.lexists(item)
+        ):
             return FileNotFoundError(
                 f"Image file not found: {item!r} (item {index}). Under modality='auto' a "
                 "string with a path separator and no spaces is read as an image file; "

@@ -40,7 +40,12 @@ def spec_fingerprint(encoder, augment):
     # alone would not change when a config is registered anew under it.
     architecture, weights = model_identity(encoder.model, encoder.pretrained, encoder._kind)
     return content_hash(
-        encoder._kind, encoder.model, architecture, weights, precision, aug,
+        encoder._kind,
+        encoder.model,
+        architecture,
+        weights,
+        precision,
+        aug,
         _library_versions(encoder._kind),
     )
 

@@ -3,13 +3,6 @@
 from ._file_hash import file_content_hash
 from ._identity import model_identity
 from ._loading import LoadedModel, cached_models, clear_model_cache, load_model
-from ._towers import (
-    encode_text_prefix,
-    pooled_position,
-    replace_output,
-    token_embedding,
-    vit_tower,
-)
 from ._registry import (
     CheckpointError,
     ModelNotFound,
@@ -19,6 +12,13 @@ from ._registry import (
     resolve_device,
     resolve_precision,
     resolve_pretrained,
+)
+from ._towers import (
+    encode_text_prefix,
+    pooled_position,
+    replace_output,
+    token_embedding,
+    vit_tower,
 )
 
 __all__ = [

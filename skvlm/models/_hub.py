@@ -42,7 +42,7 @@ def _weights_source(model, tag):
     from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 
     if model.startswith(_HF_PREFIX):
-        return "hf", model[len(_HF_PREFIX):], (HF_CONFIG_NAME,)
+        return "hf", model[len(_HF_PREFIX) :], (HF_CONFIG_NAME,)
     cfg = oc_pretrained.get_pretrained_cfg(model, tag)
     if not cfg or "file" in cfg:
         return None
@@ -70,8 +70,11 @@ def _timm_source(model):
     if cfg is None:
         return None
     if cfg.hf_hub_id and has_hf_hub():
-        names = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else (HF_SAFE_WEIGHTS_NAME,
-                                                                    HF_WEIGHTS_NAME)
+        names = (
+            (cfg.hf_hub_filename,)
+            if cfg.hf_hub_filename
+            else (HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
+        )
         return "hf", cfg.hf_hub_id, names
     if cfg.url:
         return "torch-hub", cfg.url, (os.path.basename(cfg.url),)
@@ -149,9 +152,13 @@ def probe(url, timeout=PROBE_TIMEOUT_S):
 def unavailable_error(model, tag, reason, *, cache=None, kind="clip"):
     """The WeightsUnavailableError for ``model``/``tag``: one complete line, what to do."""
     where = f" ({cache})" if cache else ""
-    what, example = f"{tag!r} of {model!r}", (
-        f"CLIPEncoder(model={model!r}, pretrained='/path/to/open_clip_model.safetensors') "
-        "(on the command line: --pretrained /path/to/file)")
+    what, example = (
+        f"{tag!r} of {model!r}",
+        (
+            f"CLIPEncoder(model={model!r}, pretrained='/path/to/open_clip_model.safetensors') "
+            "(on the command line: --pretrained /path/to/file)"
+        ),
+    )
     if kind == "timm":
         what = f"of the timm model {model!r}"
         example = f"ImageEncoder(model={model!r}, pretrained='/path/to/model.safetensors')"
@@ -199,20 +206,25 @@ def check_weights_reachable(model, tag, timeout=PROBE_TIMEOUT_S, kind="clip"):
         return contextlib.nullcontext()
     source_kind, where, names = source
     if _cached(source_kind, where, names):
-        if (source_kind == "hf" and not hub_offline()
-                and probe(_probe_url(source_kind, where, names), timeout)):
+        if (
+            source_kind == "hf"
+            and not hub_offline()
+            and probe(_probe_url(source_kind, where, names), timeout)
+        ):
             return _hub_offline_mode()
         return contextlib.nullcontext()
     cache = _cache_location(source_kind)
     if source_kind == "hf" and hub_offline():
-        raise unavailable_error(model, tag, "HF_HUB_OFFLINE is set, so the hub was not asked",
-                                cache=cache, kind=kind)
+        raise unavailable_error(
+            model, tag, "HF_HUB_OFFLINE is set, so the hub was not asked", cache=cache, kind=kind
+        )
     url = _probe_url(source_kind, where, names)
     reason = probe(url, timeout)
     if reason is not None:
         from urllib.parse import urlsplit
 
         host = urlsplit(url).netloc
-        raise unavailable_error(model, tag, f"{host} cannot be reached ({reason})", cache=cache,
-                                kind=kind)
+        raise unavailable_error(
+            model, tag, f"{host} cannot be reached ({reason})", cache=cache, kind=kind
+        )
     return contextlib.nullcontext()

@@ -18,20 +18,20 @@ from typing import Any
 from ._hub import check_weights_reachable
 from ._registry import (
     CheckpointError,
-    architecture_signature,
     WeightsUnavailableError,
     _register_open_clip_configs,
     _resolve_timm_pretrained,
+    architecture_signature,
     check_model_name,
+    image_config,
+    image_model_names,
     is_shared_architecture,
     open_clip_config,
     resolve_device,
     resolve_precision,
     resolve_pretrained,
-    shared_config,
-    image_config,
-    image_model_names,
     resolve_skvlm_image_pretrained,
+    shared_config,
     skvlm_model_names,
     vocab_words,
 )
@@ -94,7 +94,10 @@ class LoadedModel:
     def fingerprint(self):
         if "fingerprint" not in self.extra:
             self.extra["fingerprint"] = _state_fingerprint(
-                self.model, self.kind, self.name, _describe_preprocess(self.preprocess),
+                self.model,
+                self.kind,
+                self.name,
+                _describe_preprocess(self.preprocess),
                 self.precision,
             )
         return self.extra["fingerprint"]
@@ -181,7 +184,9 @@ def _compact_tokenizer(pretrained, context_length):
     if vocab:
         # Files from before the hashed buckets carry a vocabulary but no bucket count.
         buckets = int(metadata.get("skvlm_hash_buckets", 0))
-        return CompactTokenizer(vocab.split("\n"), context_length=context_length, hash_buckets=buckets)
+        return CompactTokenizer(
+            vocab.split("\n"), context_length=context_length, hash_buckets=buckets
+        )
     return CompactTokenizer(vocab_words(), context_length=context_length, hash_buckets=HASH_BUCKETS)
 
 
@@ -197,7 +202,9 @@ def _weights_metadata(path):
         with safe_open(path, framework="pt") as handle:
             return handle.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"Cannot read the safetensors checkpoint {str(path)!r}: {exc}") from None
+        raise CheckpointError(
+            f"Cannot read the safetensors checkpoint {str(path)!r}: {exc}"
+        ) from None
 
 
 def _is_safetensors(path):
@@ -232,7 +239,9 @@ def _load_state_dict(path):
         try:
             state = load_file(path)
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"Cannot read the safetensors checkpoint {path!r}: {exc}") from None
+            raise CheckpointError(
+                f"Cannot read the safetensors checkpoint {path!r}: {exc}"
+            ) from None
     else:
         _refuse_foreign_archive(path)
         state = _torch_load_weights(path)
@@ -312,7 +321,7 @@ def _unwrap_state_dict(state, path):
             f"{path!r} does not hold a state_dict (a mapping of names to tensors)."
         )
     if state and all(key.startswith("module.") for key in state):  # saved from DataParallel
-        state = {key[len("module."):]: value for key, value in state.items()}
+        state = {key[len("module.") :]: value for key, value in state.items()}
     return state
 
 
@@ -525,8 +534,10 @@ def _build_open_clip(name, pretrained, precision="fp32"):
             # open_clip only fetches and loads its own hub tags.
             with _quiet_random_init_warning(), hub:
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    name, pretrained=None if local_file else pretrained,
-                    precision=precision, **kwargs
+                    name,
+                    pretrained=None if local_file else pretrained,
+                    precision=precision,
+                    **kwargs,
                 )
         except (OSError, RuntimeError) as exc:
             if pretrained is not None and not Path(str(pretrained)).exists():
@@ -548,7 +559,11 @@ def _build_open_clip(name, pretrained, precision="fp32"):
     visual = model.visual
     image_size = getattr(visual, "image_size", (224, 224))
     image_size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size,) * 2
-    embed_dim = int(model.text_projection.shape[-1]) if hasattr(model, "text_projection") and model.text_projection is not None else int(visual.output_dim)
+    embed_dim = (
+        int(model.text_projection.shape[-1])
+        if hasattr(model, "text_projection") and model.text_projection is not None
+        else int(visual.output_dim)
+    )
     return model, tokenizer, preprocess, embed_dim, image_size
 
 
@@ -590,9 +605,7 @@ def _build_timm(name, pretrained, precision="fp32"):
     try:
         import timm
     except ImportError as exc:
-        raise ImportError(
-            "ImageEncoder needs timm: pip install 'skvlm[timm]'."
-        ) from exc
+        raise ImportError("ImageEncoder needs timm: pip install 'skvlm[timm]'.") from exc
     from timm.data import create_transform, resolve_data_config
 
     kwargs = {"num_classes": 0}
@@ -646,7 +659,9 @@ def _key_lock(key):
         return _KEY_LOCKS.setdefault(key, threading.Lock())
 
 
-def load_model(model="ViT-B-32", pretrained="default", device="auto", precision="auto", kind="clip"):
+def load_model(
+    model="ViT-B-32", pretrained="default", device="auto", precision="auto", kind="clip"
+):
     """Return the :class:`LoadedModel` for a spec, loading it on first use.
 
     The cache is keyed by (kind, model, resolved pretrained, device, precision) and is

@@ -213,9 +213,13 @@ def resolve_pretrained(name, pretrained):
         return "openai" if "openai" in tags else tags[0]
     if Path(pretrained).expanduser().exists():
         return _checkpoint_path(pretrained)
-    looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or Path(
-        pretrained
-    ).suffix in (".pt", ".pth", ".bin", ".safetensors", ".npz")
+    looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or Path(pretrained).suffix in (
+        ".pt",
+        ".pth",
+        ".bin",
+        ".safetensors",
+        ".npz",
+    )
     if name in skvlm_model_names():
         if looks_like_path:  # the same error as for open_clip's models
             raise _CheckpointNotFound(f"Checkpoint file not found: {pretrained!r}.")

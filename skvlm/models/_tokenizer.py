@@ -92,7 +92,9 @@ class CompactTokenizer:
         if self.warn:
             unseen = (ids >= self.first_bucket_id) & (ids < self.sot_id)
             if bool(unseen.any()):
-                self._warn_unseen([texts[i] for i in torch.nonzero(unseen.any(dim=1)).flatten().tolist()])
+                self._warn_unseen(
+                    [texts[i] for i in torch.nonzero(unseen.any(dim=1)).flatten().tolist()]
+                )
         return ids
 
     def _is_unseen(self, word):

@@ -61,7 +61,9 @@ def encode_text_prefix(model, ids, embedded):
     x = embedded.to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
     x = model.ln_final(x)
-    x = text_global_pool(x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    x = text_global_pool(
+        x, ids, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
+    )
     projection = model.text_projection
     if projection is None:
         return x

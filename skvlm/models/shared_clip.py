@@ -219,10 +219,21 @@ def build_shared_clip(config):
     >>> build_shared_clip(config).projection.shape
     torch.Size([16, 8])
     """
-    known = {"embed_dim", "width", "layers", "heads", "mlp_ratio", "shared_final_ln", "vision_cfg", "text_cfg"}
+    known = {
+        "embed_dim",
+        "width",
+        "layers",
+        "heads",
+        "mlp_ratio",
+        "shared_final_ln",
+        "vision_cfg",
+        "text_cfg",
+    }
     unknown = set(config) - known
     if unknown:
-        raise ValueError(f"Unknown SharedCLIP config keys {sorted(unknown)}; known: {sorted(known)}.")
+        raise ValueError(
+            f"Unknown SharedCLIP config keys {sorted(unknown)}; known: {sorted(known)}."
+        )
     vision, text = config["vision_cfg"], config["text_cfg"]
     return SharedCLIP(
         embed_dim=config["embed_dim"],

@@ -134,9 +134,7 @@ def mean_average_precision(
 
 
 @validate_params(_RANKING_CONSTRAINTS, prefer_skip_nested_validation=True)
-def map_at_r(
-    queries, query_labels, gallery, gallery_labels, *, exclude_self=False, batch_size=512
-):
+def map_at_r(queries, query_labels, gallery, gallery_labels, *, exclude_self=False, batch_size=512):
     """Mean average precision at R, R being each query's number of relevant items.
 
     MAP@R = (1/R) sum over the relevant items ranked within the top R of
@@ -179,7 +177,12 @@ def map_at_r(
     0.25
     """
     values = per_query(
-        ap_at_r_of_ranks, queries, query_labels, gallery, gallery_labels, exclude_self,
+        ap_at_r_of_ranks,
+        queries,
+        query_labels,
+        gallery,
+        gallery_labels,
+        exclude_self,
         batch_size,
     )
     return mean_over_defined(values)
@@ -222,7 +225,12 @@ def r_precision(
     0.5
     """
     values = per_query(
-        r_precision_of_ranks, queries, query_labels, gallery, gallery_labels, exclude_self,
+        r_precision_of_ranks,
+        queries,
+        query_labels,
+        gallery,
+        gallery_labels,
+        exclude_self,
         batch_size,
     )
     return mean_over_defined(values)

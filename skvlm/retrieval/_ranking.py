@@ -57,8 +57,10 @@ def check_retrieval_inputs(queries, query_labels, gallery, gallery_labels, exclu
     _, codes = np.unique(np.concatenate([query_labels, gallery_labels]), return_inverse=True)
     codes = codes.ravel()
     return (
-        unit_float32(queries), codes[: queries.shape[0]],
-        unit_float32(gallery), codes[queries.shape[0] :],
+        unit_float32(queries),
+        codes[: queries.shape[0]],
+        unit_float32(gallery),
+        codes[queries.shape[0] :],
     )
 
 

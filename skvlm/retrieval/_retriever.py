@@ -264,8 +264,13 @@ def retrieval_scorer(metric="mAP", *, k=1, exclude_self=False):
         retriever._check_labelled()
         queries = retriever._validate_queries(X)
         return function(
-            queries, y, retriever.gallery_, retriever.gallery_labels_,
-            exclude_self=exclude_self, batch_size=retriever.batch_size, **extra,
+            queries,
+            y,
+            retriever.gallery_,
+            retriever.gallery_labels_,
+            exclude_self=exclude_self,
+            batch_size=retriever.batch_size,
+            **extra,
         )
 
     scorer.__name__ = f"retrieval_scorer_{metric}"

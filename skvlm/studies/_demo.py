@@ -21,8 +21,13 @@ from ._report import write_json, write_report
 from ._zoo import image_only_fewshot
 
 #: The tiny model zoo, in the order of the report's tables (issue 14).
-DEMO_MODELS = ("skvlm-tiny", "skvlm-tiny-slip", "skvlm-tiny-shared", "skvlm-tiny-align",
-               "skvlm-tiny-ssl")
+DEMO_MODELS = (
+    "skvlm-tiny",
+    "skvlm-tiny-slip",
+    "skvlm-tiny-shared",
+    "skvlm-tiny-align",
+    "skvlm-tiny-ssl",
+)
 
 # Prompt templates of the first world (version 1), written with its captions' words.
 _V1_TEMPLATES = {
@@ -43,12 +48,32 @@ _BACKGROUND_WORDS = {
 }
 
 _DEMO_SIZES = {
-    False: {"n_scenes": 3000, "n_queries": 100, "n_text_queries": 50, "oti_steps": 100,
-            "ovi_steps": 100, "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2),
-            "recover": True, "n_pairs": 4000, "map_points": 300, "ovi_zero_shot_all": True},
-    True: {"n_scenes": 600, "n_queries": 24, "n_text_queries": 16, "oti_steps": 20,
-           "ovi_steps": 20, "shots": (1, 2, 4, 8, 16), "seeds": (0, 1, 2),
-           "recover": False, "n_pairs": 1000, "map_points": 80, "ovi_zero_shot_all": False},
+    False: {
+        "n_scenes": 3000,
+        "n_queries": 100,
+        "n_text_queries": 50,
+        "oti_steps": 100,
+        "ovi_steps": 100,
+        "shots": (1, 2, 4, 8, 16),
+        "seeds": (0, 1, 2),
+        "recover": True,
+        "n_pairs": 4000,
+        "map_points": 300,
+        "ovi_zero_shot_all": True,
+    },
+    True: {
+        "n_scenes": 600,
+        "n_queries": 24,
+        "n_text_queries": 16,
+        "oti_steps": 20,
+        "ovi_steps": 20,
+        "shots": (1, 2, 4, 8, 16),
+        "seeds": (0, 1, 2),
+        "recover": False,
+        "n_pairs": 1000,
+        "map_points": 80,
+        "ovi_zero_shot_all": False,
+    },
 }
 
 
@@ -75,14 +100,21 @@ def scene_world(version=None):
     if version == 1 or zero_shot_templates is None:
         if version != 1:
             raise ValueError(f"world {version} is not available here; make_scenes has version 1.")
-        return {"version": 1, "templates": dict(_V1_TEMPLATES),
-                "labelings": ["shape", "colour", "background"],
-                "fewshot_labelings": ["shape", "background"],
-                "prompt_names": lambda factor, names: list(names)}
+        return {
+            "version": 1,
+            "templates": dict(_V1_TEMPLATES),
+            "labelings": ["shape", "colour", "background"],
+            "fewshot_labelings": ["shape", "background"],
+            "prompt_names": lambda factor, names: list(names),
+        }
     templates = zero_shot_templates(version)
-    return {"version": int(version), "templates": templates, "labelings": list(templates),
-            "fewshot_labelings": [f for f in ("shape", "background", "count") if f in templates],
-            "prompt_names": zero_shot_class_names}
+    return {
+        "version": int(version),
+        "templates": templates,
+        "labelings": list(templates),
+        "fewshot_labelings": [f for f in ("shape", "background", "count") if f in templates],
+        "prompt_names": zero_shot_class_names,
+    }
 
 
 def _make_scenes(n_scenes, random_state, version):
@@ -100,8 +132,10 @@ def _absent_reason(model):
     if model not in _registry.list_models() and model not in _image_models():
         return "not a model of this installation"
     if model.startswith("skvlm-") and _registry.shipped_weights(model) is None:
-        return (f"weights absent (skvlm/models/weights/{model}.safetensors does not ship "
-                "in this installation): skipped")
+        return (
+            f"weights absent (skvlm/models/weights/{model}.safetensors does not ship "
+            "in this installation): skipped"
+        )
     return None
 
 
@@ -117,8 +151,9 @@ def _encode_model(model, images, captions, device):
 
     image_only = model in _image_models()
     tic = time.process_time()
-    logger.info(f"{model}: encoding {len(images)} images" + ("" if image_only else
-                                                              " and their captions"))
+    logger.info(
+        f"{model}: encoding {len(images)} images" + ("" if image_only else " and their captions")
+    )
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -132,9 +167,14 @@ def _encode_model(model, images, captions, device):
     except (ValueError, OSError, ImportError, RuntimeError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     notes = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
-    return {"encoder": None if image_only else encoder, "images": image_emb,
-            "captions": caption_emb, "image_only": image_only, "notes": notes,
-            "encode_cpu_s": time.process_time() - tic}, None
+    return {
+        "encoder": None if image_only else encoder,
+        "images": image_emb,
+        "captions": caption_emb,
+        "image_only": image_only,
+        "notes": notes,
+        "encode_cpu_s": time.process_time() - tic,
+    }, None
 
 
 def _encode_models(models, scenes, device):
@@ -155,8 +195,18 @@ def _encode_models(models, scenes, device):
     return encoded, unavailable
 
 
-def run_demo(out, *, quick=False, models=DEMO_MODELS, study_model=None, world=None,
-             device="auto", tune=True, random_state=0, verbose=1):
+def run_demo(
+    out,
+    *,
+    quick=False,
+    models=DEMO_MODELS,
+    study_model=None,
+    world=None,
+    device="auto",
+    tune=True,
+    random_state=0,
+    verbose=1,
+):
     """Measure every claim of the seed papers on the tiny model zoo and write a report.
 
     On held-out ``make_scenes`` images (a seed no training batch used), for every model
@@ -212,27 +262,52 @@ def run_demo(out, *, quick=False, models=DEMO_MODELS, study_model=None, world=No
         start, cpu_start = time.perf_counter(), time.process_time()
         world = scene_world(world)
         scene_seed = 10_000 + int(random_state)
-        logger.info(f"generating {sizes['n_scenes']} held-out scenes of world "
-                    f"{world['version']} (seed {scene_seed})")
+        logger.info(
+            f"generating {sizes['n_scenes']} held-out scenes of world "
+            f"{world['version']} (seed {scene_seed})"
+        )
         scenes = _make_scenes(sizes["n_scenes"], scene_seed, world["version"])
         encoded, unavailable = _encode_models(models, scenes, device)
         text_models = [m for m, e in encoded.items() if not e["image_only"]]
         main_model = study_model if study_model in text_models else text_models[0]
         measured = _measure(encoded, main_model, scenes, world, sizes, random_state, tune)
-        config = {"study_model": main_model, "models": list(models),
-                  "measured_models": list(encoded), "world": world["version"],
-                  "n_scenes": sizes["n_scenes"], "scene_seed": scene_seed, "tune": bool(tune),
-                  **{k: sizes[k] for k in ("shots", "seeds", "n_queries", "n_text_queries",
-                                           "oti_steps", "ovi_steps", "n_pairs")}}
+        config = {
+            "study_model": main_model,
+            "models": list(models),
+            "measured_models": list(encoded),
+            "world": world["version"],
+            "n_scenes": sizes["n_scenes"],
+            "scene_seed": scene_seed,
+            "tune": bool(tune),
+            **{
+                k: sizes[k]
+                for k in (
+                    "shots",
+                    "seeds",
+                    "n_queries",
+                    "n_text_queries",
+                    "oti_steps",
+                    "ovi_steps",
+                    "n_pairs",
+                )
+            },
+        }
         measured["clock"].seconds["encoding"] = sum(e["encode_cpu_s"] for e in encoded.values())
         summary = _demo_summary(config, quick, unavailable, measured)
         measured["clock"].lap("findings")
         summary["cpu_s_per_phase"] = measured["clock"].seconds
         summary["elapsed_s"] = time.perf_counter() - start
         summary["cpu_s"] = time.process_time() - cpu_start
-        write_report(out, summary, measured["fewshot"]["runs"], measured["fewshot"]["summary"],
-                     measured["retrieval"]["study"], measured["diagnostics"],
-                     measured["distributions"], extras=measured["extras"])
+        write_report(
+            out,
+            summary,
+            measured["fewshot"]["runs"],
+            measured["fewshot"]["summary"],
+            measured["retrieval"]["study"],
+            measured["diagnostics"],
+            measured["distributions"],
+            extras=measured["extras"],
+        )
         # The figures (t-SNE included) are drawn after report.md states the times above:
         # summary.json gets the totals.
         summary["total_elapsed_s"] = time.perf_counter() - start
@@ -269,28 +344,43 @@ def _measure(encoded, main_model, scenes, world, sizes, random_state, tune):
     image_only = image_only_fewshot(encoded, labels, sizes, random_state, tune)
     clock.lap("image-only few-shot")
     histograms = histogram_measures(encoded, labels, sizes["n_pairs"], random_state)
-    diagnostics, distributions = demo_diagnostics(encoded, zero_shot, labels, sizes,
-                                                  random_state)
+    diagnostics, distributions = demo_diagnostics(encoded, zero_shot, labels, sizes, random_state)
     for model, indicators in histograms["indicators"].items():
         diagnostics[model]["histogram_indicators"] = indicators
     clock.lap("diagnostics and histograms")
-    extras = {"image_only_runs": image_only, "zoo_retrieval": retrieval["zoo"],
-              "histograms": histograms["indicators"],
-              "map": embedding_map_groups(main, zero_shot[main_model], sizes["map_points"],
-                                          random_state),
-              "study_model": main_model}
-    return {"zero_shot": zero_shot, "fewshot": fewshot, "retrieval": retrieval, "ovi": ovi,
-            "image_only": image_only, "histograms": histograms, "diagnostics": diagnostics,
-            "distributions": distributions, "extras": extras, "main_model": main_model,
-            "encoded": encoded, "clock": clock}
+    extras = {
+        "image_only_runs": image_only,
+        "zoo_retrieval": retrieval["zoo"],
+        "histograms": histograms["indicators"],
+        "map": embedding_map_groups(main, zero_shot[main_model], sizes["map_points"], random_state),
+        "study_model": main_model,
+    }
+    return {
+        "zero_shot": zero_shot,
+        "fewshot": fewshot,
+        "retrieval": retrieval,
+        "ovi": ovi,
+        "image_only": image_only,
+        "histograms": histograms,
+        "diagnostics": diagnostics,
+        "distributions": distributions,
+        "extras": extras,
+        "main_model": main_model,
+        "encoded": encoded,
+        "clock": clock,
+    }
 
 
 def _demo_summary(config, quick, unavailable, measured):
     """What ``summary.json`` holds (``elapsed_s`` and ``files`` are added by the caller)."""
     fewshot, retrieval = measured["fewshot"], measured["retrieval"]
-    claims = findings(fewshot["runs"], retrieval["study"], measured["diagnostics"],
-                      expectations=[("shape", 1)] + [(lab, -1) for lab in ("background", "count")
-                                                     if lab in set(fewshot["runs"]["labeling"])])
+    claims = findings(
+        fewshot["runs"],
+        retrieval["study"],
+        measured["diagnostics"],
+        expectations=[("shape", 1)]
+        + [(lab, -1) for lab in ("background", "count") if lab in set(fewshot["runs"]["labeling"])],
+    )
     claims.update(zoo_findings(measured))
     return {
         "title": "skvlm demo report",
@@ -301,19 +391,28 @@ def _demo_summary(config, quick, unavailable, measured):
             "never a training batch). The full few-shot and retrieval studies run on "
             f"`{config['study_model']}`; every model gets zero-shot, recall, geometry, "
             "histogram indicators and image-only few-shot. PCA← projects onto the principal "
-            "directions of the 'colour shape' object names, keeping d // 2 components."),
-        "protocol": ("Support: k shots per class; " + (
-            "hyper-parameters chosen on min(k, 4) validation shots per class drawn from the "
-            "other scenes, over the 'default' grids; scored on every scene in neither set."
-            if config["tune"] else "every method at its default hyper-parameters; scored on "
-            "every other scene.")),
-        "scaling": (f"OTI on {config['n_queries']} image queries per model and OVI on "
-                    f"{config['n_text_queries']} text queries per labelling "
-                    f"({config['oti_steps']} / {config['ovi_steps']} steps), not on every "
-                    "scene, to keep the demo within minutes on 2 CPU cores; the intervals "
-                    "account for the number of queries."),
-        "caveat": (" The tiny models and generated scenes are a toy world: the verdicts "
-                   "describe this setting, not CLIP at scale."),
+            "directions of the 'colour shape' object names, keeping d // 2 components."
+        ),
+        "protocol": (
+            "Support: k shots per class; "
+            + (
+                "hyper-parameters chosen on min(k, 4) validation shots per class drawn from the "
+                "other scenes, over the 'default' grids; scored on every scene in neither set."
+                if config["tune"]
+                else "every method at its default hyper-parameters; scored on every other scene."
+            )
+        ),
+        "scaling": (
+            f"OTI on {config['n_queries']} image queries per model and OVI on "
+            f"{config['n_text_queries']} text queries per labelling "
+            f"({config['oti_steps']} / {config['ovi_steps']} steps), not on every "
+            "scene, to keep the demo within minutes on 2 CPU cores; the intervals "
+            "account for the number of queries."
+        ),
+        "caveat": (
+            " The tiny models and generated scenes are a toy world: the verdicts "
+            "describe this setting, not CLIP at scale."
+        ),
         "skvlm_version": __version__,
         "quick": bool(quick),
         "elapsed_s": None,
@@ -335,6 +434,7 @@ def _image_only_dict(runs):
     out = {}
     for (model, method, shots), part in runs.groupby(["model", "method", "shots"], sort=False):
         out.setdefault(model, {}).setdefault(method, {})[str(shots)] = {
-            "acc1": float(part["acc1"].mean()), "acc1_per_seed": part["acc1"].tolist()}
+            "acc1": float(part["acc1"].mean()),
+            "acc1_per_seed": part["acc1"].tolist(),
+        }
     return out
-

@@ -42,7 +42,9 @@ def _invert(kind, queries, encoder, params, random_state):
     import warnings
 
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*never seen in this tiny model's training: 'x'")
+        warnings.filterwarnings(
+            "ignore", message=r".*never seen in this tiny model's training: 'x'"
+        )
         return _study_invert(kind, queries, encoder, params, random_state)
 
 
@@ -59,15 +61,24 @@ def zero_shot_measures(encoded, scenes, world):
         for factor in world["labelings"]:
             y = scenes.factors[factor].astype(str).to_numpy()
             names, y_idx = np.unique(y, return_inverse=True)
-            weights, rows = class_weights(encode_text, world["prompt_names"](factor, names),
-                                          world["templates"][factor])
-            labelings[factor] = {"names": list(names), "y": y, "y_idx": y_idx,
-                                 "weights": weights.astype(np.float32), "prompt_rows": rows,
-                                 "correct": correct_per_image(enc["images"], weights, y_idx)}
+            weights, rows = class_weights(
+                encode_text, world["prompt_names"](factor, names), world["templates"][factor]
+            )
+            labelings[factor] = {
+                "names": list(names),
+                "y": y,
+                "y_idx": y_idx,
+                "weights": weights.astype(np.float32),
+                "prompt_rows": rows,
+                "correct": correct_per_image(enc["images"], weights, y_idx),
+            }
         pca_text, _ = class_weights(encode_text, object_names, _OBJECT_TEMPLATES)
-        out[model] = {"labelings": labelings, "pca_text": pca_text.astype(np.float32),
-                      "i2t_hits": recall_at_1_per_query(enc["images"], enc["captions"]),
-                      "t2i_hits": recall_at_1_per_query(enc["captions"], enc["images"])}
+        out[model] = {
+            "labelings": labelings,
+            "pca_text": pca_text.astype(np.float32),
+            "i2t_hits": recall_at_1_per_query(enc["images"], enc["captions"]),
+            "t2i_hits": recall_at_1_per_query(enc["captions"], enc["images"]),
+        }
     return out
 
 
@@ -78,9 +89,14 @@ def demo_fewshot(main, zs_main, scenes, world, sizes, random_state, tune):
         entry = zs_main["labelings"][labeling]
         logger.info(f"few-shot study, labeling '{labeling}' ({len(entry['names'])} classes)")
         runs = run_fewshot_study(
-            main["images"], entry["y"], text_weights=entry["weights"],
-            pca_text_embeddings=zs_main["pca_text"], shots=sizes["shots"],
-            seeds=[random_state + s for s in sizes["seeds"]], tune=tune)
+            main["images"],
+            entry["y"],
+            text_weights=entry["weights"],
+            pca_text_embeddings=zs_main["pca_text"],
+            shots=sizes["shots"],
+            seeds=[random_state + s for s in sizes["seeds"]],
+            tune=tune,
+        )
         runs.insert(0, "labeling", labeling)
         all_runs.append(runs)
         skipped.update({f"few-shot {k}": v for k, v in runs.attrs["skipped"].items()})
@@ -97,9 +113,17 @@ def _split(n, n_queries, random_state):
 
 def _rows(model, labeling, kind, method, label, queries, q_labels, gallery, g_labels, seed):
     metrics = _retrieval_metrics(queries, q_labels, gallery, g_labels, seed)
-    return {"model": model, "labeling": labeling, "task": TASKS[kind], "method": method,
-            "label": label, **metrics, "n_queries": len(queries), "n_gallery": len(gallery),
-            "seconds": np.nan}
+    return {
+        "model": model,
+        "labeling": labeling,
+        "task": TASKS[kind],
+        "method": method,
+        "label": label,
+        **metrics,
+        "n_queries": len(queries),
+        "n_gallery": len(gallery),
+        "seconds": np.nan,
+    }
 
 
 def _image_retrieval(model, enc, zs, labelings, sizes, random_state):
@@ -109,18 +133,33 @@ def _image_retrieval(model, enc, zs, labelings, sizes, random_state):
     images = np.asarray(enc["images"], dtype=np.float32)
     q, g = _split(len(images), sizes["n_queries"], random_state)
     logger.info(f"{model}: OTI of {len(q)} image queries")
-    inverted = _invert("image", images[q], enc["encoder"], {"n_steps": sizes["oti_steps"]},
-                       random_state)
+    inverted = _invert(
+        "image", images[q], enc["encoder"], {"n_steps": sizes["oti_steps"]}, random_state
+    )
     projector = ClassSubspaceProjector(text_embeddings=zs["pca_text"]).fit(images)
     projected = projector.transform(images)
     rows = []
     for labeling in labelings:
         y = zs["labelings"][labeling]["y"]
         for method, label, queries, gallery in (
-                ("raw", "raw", images[q], images[g]), ("inversion", "OTI", inverted, images[g]),
-                ("pca", "PCA←", projected[q], projected[g])):
-            rows.append(_rows(model, labeling, "image", method, label, queries, y[q], gallery,
-                              y[g], random_state))
+            ("raw", "raw", images[q], images[g]),
+            ("inversion", "OTI", inverted, images[g]),
+            ("pca", "PCA←", projected[q], projected[g]),
+        ):
+            rows.append(
+                _rows(
+                    model,
+                    labeling,
+                    "image",
+                    method,
+                    label,
+                    queries,
+                    y[q],
+                    gallery,
+                    y[g],
+                    random_state,
+                )
+            )
     return rows
 
 
@@ -137,13 +176,27 @@ def _text_retrieval(model, enc, zs, scenes, labelings, sizes, random_state):
             continue
         texts, labels = np.asarray(enc["captions"], dtype=np.float32)[named], y[named]
         q, g = _split(len(texts), sizes["n_text_queries"], random_state)
-        logger.info(f"{model}: OVI of {len(q)} text queries ('{labeling}', {named.sum()} "
-                    "captions name it)")
-        inverted = _invert("text", texts[q], enc["encoder"], {"n_steps": sizes["ovi_steps"]},
-                           random_state)
+        logger.info(
+            f"{model}: OVI of {len(q)} text queries ('{labeling}', {named.sum()} captions name it)"
+        )
+        inverted = _invert(
+            "text", texts[q], enc["encoder"], {"n_steps": sizes["ovi_steps"]}, random_state
+        )
         for method, label, queries in (("raw", "raw", texts[q]), ("inversion", "OVI", inverted)):
-            rows.append(_rows(model, labeling, "text", method, label, queries, labels[q],
-                              texts[g], labels[g], random_state))
+            rows.append(
+                _rows(
+                    model,
+                    labeling,
+                    "text",
+                    method,
+                    label,
+                    queries,
+                    labels[q],
+                    texts[g],
+                    labels[g],
+                    random_state,
+                )
+            )
     return rows
 
 
@@ -153,11 +206,18 @@ def demo_retrieval(encoded, main_model, zero_shot, scenes, world, sizes, random_
     labelings = world["fewshot_labelings"]
     rows = []
     for model in [main_model] + [m for m in OTI_MODELS if m in zero_shot and m != main_model]:
-        rows += _image_retrieval(model, encoded[model], zero_shot[model], labelings, sizes,
-                                 random_state)
-    rows += _text_retrieval(main_model, encoded[main_model], zero_shot[main_model], scenes,
-                            [lab for lab in _TEXT_LABELINGS if lab in labelings], sizes,
-                            random_state)
+        rows += _image_retrieval(
+            model, encoded[model], zero_shot[model], labelings, sizes, random_state
+        )
+    rows += _text_retrieval(
+        main_model,
+        encoded[main_model],
+        zero_shot[main_model],
+        scenes,
+        [lab for lab in _TEXT_LABELINGS if lab in labelings],
+        sizes,
+        random_state,
+    )
     zoo = pandas().DataFrame(rows)
     study = zoo[zoo["model"] == main_model].drop(columns=["model"]).reset_index(drop=True)
     study.attrs["skipped"] = {}
@@ -172,9 +232,11 @@ def ovi_zero_shot_measures(main, zs_main, scenes, world, sizes, random_state):
         entry = zs_main["labelings"][labeling]
         logger.info(f"intra-modal zero-shot: OVI of the '{labeling}' class prompts")
         out[labeling] = {
-            "intra_correct": ovi_zero_shot(main, entry["prompt_rows"], entry["y_idx"],
-                                           sizes["ovi_steps"], random_state),
-            "inter_correct": entry["correct"]}
+            "intra_correct": ovi_zero_shot(
+                main, entry["prompt_rows"], entry["y_idx"], sizes["ovi_steps"], random_state
+            ),
+            "inter_correct": entry["correct"],
+        }
     return out
 
 
@@ -182,8 +244,10 @@ def histogram_measures(encoded, labels, n_pairs, random_state):
     """The pair cosines (the same pairs for every model) and the histogram indicators."""
     pairs = draw_pairs(labels, n_pairs, random_state)
     cosines = {model: pair_cosines(enc, pairs) for model, enc in encoded.items()}
-    return {"cosines": cosines,
-            "indicators": {model: histogram_indicators(c) for model, c in cosines.items()}}
+    return {
+        "cosines": cosines,
+        "indicators": {model: histogram_indicators(c) for model, c in cosines.items()},
+    }
 
 
 def demo_diagnostics(encoded, zero_shot, labels, sizes, random_state):
@@ -195,28 +259,44 @@ def demo_diagnostics(encoded, zero_shot, labels, sizes, random_state):
     for model, enc in encoded.items():
         logger.info(f"{model}: diagnostics")
         if enc["image_only"]:
-            dist = similarity_distributions(np.asarray(enc["images"], dtype=np.float64), labels,
-                                            max_pairs=20000, random_state=random_state)
+            dist = similarity_distributions(
+                np.asarray(enc["images"], dtype=np.float64),
+                labels,
+                max_pairs=20000,
+                random_state=random_state,
+            )
             diag = {f"mean_cos_{k}": float(np.mean(v)) for k, v in dist.items() if v.size}
             diag.update({"modality_gap": None, "alignment_score": None, "image_only": True})
         else:
-            diag = diagnose_embeddings(enc["images"], enc["captions"], labels,
-                                       recover=sizes["recover"], random_state=random_state)
+            diag = diagnose_embeddings(
+                enc["images"],
+                enc["captions"],
+                labels,
+                recover=sizes["recover"],
+                random_state=random_state,
+            )
             dist = diag.pop("distributions")
             zs = zero_shot[model]
-            diag["zero_shot_acc1"] = {f: float(e["correct"].mean())
-                                      for f, e in zs["labelings"].items()}
-            diag["zero_shot_ci95"] = {f: mean_interval(e["correct"])["ci95"]
-                                      for f, e in zs["labelings"].items()}
-            diag["chance_zero_shot"] = {f: 1.0 / len(e["names"])
-                                        for f, e in zs["labelings"].items()}
+            diag["zero_shot_acc1"] = {
+                f: float(e["correct"].mean()) for f, e in zs["labelings"].items()
+            }
+            diag["zero_shot_ci95"] = {
+                f: mean_interval(e["correct"])["ci95"] for f, e in zs["labelings"].items()
+            }
+            diag["chance_zero_shot"] = {
+                f: 1.0 / len(e["names"]) for f, e in zs["labelings"].items()
+            }
             ids = np.arange(len(enc["captions"]))
             i2t = recall_at_k(enc["images"], ids, enc["captions"], ids, k=[1, 5, 10])
             t2i = recall_at_k(enc["captions"], ids, enc["images"], ids, k=[1, 5, 10])
-            diag["recall_at_k"] = {"image_to_text": {str(k): float(v) for k, v in i2t.items()},
-                                   "text_to_image": {str(k): float(v) for k, v in t2i.items()}}
-            diag["recall_at_1_ci95"] = {"image_to_text": mean_interval(zs["i2t_hits"])["ci95"],
-                                        "text_to_image": mean_interval(zs["t2i_hits"])["ci95"]}
+            diag["recall_at_k"] = {
+                "image_to_text": {str(k): float(v) for k, v in i2t.items()},
+                "text_to_image": {str(k): float(v) for k, v in t2i.items()},
+            }
+            diag["recall_at_1_ci95"] = {
+                "image_to_text": mean_interval(zs["i2t_hits"])["ci95"],
+                "text_to_image": mean_interval(zs["t2i_hits"])["ci95"],
+            }
             diag["chance_recall_at_1"] = 1.0 / len(enc["captions"])
             diag["image_only"] = False
         diag["notes"] = enc["notes"]
@@ -231,9 +311,10 @@ def embedding_map_groups(main, zs_main, n_points, random_state):
     from ..projection import ClassSubspaceProjector
 
     images = np.asarray(main["images"], dtype=np.float64)
-    idx = np.sort(np.random.default_rng(random_state).choice(len(images), n_points,
-                                                             replace=False))
+    idx = np.sort(np.random.default_rng(random_state).choice(len(images), n_points, replace=False))
     projector = ClassSubspaceProjector(text_embeddings=zs_main["pca_text"]).fit(images)
-    return {"image": l2_normalize(images[idx]),
-            "text (caption)": l2_normalize(np.asarray(main["captions"], dtype=np.float64)[idx]),
-            "image, PCA←": projector.transform(images[idx])}
+    return {
+        "image": l2_normalize(images[idx]),
+        "text (caption)": l2_normalize(np.asarray(main["captions"], dtype=np.float64)[idx]),
+        "image, PCA←": projector.transform(images[idx]),
+    }

@@ -24,8 +24,18 @@ from ._common import check_methods, logger, pandas, progress_to_stderr
 from ._intervals import t_interval
 from ._methods import DEFAULT_FEWSHOT, FEWSHOT_METHODS, REGISTRY
 
-_RUN_COLUMNS = ["method", "label", "shots", "seed", "acc1", "mean_per_class_recall", "n_test",
-                "n_val", "params", "seconds"]
+_RUN_COLUMNS = [
+    "method",
+    "label",
+    "shots",
+    "seed",
+    "acc1",
+    "mean_per_class_recall",
+    "n_test",
+    "n_val",
+    "params",
+    "seconds",
+]
 _SEARCHES = ("default", "reference")
 
 
@@ -34,10 +44,25 @@ def validation_shots(k):
     return min(int(k), 4)
 
 
-def run_fewshot_study(X, y, *, X_test=None, y_test=None, X_val=None, y_val=None,
-                      text_weights=None, pca_text_embeddings=None, support_views=None,
-                      methods=None, shots=(1, 2, 4, 8, 16), seeds=(0, 1, 2), tune=True,
-                      search="default", dataset=None, verbose=0):
+def run_fewshot_study(
+    X,
+    y,
+    *,
+    X_test=None,
+    y_test=None,
+    X_val=None,
+    y_val=None,
+    text_weights=None,
+    pca_text_embeddings=None,
+    support_views=None,
+    methods=None,
+    shots=(1, 2, 4, 8, 16),
+    seeds=(0, 1, 2),
+    tune=True,
+    search="default",
+    dataset=None,
+    verbose=0,
+):
     """k-shot classification of embeddings by several methods, over shots and seeds.
 
     Per (k, seed): the support is ``FewShotSplit(k, n_splits=1, random_state=seed)`` on
@@ -102,8 +127,9 @@ def run_fewshot_study(X, y, *, X_test=None, y_test=None, X_val=None, y_val=None,
     if search not in _SEARCHES:
         raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
     methods = check_methods(methods, FEWSHOT_METHODS, DEFAULT_FEWSHOT)
-    pipelines, skipped = _method_pipelines(methods, text_weights, pca_text_embeddings,
-                                           data["views"] is not None)
+    pipelines, skipped = _method_pipelines(
+        methods, text_weights, pca_text_embeddings, data["views"] is not None
+    )
     usable = _usable_shots(shots, data, tune)
     setting = {"tune": bool(tune), "search": search, "dataset": dataset}
     with progress_to_stderr(verbose):
@@ -118,14 +144,23 @@ def _run_splits(pipelines, data, usable, seeds, setting):
     """One result row per (shots, seed, method); the distinct warnings, by first shots."""
     rows, notes = [], {}
     for k in usable:
-        logger.info(f"few-shot: {k} shot(s) x {len(seeds)} seed(s) x {len(pipelines)} "
-                    f"method(s){', tuned on validation shots' if setting['tune'] else ''}")
+        logger.info(
+            f"few-shot: {k} shot(s) x {len(seeds)} seed(s) x {len(pipelines)} "
+            f"method(s){', tuned on validation shots' if setting['tune'] else ''}"
+        )
         for seed in seeds:
             split = _draw_split(data, k, int(seed), setting["tune"])
             for method, template in pipelines.items():
                 result = _run_method(method, template, data, split, setting, notes, k)
-                rows.append({"method": method, "label": FEWSHOT_METHODS[method], "shots": k,
-                             "seed": int(seed), **result})
+                rows.append(
+                    {
+                        "method": method,
+                        "label": FEWSHOT_METHODS[method],
+                        "shots": k,
+                        "seed": int(seed),
+                        **result,
+                    }
+                )
     return rows, notes
 
 
@@ -145,8 +180,10 @@ def _check_data(X, y, X_test, y_test, X_val, y_val, support_views):
         A = check_array(A, dtype=[np.float32, np.float64], input_name=f"X_{name}")
         b = column_or_1d(np.asarray(b), warn=False)
         if A.shape[1] != X.shape[1]:
-            raise ValueError(f"X_{name} has {A.shape[1]} features but X has {X.shape[1]}: "
-                             "both must be embeddings of the same model.")
+            raise ValueError(
+                f"X_{name} has {A.shape[1]} features but X has {X.shape[1]}: "
+                "both must be embeddings of the same model."
+            )
         if len(b) != len(A):
             raise ValueError(f"X_{name} has {len(A)} rows but y_{name} has {len(b)} labels.")
         unknown = np.setdiff1d(b, data["classes"])
@@ -156,8 +193,10 @@ def _check_data(X, y, X_test, y_test, X_val, y_val, support_views):
     if support_views is not None:
         views = np.asarray(support_views, dtype=X.dtype)
         if views.ndim != 3 or views.shape[1:] != X.shape:
-            raise ValueError(f"support_views must have shape (n_views, {X.shape[0]}, "
-                             f"{X.shape[1]}) (views of the rows of X); got {views.shape}.")
+            raise ValueError(
+                f"support_views must have shape (n_views, {X.shape[0]}, "
+                f"{X.shape[1]}) (views of the rows of X); got {views.shape}."
+            )
         data["views"] = views
     return data
 
@@ -194,8 +233,12 @@ def _usable_shots(shots, data, tune):
         k = int(k)
         if k < 1 or k > limit:
             bound = "smallest class" if has_test else "smallest class - 1"
-            warnings.warn(f"shots={k} skipped: the smallest class has {counts.min()} rows, so "
-                          f"k must be in [1, {bound}].", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"shots={k} skipped: the smallest class has {counts.min()} rows, so "
+                f"k must be in [1, {bound}].",
+                UserWarning,
+                stacklevel=3,
+            )
             continue
         if tune:
             _check_validation_room(k, counts, data)
@@ -228,8 +271,11 @@ def _check_validation_room(k, counts, data):
 def _draw_split(data, k, seed, tune):
     """Support, validation and test row indices of one (shots, seed)."""
     y = data["y"]
-    support, rest = next(FewShotSplit(k, n_splits=1, random_state=seed).split(None, y)) \
-        if data["X_test"] is None else _support_of_pool(y, k, seed)
+    support, rest = (
+        next(FewShotSplit(k, n_splits=1, random_state=seed).split(None, y))
+        if data["X_test"] is None
+        else _support_of_pool(y, k, seed)
+    )
     val = np.array([], dtype=int)
     if tune:
         rng = np.random.default_rng([seed, k, 4])  # apart from the support's generator
@@ -267,10 +313,14 @@ def _run_method(method, template, data, split, setting, notes, k):
         warnings.simplefilter("always")
         grid = REGISTRY[method].grid(template, setting["search"], setting["dataset"])
         if setting["tune"] and grid:
-            X_v, y_v = ((data["X_val"], data["y_val"]) if data["y_val"] is not None
-                        else (data["X"], data["y"]))
-            chosen, _ = select_params(template, X_s, y_s, X_v[split["val"]], y_v[split["val"]],
-                                      grid)
+            X_v, y_v = (
+                (data["X_val"], data["y_val"])
+                if data["y_val"] is not None
+                else (data["X"], data["y"])
+            )
+            chosen, _ = select_params(
+                template, X_s, y_s, X_v[split["val"]], y_v[split["val"]], grid
+            )
         else:
             defaults = template.get_params()
             chosen = {name: defaults[name] for name in grid}
@@ -281,10 +331,14 @@ def _run_method(method, template, data, split, setting, notes, k):
         predicted = pipe.predict(X_t)
     for w in caught:
         notes.setdefault(f"{FEWSHOT_METHODS[method]}: {w.message}", k)
-    return {"acc1": float(accuracy_score(y_t, predicted)),
-            "mean_per_class_recall": float(balanced_accuracy_score(y_t, predicted)),
-            "n_test": len(y_t), "n_val": len(split["val"]), "params": params,
-            "seconds": time.perf_counter() - tic}
+    return {
+        "acc1": float(accuracy_score(y_t, predicted)),
+        "mean_per_class_recall": float(balanced_accuracy_score(y_t, predicted)),
+        "n_test": len(y_t),
+        "n_val": len(split["val"]),
+        "params": params,
+        "seconds": time.perf_counter() - tic,
+    }
 
 
 def _support_rows(data, support, views):
@@ -336,6 +390,15 @@ def summarize_fewshot(runs):
     out["acc1_ci_high"] = [iv[1] for iv in intervals]
     out["mean_per_class_recall_std"] = std["mean_per_class_recall"]
     out["n_seeds"] = grouped["seed"].nunique()
-    return out.reset_index()[keys + ["acc1", "acc1_std", "acc1_ci_low", "acc1_ci_high",
-                                     "mean_per_class_recall", "mean_per_class_recall_std",
-                                     "n_seeds"]]
+    return out.reset_index()[
+        keys
+        + [
+            "acc1",
+            "acc1_std",
+            "acc1_ci_low",
+            "acc1_ci_high",
+            "mean_per_class_recall",
+            "mean_per_class_recall_std",
+            "n_seeds",
+        ]
+    ]

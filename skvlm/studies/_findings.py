@@ -29,7 +29,9 @@ def fewshot_summary_dict(summary, runs):
     out = {}
     for r in summary.itertuples():
         per_seed = runs[
-            (runs["labeling"] == r.labeling) & (runs["method"] == r.method) & (runs["shots"] == r.shots)
+            (runs["labeling"] == r.labeling)
+            & (runs["method"] == r.method)
+            & (runs["shots"] == r.shots)
         ].sort_values("seed")
         entry = {
             "acc1": r.acc1,
@@ -97,6 +99,7 @@ def model_gains(base, other):
     Both are paired bootstraps over the same image-caption pairs; ``base`` and ``other``
     are dicts with L2-normalised ``images`` and ``captions`` rows.
     """
+
     def alignment(Ia, Ta, Ib, Tb):
         return np.mean(np.sum(Ib * Tb, axis=1)) - np.mean(np.sum(Ia * Ta, axis=1))
 
@@ -106,12 +109,20 @@ def model_gains(base, other):
 
     rows = [l2_normalize(np.asarray(base[k], dtype=np.float64)) for k in ("images", "captions")]
     rows += [l2_normalize(np.asarray(other[k], dtype=np.float64)) for k in ("images", "captions")]
-    return {"alignment_score_gain": gain(*bootstrap_statistic(alignment, *rows)),
-            "modality_gap_reduction": gain(*bootstrap_statistic(gap_reduction, *rows))}
+    return {
+        "alignment_score_gain": gain(*bootstrap_statistic(alignment, *rows)),
+        "modality_gap_reduction": gain(*bootstrap_statistic(gap_reduction, *rows)),
+    }
 
 
-def findings(fewshot_runs, retrieval, diagnostics, *, comparison=None,
-             expectations=(("shape", 1), ("background", -1))):
+def findings(
+    fewshot_runs,
+    retrieval,
+    diagnostics,
+    *,
+    comparison=None,
+    expectations=(("shape", 1), ("background", -1)),
+):
     """The seed claims, each with the gains measured here (mean and 95 % interval) and a verdict.
 
     ``expectations``: (labeling, expected sign of the PCA← gain) pairs. ``comparison``:
@@ -121,14 +132,15 @@ def findings(fewshot_runs, retrieval, diagnostics, *, comparison=None,
     if fewshot_runs is not None or retrieval is not None:
         for labeling, sign in expectations:
             out[f"pca_{'helps' if sign > 0 else 'hurts'}_on_{labeling}"] = _pca_finding(
-                fewshot_runs, retrieval, labeling, sign)
+                fewshot_runs, retrieval, labeling, sign
+            )
     if retrieval is not None:
         out.update(_inversion_findings(retrieval))
     if comparison is not None:
         base, other, gains = comparison
         out["shared_model_aligns_better"] = {
             "claim": f"the shared-parameter model ({other}) has a higher alignment score and a "
-                     f"smaller modality gap than {base} (AlignCLIP, Tab. 1)",
+            f"smaller modality gap than {base} (AlignCLIP, Tab. 1)",
             **gains,
             "expected_sign": 1,
             "verdict": verdict(list(gains.values()), 1),
@@ -138,7 +150,7 @@ def findings(fewshot_runs, retrieval, diagnostics, *, comparison=None,
         measured = [e for e in errors.values() if e is not None]
         out["intra_similarity_recoverable"] = {
             "claim": "image-image similarities are determined by image-text similarities "
-                     "(seed 002, App. A): recovered to 1e-6 (an identity: no interval)",
+            "(seed 002, App. A): recovered to 1e-6 (an identity: no interval)",
             "recovery_max_abs_error": errors,
             "verdict": "holds" if all(e <= 1e-6 for e in measured) else "does not hold",
         }
@@ -146,15 +158,23 @@ def findings(fewshot_runs, retrieval, diagnostics, *, comparison=None,
 
 
 def _pca_finding(fewshot_runs, retrieval, labeling, sign):
-    fewshot = (fewshot_gain(fewshot_runs, labeling, "prototype_pca", "prototype")
-               if fewshot_runs is not None else None)
-    image = (retrieval_gain(retrieval, labeling, TASKS["image"], "pca")
-             if retrieval is not None else None)
+    fewshot = (
+        fewshot_gain(fewshot_runs, labeling, "prototype_pca", "prototype")
+        if fewshot_runs is not None
+        else None
+    )
+    image = (
+        retrieval_gain(retrieval, labeling, TASKS["image"], "pca")
+        if retrieval is not None
+        else None
+    )
     return {
-        "claim": (f"PCA← {'raises' if sign > 0 else 'lowers'} NearestPrototype accuracy and "
-                  f"image→image mAP when the labels are "
-                  f"{_LABELING_PHRASES.get(labeling, 'the class folders')} (seed 002, "
-                  f"{'Tab. 2-3' if sign > 0 else 'the BDD100k ablation'})"),
+        "claim": (
+            f"PCA← {'raises' if sign > 0 else 'lowers'} NearestPrototype accuracy and "
+            f"image→image mAP when the labels are "
+            f"{_LABELING_PHRASES.get(labeling, 'the class folders')} (seed 002, "
+            f"{'Tab. 2-3' if sign > 0 else 'the BDD100k ablation'})"
+        ),
         "fewshot_acc1_gain": fewshot,
         "image_to_image_mAP_gain": image,
         "expected_sign": sign,
@@ -166,25 +186,28 @@ def _inversion_findings(retrieval):
     i2i, t2t = TASKS["image"], TASKS["text"]
     labelings = list(dict.fromkeys(retrieval["labeling"]))
     oti = {lab: retrieval_gain(retrieval, lab, i2i, "inversion") for lab in labelings}
-    out = {"oti_beats_raw_image_retrieval": {
-        "claim": "OTI query features retrieve images better than raw image features "
-                 "(Cross the Gap, Tab. 3 of seed 002)",
-        "image_to_image_mAP_gain": oti,
-        "expected_sign": 1,
-        "verdict": verdict(list(oti.values()), 1),
-    }}
+    out = {
+        "oti_beats_raw_image_retrieval": {
+            "claim": "OTI query features retrieve images better than raw image features "
+            "(Cross the Gap, Tab. 3 of seed 002)",
+            "image_to_image_mAP_gain": oti,
+            "expected_sign": 1,
+            "verdict": verdict(list(oti.values()), 1),
+        }
+    }
     ovi = {lab: retrieval_gain(retrieval, lab, t2t, "inversion") for lab in labelings}
     if any(v is not None for v in ovi.values()) or (retrieval["task"] == t2t).any():
         out["ovi_beats_raw_text_retrieval"] = {
             "claim": "OVI query features retrieve texts better than raw text features "
-                     "(Cross the Gap)",
+            "(Cross the Gap)",
             "text_to_text_mAP_gain": ovi,
             "expected_sign": 1,
             "verdict": verdict(list(ovi.values()), 1),
         }
-    pca_vs_oti = {lab: (None if oti[lab] is None else
-                        retrieval_gain(retrieval, lab, i2i, "pca", "inversion"))
-                  for lab in labelings}
+    pca_vs_oti = {
+        lab: (None if oti[lab] is None else retrieval_gain(retrieval, lab, i2i, "pca", "inversion"))
+        for lab in labelings
+    }
     out["pca_beats_oti"] = {
         "claim": "PCA← beats OTI on image→image retrieval (seed 002, Tab. 3)",
         "image_to_image_mAP_gain": pca_vs_oti,

@@ -19,11 +19,30 @@ _LABELING = "classes"
 _FOLDER_TEMPLATE = "a photo of a {}."
 
 
-def run_folder_study(study, data, out, *, model="ViT-B-32", pretrained="default",
-                     shots=(1, 2, 4, 8, 16), seeds=(0, 1, 2), methods=None,
-                     templates="reference", pca_class_names=None, n_queries=200, cache=None,
-                     device="auto", batch_size=64, random_state=0, on_error="raise",
-                     coop=None, tune=True, search="default", n_views=0, verbose=1):
+def run_folder_study(
+    study,
+    data,
+    out,
+    *,
+    model="ViT-B-32",
+    pretrained="default",
+    shots=(1, 2, 4, 8, 16),
+    seeds=(0, 1, 2),
+    methods=None,
+    templates="reference",
+    pca_class_names=None,
+    n_queries=200,
+    cache=None,
+    device="auto",
+    batch_size=64,
+    random_state=0,
+    on_error="raise",
+    coop=None,
+    tune=True,
+    search="default",
+    n_views=0,
+    verbose=1,
+):
     """Run the few-shot or the retrieval study on an image folder and write a report.
 
     What ``python -m skvlm fewshot | retrieval`` do. The images (``root/<class>/<image>``,
@@ -75,15 +94,34 @@ def run_folder_study(study, data, out, *, model="ViT-B-32", pretrained="default"
     """
     if study not in ("fewshot", "retrieval"):
         raise ValueError(f"study must be 'fewshot' or 'retrieval', got {study!r}.")
-    default = (DEFAULT_FEWSHOT + (("lda_views",) if n_views else ()) if study == "fewshot"
-               else tuple(RETRIEVAL_METHODS))
-    methods = check_methods(methods, FEWSHOT_METHODS if study == "fewshot"
-                            else RETRIEVAL_METHODS, default)
-    encoding = {"model": model, "pretrained": pretrained, "device": device, "cache": cache,
-                "batch_size": batch_size, "on_error": on_error, "verbose": verbose}
-    setting = {"shots": shots, "seeds": seeds, "tune": tune, "search": search,
-               "n_views": int(n_views), "templates": templates, "n_queries": n_queries,
-               "random_state": random_state, "pca": {"names": pca_class_names, "templates": templates}}
+    default = (
+        DEFAULT_FEWSHOT + (("lda_views",) if n_views else ())
+        if study == "fewshot"
+        else tuple(RETRIEVAL_METHODS)
+    )
+    methods = check_methods(
+        methods, FEWSHOT_METHODS if study == "fewshot" else RETRIEVAL_METHODS, default
+    )
+    encoding = {
+        "model": model,
+        "pretrained": pretrained,
+        "device": device,
+        "cache": cache,
+        "batch_size": batch_size,
+        "on_error": on_error,
+        "verbose": verbose,
+    }
+    setting = {
+        "shots": shots,
+        "seeds": seeds,
+        "tune": tune,
+        "search": search,
+        "n_views": int(n_views),
+        "templates": templates,
+        "n_queries": n_queries,
+        "random_state": random_state,
+        "pca": {"names": pca_class_names, "templates": templates},
+    }
     with progress_to_stderr(verbose):
         start = time.perf_counter()
         rows = _encode_coop(data, coop, encoding) if coop else _encode_folder(data, encoding)
@@ -95,19 +133,37 @@ def run_folder_study(study, data, out, *, model="ViT-B-32", pretrained="default"
         config = _folder_config(study, data, model, pretrained, methods, rows, setting)
         summary = _folder_summary(study, data, model, pretrained, config, result, rows)
         summary["elapsed_s"] = time.perf_counter() - start
-        write_report(Path(out), summary, result.get("runs"), result.get("summary"),
-                     result.get("retrieval"), None, None)
+        write_report(
+            Path(out),
+            summary,
+            result.get("runs"),
+            result.get("summary"),
+            result.get("retrieval"),
+            None,
+            None,
+        )
     return summary
 
 
 def _folder_config(study, data, model, pretrained, methods, rows, setting):
-    config = {"study": study, "data": str(data), "n_images": len(rows["labels"]),
-              "n_classes": len(rows["names"]), "model": model, "pretrained": str(pretrained),
-              "methods": methods}
+    config = {
+        "study": study,
+        "data": str(data),
+        "n_images": len(rows["labels"]),
+        "n_classes": len(rows["names"]),
+        "model": model,
+        "pretrained": str(pretrained),
+        "methods": methods,
+    }
     if study == "fewshot":
-        config.update(shots=list(setting["shots"]), seeds=list(setting["seeds"]),
-                      templates=setting["templates"], tune=bool(setting["tune"]),
-                      search=setting["search"], n_views=setting["n_views"])
+        config.update(
+            shots=list(setting["shots"]),
+            seeds=list(setting["seeds"]),
+            templates=setting["templates"],
+            tune=bool(setting["tune"]),
+            search=setting["search"],
+            n_views=setting["n_views"],
+        )
     else:
         config.update(n_queries=setting["n_queries"], seed=setting["random_state"])
     if rows.get("dataset"):
@@ -118,10 +174,15 @@ def _folder_config(study, data, model, pretrained, methods, rows, setting):
 def _encoder(encoding):
     from ..encoders import CLIPEncoder
 
-    return CLIPEncoder(model=encoding["model"], pretrained=encoding["pretrained"],
-                       device=encoding["device"], cache=encoding["cache"],
-                       batch_size=encoding["batch_size"], on_error=encoding["on_error"],
-                       verbose=encoding["verbose"])
+    return CLIPEncoder(
+        model=encoding["model"],
+        pretrained=encoding["pretrained"],
+        device=encoding["device"],
+        cache=encoding["cache"],
+        batch_size=encoding["batch_size"],
+        on_error=encoding["on_error"],
+        verbose=encoding["verbose"],
+    )
 
 
 def _encode_paths(encoder, paths, labels):
@@ -140,13 +201,20 @@ def _encode_folder(data, encoding):
     dataset = load_image_folder(data)
     names = [str(n).replace("_", " ") for n in dataset.target_names]
     encoder = _encoder(encoding)
-    logger.info(f"encoding {len(dataset.paths)} images of {len(names)} classes with "
-                f"{encoding['model']}")
-    images, labels, paths, unreadable = _encode_paths(encoder, list(dataset.paths),
-                                                      dataset.labels)
-    return {"images": images, "labels": labels, "paths": paths, "names": names,
-            "encoder": encoder, "unreadable": unreadable, "templates": [_FOLDER_TEMPLATE],
-            "notes": []}
+    logger.info(
+        f"encoding {len(dataset.paths)} images of {len(names)} classes with {encoding['model']}"
+    )
+    images, labels, paths, unreadable = _encode_paths(encoder, list(dataset.paths), dataset.labels)
+    return {
+        "images": images,
+        "labels": labels,
+        "paths": paths,
+        "names": names,
+        "encoder": encoder,
+        "unreadable": unreadable,
+        "templates": [_FOLDER_TEMPLATE],
+        "notes": [],
+    }
 
 
 def _encode_coop(root, dataset, encoding):
@@ -155,22 +223,31 @@ def _encode_coop(root, dataset, encoding):
 
     split = load_coop_split(root, dataset)
     encoder = _encoder(encoding)
-    rows = {"names": list(split.target_names), "encoder": encoder, "unreadable": [],
-            "templates": list(split.templates), "dataset": split.dataset, "notes": []}
+    rows = {
+        "names": list(split.target_names),
+        "encoder": encoder,
+        "unreadable": [],
+        "templates": list(split.templates),
+        "dataset": split.dataset,
+        "notes": [],
+    }
     subsets = ["train", "test"] + ([] if split.dataset == "ImageNet" else ["val"])
     for subset in subsets:
         part = split[subset]
-        logger.info(f"encoding {len(part.paths)} {subset} images of {split.dataset} with "
-                    f"{encoding['model']}")
-        images, labels, paths, unreadable = _encode_paths(encoder, list(part.paths),
-                                                          part.target)
+        logger.info(
+            f"encoding {len(part.paths)} {subset} images of {split.dataset} with "
+            f"{encoding['model']}"
+        )
+        images, labels, paths, unreadable = _encode_paths(encoder, list(part.paths), part.target)
         prefix = "" if subset == "train" else f"{subset}_"
         rows.update({f"{prefix}images": images, f"{prefix}labels": labels})
         rows["paths" if subset == "train" else f"{subset}_paths"] = paths
         rows["unreadable"] += unreadable
     if split.dataset == "ImageNet":
-        rows["notes"].append("ImageNet: the validation shots are drawn from train, since "
-                             "CoOp's ImageNet val is its test set.")
+        rows["notes"].append(
+            "ImageNet: the validation shots are drawn from train, since "
+            "CoOp's ImageNet val is its test set."
+        )
     return rows
 
 
@@ -181,8 +258,9 @@ def _encode_views(rows, n_views):
     logger.info(f"encoding {n_views} augmented views of {len(rows['paths'])} training images")
     views = []
     for view in range(int(n_views)):
-        encoder = clone(rows["encoder"]).set_params(n_augmentations=1, random_state=view,
-                                                    on_error="raise")
+        encoder = clone(rows["encoder"]).set_params(
+            n_augmentations=1, random_state=view, on_error="raise"
+        )
         views.append(encoder.fit_transform(rows["paths"]))
     return np.stack(views)
 
@@ -207,16 +285,28 @@ def _folder_fewshot(rows, methods, setting, verbose):
     templates, pca = setting["templates"], setting["pca"]
     W = pca_text = None
     if any(REGISTRY[m].uses_text for m in methods):
-        W = class_text_embeddings(rows["encoder"].encode_text, rows["names"],
-                                  _templates(templates, rows))
+        W = class_text_embeddings(
+            rows["encoder"].encode_text, rows["names"], _templates(templates, rows)
+        )
         pca_text = W if pca["names"] is None else _pca_rows(rows, pca, "labels", templates)
     runs = run_fewshot_study(
-        rows["images"], rows["labels"], X_test=rows.get("test_images"),
-        y_test=rows.get("test_labels"), X_val=rows.get("val_images"),
-        y_val=rows.get("val_labels"), text_weights=W, pca_text_embeddings=pca_text,
-        support_views=rows.get("views"), methods=methods, shots=setting["shots"],
-        seeds=setting["seeds"], tune=setting["tune"], search=setting["search"],
-        dataset=rows.get("dataset"), verbose=verbose)
+        rows["images"],
+        rows["labels"],
+        X_test=rows.get("test_images"),
+        y_test=rows.get("test_labels"),
+        X_val=rows.get("val_images"),
+        y_val=rows.get("val_labels"),
+        text_weights=W,
+        pca_text_embeddings=pca_text,
+        support_views=rows.get("views"),
+        methods=methods,
+        shots=setting["shots"],
+        seeds=setting["seeds"],
+        tune=setting["tune"],
+        search=setting["search"],
+        dataset=rows.get("dataset"),
+        verbose=verbose,
+    )
     if runs.empty:
         raise RuntimeError(f"No few-shot result: {runs.attrs['skipped'] or 'no usable shots'}")
     skipped = {f"few-shot {k}": v for k, v in runs.attrs["skipped"].items()}
@@ -224,9 +314,13 @@ def _folder_fewshot(rows, methods, setting, verbose):
     summary = summarize_fewshot(runs)
     if rows.get("dataset"):
         summary = _with_published(summary, rows["dataset"], rows["encoder"])
-    return {"runs": runs, "summary": summary, "skipped": skipped,
-            "notes": rows["notes"] + list(runs.attrs["warnings"]),
-            "protocol": _protocol(rows, setting)}
+    return {
+        "runs": runs,
+        "summary": summary,
+        "skipped": skipped,
+        "notes": rows["notes"] + list(runs.attrs["warnings"]),
+        "protocol": _protocol(rows, setting),
+    }
 
 
 def _with_published(summary, dataset, encoder):
@@ -234,8 +328,9 @@ def _with_published(summary, dataset, encoder):
     from .._published import compare_with_published
 
     pretrained = None if encoder.pretrained in (None, "default") else str(encoder.pretrained)
-    return compare_with_published(summary, model=encoder.model, dataset=dataset,
-                                  pretrained=pretrained)
+    return compare_with_published(
+        summary, model=encoder.model, dataset=dataset, pretrained=pretrained
+    )
 
 
 def _protocol(rows, setting):
@@ -243,22 +338,37 @@ def _protocol(rows, setting):
     if not setting["tune"]:
         validation = "untuned: every method at its default hyper-parameters"
     else:
-        source = ("the val split" if rows.get("val_images") is not None else
-                  "the train split (CoOp's ImageNet val is its test set)"
-                  if rows.get("dataset") == "ImageNet" else "the other training rows")
-        validation = (f"hyper-parameters chosen on min(k, 4) validation shots per class from "
-                      f"{source} over the '{setting['search']}' grids")
-    test = ("the test split" if rows.get("test_images") is not None
-            else "every row in neither the support nor the validation set")
+        source = (
+            "the val split"
+            if rows.get("val_images") is not None
+            else "the train split (CoOp's ImageNet val is its test set)"
+            if rows.get("dataset") == "ImageNet"
+            else "the other training rows"
+        )
+        validation = (
+            f"hyper-parameters chosen on min(k, 4) validation shots per class from "
+            f"{source} over the '{setting['search']}' grids"
+        )
+    test = (
+        "the test split"
+        if rows.get("test_images") is not None
+        else "every row in neither the support nor the validation set"
+    )
     return f"Support: k shots per class; {validation}; scored on {test}."
 
 
 def _folder_retrieval(rows, methods, setting, verbose):
     pca_text = _pca_rows(rows, setting["pca"], "imagenet", None) if "pca" in methods else None
     results = run_retrieval_study(
-        rows["images"], rows["labels"], pca_text_embeddings=pca_text,
-        encoder=rows["encoder"] if "inversion" in methods else None, methods=methods,
-        n_queries=setting["n_queries"], random_state=setting["random_state"], verbose=verbose)
+        rows["images"],
+        rows["labels"],
+        pca_text_embeddings=pca_text,
+        encoder=rows["encoder"] if "inversion" in methods else None,
+        methods=methods,
+        n_queries=setting["n_queries"],
+        random_state=setting["random_state"],
+        verbose=verbose,
+    )
     if results.empty:
         raise RuntimeError(f"No retrieval result: {results.attrs['skipped']}")
     skipped = {f"retrieval {k}": v for k, v in results.attrs["skipped"].items()}
@@ -271,8 +381,12 @@ def _folder_summary(study, data, model, pretrained, config, result, rows):
     unreadable = rows["unreadable"]
     notes = result["notes"]
     if unreadable:
-        notes = [(f"{len(unreadable)} unreadable images were left out "
-                 "(listed under 'unreadable' in summary.json).")] + notes
+        notes = [
+            (
+                f"{len(unreadable)} unreadable images were left out "
+                "(listed under 'unreadable' in summary.json)."
+            )
+        ] + notes
     return {
         "title": f"skvlm {study} report",
         "description": f"`python -m skvlm {study}` on `{data}` with `{model}` (`{pretrained}`).",

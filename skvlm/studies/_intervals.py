@@ -58,13 +58,15 @@ def paired_t_interval(values, baseline, confidence=CONFIDENCE):
     values = np.asarray(values, dtype=np.float64)
     baseline = np.asarray(baseline, dtype=np.float64)
     if values.shape != baseline.shape:
-        raise ValueError(f"paired values need the same shape, got {values.shape} and "
-                         f"{baseline.shape}.")
+        raise ValueError(
+            f"paired values need the same shape, got {values.shape} and {baseline.shape}."
+        )
     return t_interval(values - baseline, confidence)
 
 
-def bootstrap_interval(values, baseline=None, *, confidence=CONFIDENCE,
-                       n_resamples=N_RESAMPLES, random_state=0):
+def bootstrap_interval(
+    values, baseline=None, *, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, random_state=0
+):
     """Mean of ``values`` (minus ``baseline``, paired) and its percentile bootstrap interval.
 
     The items (queries) are resampled with replacement ``n_resamples`` times; a pair
@@ -86,8 +88,9 @@ def bootstrap_interval(values, baseline=None, *, confidence=CONFIDENCE,
     if baseline is not None:
         baseline = np.asarray(baseline, dtype=np.float64)
         if values.shape != baseline.shape:
-            raise ValueError(f"paired values need the same shape, got {values.shape} and "
-                             f"{baseline.shape}.")
+            raise ValueError(
+                f"paired values need the same shape, got {values.shape} and {baseline.shape}."
+            )
         values = values - baseline
     values = values[~np.isnan(values)]
     if values.size == 0:
@@ -99,14 +102,17 @@ def bootstrap_interval(values, baseline=None, *, confidence=CONFIDENCE,
     means = np.empty(n_resamples)
     for start in range(0, n_resamples, 256):  # bounded memory: 256 x n indices at a time
         stop = min(start + 256, n_resamples)
-        means[start:stop] = values[rng.integers(0, values.size, (stop - start, values.size))].mean(1)
+        means[start:stop] = values[rng.integers(0, values.size, (stop - start, values.size))].mean(
+            1
+        )
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return mean, (float(low), float(high))
 
 
-def bootstrap_statistic(statistic, *samples, confidence=CONFIDENCE, n_resamples=N_RESAMPLES,
-                        random_state=0):
+def bootstrap_statistic(
+    statistic, *samples, confidence=CONFIDENCE, n_resamples=N_RESAMPLES, random_state=0
+):
     """``statistic(*samples)`` and its percentile bootstrap interval over shared rows.
 
     Row i of every sample is resampled together (paired): for a difference between two

@@ -105,22 +105,44 @@ _ENTRIES = [
     FewShotMethod("prototype", "NearestPrototype", "NearestPrototype"),
     # After PCA← the projected rows go to the classifier as they are, not re-normalised,
     # as seed 002's code does (Is-CLIP main_few_shots.py, prototype_classify).
-    FewShotMethod("prototype_pca", "NearestPrototype + PCA←", "NearestPrototype",
-                  pca=True, params={"normalize": False}),
+    FewShotMethod(
+        "prototype_pca",
+        "NearestPrototype + PCA←",
+        "NearestPrototype",
+        pca=True,
+        params={"normalize": False},
+    ),
     FewShotMethod("lda", "LDA", "LDAClassifier", text="optional"),
-    FewShotMethod("lda_pca", "LDA + PCA←", "LDAClassifier", text="optional", pca=True,
-                  params={"normalize": False}, default=False),
-    FewShotMethod("tip_adapter", "Tip-Adapter", "TipAdapterClassifier",
-                  text="optional"),
+    FewShotMethod(
+        "lda_pca",
+        "LDA + PCA←",
+        "LDAClassifier",
+        text="optional",
+        pca=True,
+        params={"normalize": False},
+        default=False,
+    ),
+    FewShotMethod("tip_adapter", "Tip-Adapter", "TipAdapterClassifier", text="optional"),
     FewShotMethod("tip_x", "Tip-X", "TipXClassifier", text="required"),
     FewShotMethod("ape", "APE", "APEClassifier", text="required"),
     # CODER's text bank here is the class-name text classifier itself (one row per
     # class); the reference's also holds attributes and analogous classes of an LLM.
-    FewShotMethod("coder", "CODER", "CODERClassifier", text="required",
-                  text_params=("text_weights", "text_bank")),
+    FewShotMethod(
+        "coder",
+        "CODER",
+        "CODERClassifier",
+        text="required",
+        text_params=("text_weights", "text_bank"),
+    ),
     FewShotMethod("linear_probe", "linear probe", "LinearProbeClassifier", default=False),
-    FewShotMethod("lda_views", "LDA (augmented views)", "LDAClassifier", text="optional",
-                  views=True, default=False),
+    FewShotMethod(
+        "lda_views",
+        "LDA (augmented views)",
+        "LDAClassifier",
+        text="optional",
+        views=True,
+        default=False,
+    ),
 ]
 
 #: Every few-shot method, by key, in table order.

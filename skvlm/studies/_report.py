@@ -30,8 +30,9 @@ def _fewshot_markdown(summary):
     rows = []
     for label in dict.fromkeys(summary["label"]):
         part = summary[summary["label"] == label].set_index("shots")
-        rows.append([label] + [_accuracy_cell(part.loc[k]) if k in part.index else "–"
-                               for k in shots])
+        rows.append(
+            [label] + [_accuracy_cell(part.loc[k]) if k in part.index else "–" for k in shots]
+        )
     return _markdown_table(header, rows)
 
 
@@ -50,11 +51,20 @@ def published_markdown(summary):
     matched = summary[summary["published"].notna()]
     if matched.empty:
         return None
-    rows = [[r.label, r.shots, _accuracy_cell(r._asdict()), _fmt(r.published),
-             f"{100 * (r.acc1 - r.published):+.1f}", r.published_source]
-            for r in matched.itertuples()]
-    return _markdown_table(["method", "shots", "measured", "published", "difference",
-                            "source"], rows)
+    rows = [
+        [
+            r.label,
+            r.shots,
+            _accuracy_cell(r._asdict()),
+            _fmt(r.published),
+            f"{100 * (r.acc1 - r.published):+.1f}",
+            r.published_source,
+        ]
+        for r in matched.itertuples()
+    ]
+    return _markdown_table(
+        ["method", "shots", "measured", "published", "difference", "source"], rows
+    )
 
 
 def _params_markdown(runs):
@@ -78,16 +88,23 @@ def _params_markdown(runs):
 
 
 def _params_text(params):
-    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
-                     for k, v in params.items())
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items()
+    )
 
 
 def _retrieval_markdown(results):
-    header = ["task", "method", "mAP [95 % interval]", "mAP@R", "R-precision", "queries",
-              "gallery"]
+    header = ["task", "method", "mAP [95 % interval]", "mAP@R", "R-precision", "queries", "gallery"]
     rows = [
-        [r.task, r.label, f"{_fmt(r.mAP)} [{_fmt(r.mAP_ci_low)}, {_fmt(r.mAP_ci_high)}]",
-         _fmt(r.mAP_at_R), _fmt(r.R_precision), r.n_queries, r.n_gallery]
+        [
+            r.task,
+            r.label,
+            f"{_fmt(r.mAP)} [{_fmt(r.mAP_ci_low)}, {_fmt(r.mAP_ci_high)}]",
+            _fmt(r.mAP_at_R),
+            _fmt(r.R_precision),
+            r.n_queries,
+            r.n_gallery,
+        ]
         for r in results.itertuples()
     ]
     return _markdown_table(header, rows)
@@ -122,8 +139,11 @@ def _jsonable(obj):
 
 
 def _finding_line(finding):
-    numbers = [_number_text(name, value) for name, value in finding.items()
-               if name not in ("claim", "verdict", "expected_sign", "gains")]
+    numbers = [
+        _number_text(name, value)
+        for name, value in finding.items()
+        if name not in ("claim", "verdict", "expected_sign", "gains")
+    ]
     return [finding["claim"], "; ".join(numbers), f"**{finding['verdict']}**"]
 
 
@@ -174,14 +194,28 @@ def _two_histograms(distributions, model, path):
 
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
-    plot_similarity_histograms(distributions, keys=["intra_class", "inter_class"], ax=left,
-                               title=f"{model}: image-image by shape class")
+    plot_similarity_histograms(
+        distributions,
+        keys=["intra_class", "inter_class"],
+        ax=left,
+        title=f"{model}: image-image by shape class",
+    )
     if "inter_modal" in distributions:
-        plot_similarity_histograms(distributions, keys=["intra_modal", "inter_modal"], ax=right,
-                                   title=f"{model}: by modality")
+        plot_similarity_histograms(
+            distributions,
+            keys=["intra_modal", "inter_modal"],
+            ax=right,
+            title=f"{model}: by modality",
+        )
     else:
-        right.text(0.5, 0.5, "image-only model:\nno image-text pairs", ha="center",
-                   va="center", transform=right.transAxes)
+        right.text(
+            0.5,
+            0.5,
+            "image-only model:\nno image-text pairs",
+            ha="center",
+            va="center",
+            transform=right.transAxes,
+        )
         right.set_axis_off()
     fig.savefig(path, dpi=110)
     return path.name
@@ -194,8 +228,7 @@ def _fewshot_figures(out, fewshot_runs):
     for labeling in dict.fromkeys(fewshot_runs["labeling"]):
         runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
         runs = runs.assign(method=runs["label"])
-        ax = plot_fewshot_curves(runs, title=f"few-shot accuracy, labels = {labeling}",
-                                 band="ci95")
+        ax = plot_fewshot_curves(runs, title=f"few-shot accuracy, labels = {labeling}", band="ci95")
         names[labeling] = _save_figure(ax, out / f"fewshot_{labeling}.png")
     return names
 
@@ -203,10 +236,13 @@ def _fewshot_figures(out, fewshot_runs):
 def _retrieval_figure(out, retrieval):
     from ..plotting import plot_retrieval_bars
 
-    table = retrieval.assign(group=retrieval["labeling"] + ":\n" + retrieval["task"],
-                             series=retrieval["method"].map(RETRIEVAL_METHODS),
-                             value=retrieval["mAP"], low=retrieval["mAP_ci_low"],
-                             high=retrieval["mAP_ci_high"])
+    table = retrieval.assign(
+        group=retrieval["labeling"] + ":\n" + retrieval["task"],
+        series=retrieval["method"].map(RETRIEVAL_METHODS),
+        value=retrieval["mAP"],
+        low=retrieval["mAP_ci_low"],
+        high=retrieval["mAP_ci_high"],
+    )
     ax = plot_retrieval_bars(table, title="retrieval mAP [95 % interval over queries]")
     return _save_figure(ax, out / "retrieval_map.png")
 
@@ -224,7 +260,8 @@ def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
         written += ["fewshot_runs.csv", "fewshot_summary.csv"]
     if retrieval is not None:
         retrieval.drop(columns=["ap_per_query"], errors="ignore").to_csv(
-            out / "retrieval.csv", index=False)
+            out / "retrieval.csv", index=False
+        )
         written.append("retrieval.csv")
     if diagnostics:
         rows = []
@@ -246,16 +283,26 @@ def _write_tables(out, fewshot_runs, fewshot_summary, retrieval, diagnostics):
 
 
 def _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnostics, figures):
-    lines = [f"# {summary['title']}", "", summary["description"], "",
-             (f"Measured in {summary['elapsed_s']:.0f} s"
-              + (f" ({summary['cpu_s']:.0f} s of CPU time in this process; the figures "
-                 "after that are in summary.json's total_elapsed_s / total_cpu_s)"
-                 if summary.get("cpu_s") is not None else "")
-              + ". All numbers are measured by this run; every value is also in "
-              "`summary.json`." + (f" {summary['scaling']}" if summary.get("scaling") else "")),
-             "",
-             "Configuration: " + ", ".join(f"{k} = `{v}`" for k, v in summary["config"].items()),
-             ""]
+    lines = [
+        f"# {summary['title']}",
+        "",
+        summary["description"],
+        "",
+        (
+            f"Measured in {summary['elapsed_s']:.0f} s"
+            + (
+                f" ({summary['cpu_s']:.0f} s of CPU time in this process; the figures "
+                "after that are in summary.json's total_elapsed_s / total_cpu_s)"
+                if summary.get("cpu_s") is not None
+                else ""
+            )
+            + ". All numbers are measured by this run; every value is also in "
+            "`summary.json`." + (f" {summary['scaling']}" if summary.get("scaling") else "")
+        ),
+        "",
+        "Configuration: " + ", ".join(f"{k} = `{v}`" for k, v in summary["config"].items()),
+        "",
+    ]
     if summary.get("findings"):
         lines += _findings_section(summary)
     if summary.get("headroom"):
@@ -283,45 +330,74 @@ def _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnost
 
 def _findings_section(summary):
     rows = [_finding_line(f) for f in summary["findings"].values()]
-    return ["## Findings (as measured)", "",
-            _markdown_table(["claim", "measured", "verdict"], rows), "",
-            "Gains are differences of percentages (pts) with their 95 % interval in "
-            "brackets, paired: few-shot accuracy gains are averaged over shot counts per seed "
-            "(same splits for both methods; Student-t interval over seeds), retrieval mAP "
-            "gains use the same queries (bootstrap over queries), model gains the same "
-            "image-caption pairs (bootstrap over pairs). A verdict is 'holds' / 'does not "
-            "hold' only when every interval it rests on excludes zero on the claimed / the "
-            "opposite side, 'no clear difference' when every interval straddles zero, "
-            "'mixed' otherwise." + summary.get("caveat", ""), ""]
+    return [
+        "## Findings (as measured)",
+        "",
+        _markdown_table(["claim", "measured", "verdict"], rows),
+        "",
+        "Gains are differences of percentages (pts) with their 95 % interval in "
+        "brackets, paired: few-shot accuracy gains are averaged over shot counts per seed "
+        "(same splits for both methods; Student-t interval over seeds), retrieval mAP "
+        "gains use the same queries (bootstrap over queries), model gains the same "
+        "image-caption pairs (bootstrap over pairs). A verdict is 'holds' / 'does not "
+        "hold' only when every interval it rests on excludes zero on the claimed / the "
+        "opposite side, 'no clear difference' when every interval straddles zero, "
+        "'mixed' otherwise." + summary.get("caveat", ""),
+        "",
+    ]
 
 
 def _models_section(diagnostics):
-    header = ["model", "zero-shot shape", "colour", "background", "i→t R@1", "t→i R@1",
-              "modality gap", "alignment score"]
+    header = [
+        "model",
+        "zero-shot shape",
+        "colour",
+        "background",
+        "i→t R@1",
+        "t→i R@1",
+        "modality gap",
+        "alignment score",
+    ]
     rows = []
     for model, d in diagnostics.items():
         zs = d.get("zero_shot_acc1", {})
         rk = d.get("recall_at_k", {})
-        rows.append([
-            model, _fmt(zs.get("shape")), _fmt(zs.get("colour")), _fmt(zs.get("background")),
-            _fmt(rk.get("image_to_text", {}).get("1")), _fmt(rk.get("text_to_image", {}).get("1")),
-            _fmt(d["modality_gap"], percent=False), _fmt(d["alignment_score"], percent=False),
-        ])
+        rows.append(
+            [
+                model,
+                _fmt(zs.get("shape")),
+                _fmt(zs.get("colour")),
+                _fmt(zs.get("background")),
+                _fmt(rk.get("image_to_text", {}).get("1")),
+                _fmt(rk.get("text_to_image", {}).get("1")),
+                _fmt(d["modality_gap"], percent=False),
+                _fmt(d["alignment_score"], percent=False),
+            ]
+        )
     lines = ["## Models", "", _markdown_table(header, rows), ""]
     chance = next(iter(diagnostics.values())).get("chance_recall_at_1")
     if chance:
-        lines += [(f"Accuracies and recalls in %. Chance recall@1 is {100 * chance:.2f}%. "
-                  "Modality gap: distance between the L2-normalised image and caption "
-                  "centroids; alignment score: mean cosine of matched image-caption pairs."), ""]
+        lines += [
+            (
+                f"Accuracies and recalls in %. Chance recall@1 is {100 * chance:.2f}%. "
+                "Modality gap: distance between the L2-normalised image and caption "
+                "centroids; alignment score: mean cosine of matched image-caption pairs."
+            ),
+            "",
+        ]
     for model, d in diagnostics.items():
         lines += [f"- note ({model}): {note}" for note in d.get("notes", [])]
     return lines + [""]
 
 
 def _fewshot_section(summary, fewshot_summary, fewshot_runs, figures):
-    lines = ["## Few-shot classification", "",
-             "Top-1 accuracy (%) on the test rows, mean ± std over seeds [95 % interval]. "
-             + summary.get("protocol", ""), ""]
+    lines = [
+        "## Few-shot classification",
+        "",
+        "Top-1 accuracy (%) on the test rows, mean ± std over seeds [95 % interval]. "
+        + summary.get("protocol", ""),
+        "",
+    ]
     for labeling in dict.fromkeys(fewshot_summary["labeling"]):
         part = fewshot_summary[fewshot_summary["labeling"] == labeling]
         lines += [f"### Labels = {labeling}", "", _fewshot_markdown(part), ""]
@@ -329,22 +405,36 @@ def _fewshot_section(summary, fewshot_summary, fewshot_runs, figures):
             lines += [f"![few-shot {labeling}]({figures['fewshot'][labeling]})", ""]
         published = published_markdown(part)
         if published:
-            lines += ["Beside the published numbers (same model, dataset, shots and method):",
-                      "", published, ""]
+            lines += [
+                "Beside the published numbers (same model, dataset, shots and method):",
+                "",
+                published,
+                "",
+            ]
         runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
         params = _params_markdown(runs)
         if params:
-            lines += ["Hyper-parameters chosen on the validation shots (the distinct values "
-                      "over seeds; the defaults when untuned):", "",
-                      params, ""]
+            lines += [
+                "Hyper-parameters chosen on the validation shots (the distinct values "
+                "over seeds; the defaults when untuned):",
+                "",
+                params,
+                "",
+            ]
     return lines
 
 
 def _retrieval_section(retrieval, figures):
-    lines = ["## Retrieval", "",
-             ("mAP, MAP@R and R-precision (%) of held-out queries against the rest "
-             "(relevant = same label). OTI/OVI invert the queries only (⟨T, I⟩ / ⟨I, T⟩); "
-             "PCA← projects queries and gallery."), ""]
+    lines = [
+        "## Retrieval",
+        "",
+        (
+            "mAP, MAP@R and R-precision (%) of held-out queries against the rest "
+            "(relevant = same label). OTI/OVI invert the queries only (⟨T, I⟩ / ⟨I, T⟩); "
+            "PCA← projects queries and gallery."
+        ),
+        "",
+    ]
     for labeling in dict.fromkeys(retrieval["labeling"]):
         part = retrieval[retrieval["labeling"] == labeling]
         lines += [f"### Labels = {labeling}", "", _retrieval_markdown(part), ""]
@@ -354,24 +444,41 @@ def _retrieval_section(retrieval, figures):
 
 
 def _similarity_section(diagnostics, figures):
-    header = ["model", "same class", "different class", "image-image", "image-text",
-              "S_intra recovery max error"]
+    header = [
+        "model",
+        "same class",
+        "different class",
+        "image-image",
+        "image-text",
+        "S_intra recovery max error",
+    ]
     rows = []
     for model, d in diagnostics.items():
         err = d.get("recovery_max_abs_error")
-        rows.append([model] + [_fmt(d.get(f"mean_cos_{k}"), percent=False) for k in
-                               ("intra_class", "inter_class", "intra_modal", "inter_modal")]
-                    + ["not run" if err is None else f"{err:.1e} ({d['recovery_n_images']} images)"])
-    lines = ["## Similarity diagnostics", "",
-             "Mean cosine similarity of each kind of pair (seed 002, Fig. 2).", "",
-             _markdown_table(header, rows), ""]
+        rows.append(
+            [model]
+            + [
+                _fmt(d.get(f"mean_cos_{k}"), percent=False)
+                for k in ("intra_class", "inter_class", "intra_modal", "inter_modal")
+            ]
+            + ["not run" if err is None else f"{err:.1e} ({d['recovery_n_images']} images)"]
+        )
+    lines = [
+        "## Similarity diagnostics",
+        "",
+        "Mean cosine similarity of each kind of pair (seed 002, Fig. 2).",
+        "",
+        _markdown_table(header, rows),
+        "",
+    ]
     for model, name in figures.get("histograms", {}).items():
         lines += [f"![similarities {model}]({name})", ""]
     return lines
 
 
-def write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnostics,
-                 distributions, extras=None):
+def write_report(
+    out, summary, fewshot_runs, fewshot_summary, retrieval, diagnostics, distributions, extras=None
+):
     """Write CSVs, PNGs, report.md and summary.json into ``out``.
 
     ``extras``: the demo's model-zoo measurements (``_report_zoo``), or None.
@@ -398,10 +505,10 @@ def write_report(out, summary, fewshot_runs, fewshot_summary, retrieval, diagnos
             files += list(figures["zoo"].values())
     else:
         summary.setdefault("skipped", {})["figures"] = (
-            "matplotlib is not installed (pip install 'skvlm[plot]')")
+            "matplotlib is not installed (pip install 'skvlm[plot]')"
+        )
     summary["files"] = ["report.md", "summary.json"] + files
     (out / "report.md").write_text(
-        _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnostics,
-                         figures))
+        _report_markdown(summary, fewshot_runs, fewshot_summary, retrieval, diagnostics, figures)
+    )
     write_json(out / "summary.json", summary)
-

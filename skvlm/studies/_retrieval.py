@@ -15,8 +15,20 @@ from ._methods import RETRIEVAL_METHODS
 
 TASKS = {"image": "image→image", "text": "text→text"}
 _INVERSION_LABEL = {"image": "OTI", "text": "OVI"}
-_COLUMNS = ["task", "method", "label", "mAP", "mAP_ci_low", "mAP_ci_high", "mAP_at_R",
-            "R_precision", "n_queries", "n_gallery", "seconds", "ap_per_query"]
+_COLUMNS = [
+    "task",
+    "method",
+    "label",
+    "mAP",
+    "mAP_ci_low",
+    "mAP_ci_high",
+    "mAP_at_R",
+    "R_precision",
+    "n_queries",
+    "n_gallery",
+    "seconds",
+    "ap_per_query",
+]
 
 
 def _retrieval_metrics(queries, query_labels, gallery, gallery_labels, random_state):
@@ -40,9 +52,21 @@ def _invert(kind, queries, encoder, params, random_state):
     return cls(encoder=encoder, random_state=random_state, **(params or {})).fit_transform(queries)
 
 
-def run_retrieval_study(image_emb, image_labels, *, text_emb=None, text_labels=None,
-                        pca_text_embeddings=None, encoder=None, methods=None, n_queries=200,
-                        oti_params=None, ovi_params=None, random_state=0, verbose=0):
+def run_retrieval_study(
+    image_emb,
+    image_labels,
+    *,
+    text_emb=None,
+    text_labels=None,
+    pca_text_embeddings=None,
+    encoder=None,
+    methods=None,
+    n_queries=200,
+    oti_params=None,
+    ovi_params=None,
+    random_state=0,
+    verbose=0,
+):
     """Image→image (and text→text) retrieval mAP of raw, inverted and PCA← features.
 
     A random ``n_queries`` rows (a local generator seeded by ``random_state``) are the
@@ -108,8 +132,13 @@ def run_retrieval_study(image_emb, image_labels, *, text_emb=None, text_labels=N
             raise ValueError("text_emb was given without text_labels.")
         tasks.append(("text", text_emb, text_labels))
     skipped = _skipped(methods, pca_text_embeddings, encoder)
-    context = {"pca_text": pca_text_embeddings, "projector": None, "encoder": encoder,
-               "params": {"image": oti_params, "text": ovi_params}, "seed": random_state}
+    context = {
+        "pca_text": pca_text_embeddings,
+        "projector": None,
+        "encoder": encoder,
+        "params": {"image": oti_params, "text": ovi_params},
+        "seed": random_state,
+    }
     rows = []
     with progress_to_stderr(verbose):
         for kind, emb, labels in tasks:
@@ -145,11 +174,18 @@ def _query_split(kind, emb, labels, n_queries, rng):
         warnings.warn(
             f"n_queries={n_queries} is more than half of the {len(emb)} {kind} rows: "
             f"{n_q} queries are drawn, the other {len(emb) - n_q} rows are the gallery.",
-            UserWarning, stacklevel=3)
+            UserWarning,
+            stacklevel=3,
+        )
     order = rng.permutation(len(emb))
     q_idx, g_idx = np.sort(order[:n_q]), np.sort(order[n_q:])
-    return {"all": emb, "queries": emb[q_idx], "q_labels": labels[q_idx],
-            "gallery": emb[g_idx], "g_labels": labels[g_idx]}
+    return {
+        "all": emb,
+        "queries": emb[q_idx],
+        "q_labels": labels[q_idx],
+        "gallery": emb[g_idx],
+        "g_labels": labels[g_idx],
+    }
 
 
 def _run_method(method, kind, split, context):
@@ -166,13 +202,21 @@ def _run_method(method, kind, split, context):
     elif method == "inversion":
         label = _INVERSION_LABEL[kind]
         logger.info(f"retrieval: {label} of {len(queries)} {kind} queries")
-        queries = _invert(kind, queries, context["encoder"], context["params"][kind],
-                          context["seed"])
-    metrics = _retrieval_metrics(queries, split["q_labels"], gallery, split["g_labels"],
-                                 context["seed"])
-    return {"task": TASKS[kind], "method": method, "label": label, **metrics,
-            "n_queries": len(queries), "n_gallery": len(gallery),
-            "seconds": time.perf_counter() - tic}
+        queries = _invert(
+            kind, queries, context["encoder"], context["params"][kind], context["seed"]
+        )
+    metrics = _retrieval_metrics(
+        queries, split["q_labels"], gallery, split["g_labels"], context["seed"]
+    )
+    return {
+        "task": TASKS[kind],
+        "method": method,
+        "label": label,
+        **metrics,
+        "n_queries": len(queries),
+        "n_gallery": len(gallery),
+        "seconds": time.perf_counter() - tic,
+    }
 
 
 # --------------------------------------------------------------------------- benchmark
@@ -181,8 +225,17 @@ ZEROSHOT_TASK = "zeroshot_retrieval"
 RECALL_KS = (1, 5, 10)
 _TASK_KEYS = {TASKS["image"]: "image_to_image", TASKS["text"]: "text_to_text"}
 _INTRA_METRICS = ("mAP", "mAP_at_R", "R_precision")
-FLAT_COLUMNS = ["model", "pretrained", "dataset", "task", "method", "metric", "value",
-                "n_queries", "n_gallery"]
+FLAT_COLUMNS = [
+    "model",
+    "pretrained",
+    "dataset",
+    "task",
+    "method",
+    "metric",
+    "value",
+    "n_queries",
+    "n_gallery",
+]
 _CAPTION_SUFFIXES = (".csv", ".tsv", ".txt", ".jsonl", ".ndjson", ".json")
 
 
@@ -232,10 +285,19 @@ def _flat(results, model, pretrained, dataset):
     rows = []
     for r in results.itertuples():
         for metric in _INTRA_METRICS:
-            rows.append({"model": model, "pretrained": str(pretrained), "dataset": dataset,
-                         "task": _TASK_KEYS[r.task], "method": r.method, "metric": metric,
-                         "value": float(getattr(r, metric)), "n_queries": int(r.n_queries),
-                         "n_gallery": int(r.n_gallery)})
+            rows.append(
+                {
+                    "model": model,
+                    "pretrained": str(pretrained),
+                    "dataset": dataset,
+                    "task": _TASK_KEYS[r.task],
+                    "method": r.method,
+                    "metric": metric,
+                    "value": float(getattr(r, metric)),
+                    "n_queries": int(r.n_queries),
+                    "n_gallery": int(r.n_gallery),
+                }
+            )
     return rows
 
 
@@ -245,10 +307,20 @@ def flat_rows_from_summary(summary, model, pretrained, dataset):
     for tasks in summary.get("retrieval", {}).values():
         for task, methods in tasks.items():
             for method, entry in methods.items():
-                rows += [{"model": model, "pretrained": str(pretrained), "dataset": dataset,
-                          "task": task, "method": method, "metric": metric,
-                          "value": entry[metric], "n_queries": entry["n_queries"],
-                          "n_gallery": entry["n_gallery"]} for metric in _INTRA_METRICS]
+                rows += [
+                    {
+                        "model": model,
+                        "pretrained": str(pretrained),
+                        "dataset": dataset,
+                        "task": task,
+                        "method": method,
+                        "metric": metric,
+                        "value": entry[metric],
+                        "n_queries": entry["n_queries"],
+                        "n_gallery": entry["n_gallery"],
+                    }
+                    for metric in _INTRA_METRICS
+                ]
     return rows
 
 
@@ -282,21 +354,30 @@ def _load_retrieval_data(path, on_error):
     check = "skip" if on_error == "skip" else None
     if os.path.isdir(path):
         folder = load_image_folder(path, on_error=check)
-        return {"kind": "folder", "paths": folder.paths, "labels": np.asarray(folder.labels),
-                "unreadable": sorted(folder.unreadable)}
+        return {
+            "kind": "folder",
+            "paths": folder.paths,
+            "labels": np.asarray(folder.labels),
+            "unreadable": sorted(folder.unreadable),
+        }
     if not path.lower().endswith(_CAPTION_SUFFIXES):
-        raise ValueError(f"--data {path!r} is neither an image folder nor a captions file "
-                         f"({', '.join(_CAPTION_SUFFIXES)}).")
+        raise ValueError(
+            f"--data {path!r} is neither an image folder nor a captions file "
+            f"({', '.join(_CAPTION_SUFFIXES)})."
+        )
     pairs = load_captioned_pairs(path)
     kept, unreadable = drop_unreadable(pairs.unique_paths, check, path)
     index = {old: new for new, old in enumerate(kept)}
     rows = [i for i, image in enumerate(pairs.image_ids) if image in index]
     labels = getattr(pairs, "labels", None)
-    return {"kind": "pairs", "paths": [pairs.unique_paths[i] for i in kept],
-            "captions": [pairs.captions[i] for i in rows],
-            "image_ids": np.array([index[pairs.image_ids[i]] for i in rows], dtype=np.int64),
-            "labels": None if labels is None else _image_labels(labels, pairs.image_ids, kept),
-            "unreadable": sorted(unreadable)}
+    return {
+        "kind": "pairs",
+        "paths": [pairs.unique_paths[i] for i in kept],
+        "captions": [pairs.captions[i] for i in rows],
+        "image_ids": np.array([index[pairs.image_ids[i]] for i in rows], dtype=np.int64),
+        "labels": None if labels is None else _image_labels(labels, pairs.image_ids, kept),
+        "unreadable": sorted(unreadable),
+    }
 
 
 def _image_labels(row_labels, image_ids, kept):
@@ -313,9 +394,17 @@ def _pairs_rows(data, images, texts, names):
     rows = []
     for metric, value in recalls.items():
         t2i = metric.startswith("image_retrieval")  # text queries against the images
-        rows.append({**names, "task": ZEROSHOT_TASK, "method": "raw", "metric": metric,
-                     "value": value, "n_queries": len(texts) if t2i else len(images),
-                     "n_gallery": len(images) if t2i else len(texts)})
+        rows.append(
+            {
+                **names,
+                "task": ZEROSHOT_TASK,
+                "method": "raw",
+                "metric": metric,
+                "value": value,
+                "n_queries": len(texts) if t2i else len(images),
+                "n_gallery": len(images) if t2i else len(texts),
+            }
+        )
     return rows
 
 
@@ -333,21 +422,41 @@ def _benchmark_one(data, encoder, names, methods, n_queries, random_state, verbo
             skipped["image_to_image"] = "the captions file has no label column"
     pca = None
     if "pca" in methods:  # the seed's retrieval code projects onto ImageNet's class names
-        pca = class_text_embeddings(encoder.encode_text, resolve_class_names("imagenet"),
-                                    resolve_templates(None))
+        pca = class_text_embeddings(
+            encoder.encode_text, resolve_class_names("imagenet"), resolve_templates(None)
+        )
     with_images = data["kind"] == "folder" or data["labels"] is not None
     results = run_retrieval_study(
-        images if with_images else None, data["labels"], text_emb=texts,
-        text_labels=data.get("image_ids"), pca_text_embeddings=pca,
-        encoder=encoder if "inversion" in methods else None, methods=methods,
-        n_queries=n_queries, random_state=random_state, verbose=verbose)
+        images if with_images else None,
+        data["labels"],
+        text_emb=texts,
+        text_labels=data.get("image_ids"),
+        pca_text_embeddings=pca,
+        encoder=encoder if "inversion" in methods else None,
+        methods=methods,
+        n_queries=n_queries,
+        random_state=random_state,
+        verbose=verbose,
+    )
     skipped.update(results.attrs["skipped"])
     return rows + _flat(results, names["model"], names["pretrained"], names["dataset"]), skipped
 
 
-def run_retrieval_benchmark(data, models, out, *, pretrained="default", methods=None,
-                            n_queries=200, cache=None, device="auto", batch_size=64,
-                            random_state=0, on_error="raise", verbose=1):
+def run_retrieval_benchmark(
+    data,
+    models,
+    out,
+    *,
+    pretrained="default",
+    methods=None,
+    n_queries=200,
+    cache=None,
+    device="auto",
+    batch_size=64,
+    random_state=0,
+    on_error="raise",
+    verbose=1,
+):
     """Retrieval on several datasets with several models, as one flat results table.
 
     What ``python -m skvlm retrieval`` runs for captions files, or for more than one
@@ -399,23 +508,37 @@ def run_retrieval_benchmark(data, models, out, *, pretrained="default", methods=
         datasets = {str(path): _load_retrieval_data(str(path), on_error) for path in data}
         rows, skipped = [], {}
         for model in models:
-            encoder = CLIPEncoder(model=model, pretrained=pretrained, device=device,
-                                  cache=cache, batch_size=batch_size, verbose=verbose)
+            encoder = CLIPEncoder(
+                model=model,
+                pretrained=pretrained,
+                device=device,
+                cache=cache,
+                batch_size=batch_size,
+                verbose=verbose,
+            )
             for name, dataset in datasets.items():
                 logger.info(f"retrieval benchmark: {model} on {name}")
                 names = {"model": model, "pretrained": str(pretrained), "dataset": name}
-                found, why = _benchmark_one(dataset, encoder, names, methods, n_queries,
-                                            random_state, verbose)
+                found, why = _benchmark_one(
+                    dataset, encoder, names, methods, n_queries, random_state, verbose
+                )
                 rows += found
                 skipped.update({f"{model} / {name} / {k}": v for k, v in why.items()})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "title": "skvlm retrieval benchmark",
-        "config": {"data": list(datasets), "models": list(models), "pretrained": str(pretrained),
-                   "methods": methods, "n_queries": n_queries, "seed": random_state,
-                   "recall_k": list(RECALL_KS)},
-        "results": _nested(rows), "skipped": skipped,
+        "config": {
+            "data": list(datasets),
+            "models": list(models),
+            "pretrained": str(pretrained),
+            "methods": methods,
+            "n_queries": n_queries,
+            "seed": random_state,
+            "recall_k": list(RECALL_KS),
+        },
+        "results": _nested(rows),
+        "skipped": skipped,
         "unreadable": {name: d["unreadable"] for name, d in datasets.items() if d["unreadable"]},
         "files": ["report.md", "summary.json"] + write_flat_table(out, rows),
         "elapsed_s": time.perf_counter() - start,
@@ -423,8 +546,9 @@ def run_retrieval_benchmark(data, models, out, *, pretrained="default", methods=
     (out / "report.md").write_text(_benchmark_markdown(summary, rows), encoding="utf-8")
     import json
 
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False),
-                                      encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     return summary
 
 
@@ -438,17 +562,24 @@ def _nested(rows):
 
 def _benchmark_markdown(summary, rows):
     """One table per dataset and task: a row per model and method, a column per metric."""
-    lines = [f"# {summary['title']}", "",
-             f"Models: {', '.join(summary['config']['models'])} "
-             f"(`{summary['config']['pretrained']}`). Values are fractions in [0, 1]; "
-             "the same numbers, one per row, are in `results.csv` and `results.jsonl`.", ""]
+    lines = [
+        f"# {summary['title']}",
+        "",
+        f"Models: {', '.join(summary['config']['models'])} "
+        f"(`{summary['config']['pretrained']}`). Values are fractions in [0, 1]; "
+        "the same numbers, one per row, are in `results.csv` and `results.jsonl`.",
+        "",
+    ]
     keys = dict.fromkeys((r["dataset"], r["task"]) for r in rows)
     for dataset, task in keys:
         chosen = [r for r in rows if r["dataset"] == dataset and r["task"] == task]
         metrics = list(dict.fromkeys(r["metric"] for r in chosen))
-        lines += [f"## `{dataset}`: {task}", "",
-                  "| model | method | " + " | ".join(metrics) + " | queries |",
-                  "|---|---|" + "---|" * (len(metrics) + 1)]
+        lines += [
+            f"## `{dataset}`: {task}",
+            "",
+            "| model | method | " + " | ".join(metrics) + " | queries |",
+            "|---|---|" + "---|" * (len(metrics) + 1),
+        ]
         for model, method in dict.fromkeys((r["model"], r["method"]) for r in chosen):
             cells = {r["metric"]: r for r in chosen if (r["model"], r["method"]) == (model, method)}
             values = " | ".join(f"{cells[m]['value']:.4f}" if m in cells else "" for m in metrics)

@@ -42,8 +42,10 @@ def correct_per_image(images, weights, y_idx):
 
 def recall_at_1_per_query(queries, gallery):
     """Hit (1.0 / 0.0) of each query whose own row (same index) is the gallery's nearest."""
-    S = l2_normalize(np.asarray(queries, dtype=np.float64)) @ l2_normalize(
-        np.asarray(gallery, dtype=np.float64)).T
+    S = (
+        l2_normalize(np.asarray(queries, dtype=np.float64))
+        @ l2_normalize(np.asarray(gallery, dtype=np.float64)).T
+    )
     return (np.argmax(S, axis=1) == np.arange(len(S))).astype(np.float64)
 
 
@@ -63,8 +65,13 @@ def ovi_zero_shot(enc, prompt_rows, y_idx, n_steps, random_state):
     from ._retrieval import _invert
 
     n_classes, n_templates, d = prompt_rows.shape
-    pseudo = _invert("text", prompt_rows.reshape(-1, d).astype(np.float32), enc["encoder"],
-                     {"n_steps": n_steps}, random_state)
+    pseudo = _invert(
+        "text",
+        prompt_rows.reshape(-1, d).astype(np.float32),
+        enc["encoder"],
+        {"n_steps": n_steps},
+        random_state,
+    )
     pseudo = l2_normalize(np.asarray(pseudo, dtype=np.float64)).reshape(n_classes, n_templates, d)
     prototypes = l2_normalize(pseudo.mean(axis=1))
     return correct_per_image(enc["images"], prototypes, y_idx)
@@ -84,9 +91,11 @@ def draw_pairs(labels, n_pairs, random_state):
     keep = i != j
     i, j = i[keep], j[keep]
     same = labels[i] == labels[j]
-    out = {"same": (i[same][:n_pairs], j[same][:n_pairs]),
-           "different": (i[~same][:n_pairs], j[~same][:n_pairs]),
-           "any": (i[:n_pairs], j[:n_pairs])}
+    out = {
+        "same": (i[same][:n_pairs], j[same][:n_pairs]),
+        "different": (i[~same][:n_pairs], j[~same][:n_pairs]),
+        "any": (i[:n_pairs], j[:n_pairs]),
+    }
     m = min(len(out["same"][0]), len(out["different"][0]))
     out["same"] = (out["same"][0][:m], out["same"][1][:m])
     out["different"] = (out["different"][0][:m], out["different"][1][:m])
@@ -101,9 +110,12 @@ def pair_cosines(enc, pairs):
     def cos(A, B, ij):
         return np.sum(A[ij[0]] * B[ij[1]], axis=1)
 
-    out = {"same": cos(images, images, pairs["same"]),
-           "different": cos(images, images, pairs["different"]),
-           "image_image": cos(images, images, pairs["any"]), "image_text": None}
+    out = {
+        "same": cos(images, images, pairs["same"]),
+        "different": cos(images, images, pairs["different"]),
+        "image_image": cos(images, images, pairs["any"]),
+        "image_text": None,
+    }
     if enc.get("captions") is not None:
         captions = l2_normalize(np.asarray(enc["captions"], dtype=np.float64))
         out["image_text"] = cos(images, captions, pairs["any"])
@@ -147,7 +159,7 @@ def overlap_statistic(terms, *, n_resamples=N_RESAMPLES, random_state=0):
             p = np.bincount((a[rows] + offset).ravel(), minlength=size * n_bins)
             q = np.bincount((b[rows] + offset).ravel(), minlength=size * n_bins)
             total += sign * np.minimum(p, q).reshape(size, n_bins).sum(axis=1) / n
-        draws[start:start + size] = total
+        draws[start : start + size] = total
     # The basic (reverse-percentile) interval 2·value − quantiles: resampling adds noise
     # to both histograms, which lowers every resampled overlap, so the plain percentile
     # interval would sit below the measured value. The overlap of two finite samples'
@@ -165,8 +177,11 @@ def histogram_indicators(cosines):
     histograms of the same random pairs (None without a text tower).
     """
     out = {"class_overlap": overlap_statistic([(1, cosines["same"], cosines["different"])])}
-    out["modality_overlap"] = (None if cosines["image_text"] is None else overlap_statistic(
-        [(1, cosines["image_image"], cosines["image_text"])]))
+    out["modality_overlap"] = (
+        None
+        if cosines["image_text"] is None
+        else overlap_statistic([(1, cosines["image_image"], cosines["image_text"])])
+    )
     return out
 
 
@@ -179,8 +194,9 @@ def indicator_difference(cos_a, cos_b, kind):
     keys = ("same", "different") if kind == "class_overlap" else ("image_image", "image_text")
     if any(c[k] is None for c in (cos_a, cos_b) for k in keys):
         return None
-    return overlap_statistic([(1, cos_a[keys[0]], cos_a[keys[1]]),
-                              (-1, cos_b[keys[0]], cos_b[keys[1]])])
+    return overlap_statistic(
+        [(1, cos_a[keys[0]], cos_a[keys[1]]), (-1, cos_b[keys[0]], cos_b[keys[1]])]
+    )
 
 
 def image_only_fewshot(encoded, labels, sizes, random_state, tune):
@@ -195,9 +211,14 @@ def image_only_fewshot(encoded, labels, sizes, random_state, tune):
     frames = []
     for model, enc in encoded.items():
         logger.info(f"{model}: image-only few-shot (prototype, LDA)")
-        runs = run_fewshot_study(enc["images"], labels, methods=["prototype", "lda"],
-                                 shots=sizes["shots"],
-                                 seeds=[random_state + s for s in sizes["seeds"]], tune=tune)
+        runs = run_fewshot_study(
+            enc["images"],
+            labels,
+            methods=["prototype", "lda"],
+            shots=sizes["shots"],
+            seeds=[random_state + s for s in sizes["seeds"]],
+            tune=tune,
+        )
         runs.insert(0, "model", model)
         frames.append(runs)
     return pandas().concat(frames, ignore_index=True)

@@ -23,7 +23,8 @@ def add_train_tiny_parser(subparsers):
     )
     parser.add_argument("--name", choices=sorted(RECIPES), default="skvlm-tiny")
     parser.add_argument(
-        "--out", default=None,
+        "--out",
+        default=None,
         help="output .safetensors (default: the file shipped in the package)",
     )
     parser.add_argument("--steps", type=int, default=None, help="override the recipe's step count")

@@ -58,9 +58,7 @@ def siglip_loss(image_features, text_features, logit_scale, logit_bias):
     return -F.logsigmoid(signs * logits).sum() / logits.shape[0]
 
 
-def imsep_loss(
-    image_features, text_features, logit_scale, semantic_distance, alpha=1.0, beta=0.5
-):
+def imsep_loss(image_features, text_features, logit_scale, semantic_distance, alpha=1.0, beta=0.5):
     """AlignCLIP's loss: cross-modal separation plus semantically rescaled IMSep.
 
     With ``V = E_v E_vᵀ`` the image–image cosines, ``D`` the semantic distances of

@@ -31,7 +31,11 @@ RECIPES = {
     "skvlm-tiny-slip": {**COMMON, "architecture": "clip", "loss": "clip", "ssl_weight": 1.0},
     "skvlm-tiny-shared": {**COMMON, "architecture": "shared", "loss": "clip"},
     "skvlm-tiny-align": {
-        **COMMON, "architecture": "shared", "loss": "imsep", "alpha": 1.0, "beta": 0.5,
+        **COMMON,
+        "architecture": "shared",
+        "loss": "imsep",
+        "alpha": 1.0,
+        "beta": 0.5,
         "semantic_distance": "auto",
     },
     "skvlm-tiny-ssl": {**COMMON, "architecture": "image", "loss": "simclr"},

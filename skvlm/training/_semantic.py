@@ -69,9 +69,7 @@ def caption_distance(captions, stop_words=STOP_WORDS):
     intersection = indicator @ indicator.T
     sizes = indicator.sum(axis=1)
     union = sizes[:, None] + sizes[None, :] - intersection
-    similarity = np.divide(
-        intersection, union, out=np.ones_like(intersection), where=union > 0
-    )
+    similarity = np.divide(intersection, union, out=np.ones_like(intersection), where=union > 0)
     distance = 1.0 - similarity
     np.fill_diagonal(distance, 0.0)
     return distance.astype(np.float32)

@@ -59,12 +59,18 @@ def augment(pixels, rng, min_scale=0.3, max_jitter=0.4, channel_gain=0.1, noise=
     theta[:, 0, 0] = scale * flip
     theta[:, 1, 1] = scale
     theta[:, :, 2] = shift
-    grid = F.affine_grid(torch.from_numpy(theta).to(pixels.device), list(pixels.shape), align_corners=False)
-    view = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    grid = F.affine_grid(
+        torch.from_numpy(theta).to(pixels.device), list(pixels.shape), align_corners=False
+    )
+    view = F.grid_sample(
+        pixels, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    )
     factors = rng.uniform(1 - max_jitter, 1 + max_jitter, (n, 2)).astype(np.float32)
     brightness = torch.from_numpy(factors[:, 0]).to(pixels.device).view(n, 1, 1, 1)
     contrast = torch.from_numpy(factors[:, 1]).to(pixels.device).view(n, 1, 1, 1)
-    gain = torch.from_numpy(rng.uniform(1 - channel_gain, 1 + channel_gain, (n, 3, 1, 1)).astype(np.float32))
+    gain = torch.from_numpy(
+        rng.uniform(1 - channel_gain, 1 + channel_gain, (n, 3, 1, 1)).astype(np.float32)
+    )
     sigma = torch.from_numpy(rng.uniform(0, noise, (n, 1, 1, 1)).astype(np.float32))
     grain = torch.from_numpy(rng.standard_normal(tuple(pixels.shape), dtype=np.float32))
     mean = view.mean(dim=(1, 2, 3), keepdim=True)

@@ -22,8 +22,15 @@ from ._trainer import ContrastiveTrainer, images_to_tensor
 
 # The recipe keys that are ContrastiveTrainer parameters.
 _TRAINER_KEYS = (
-    "loss", "n_steps", "batch_size", "learning_rate", "warmup_steps", "alpha", "beta",
-    "semantic_distance", "ssl_weight",
+    "loss",
+    "n_steps",
+    "batch_size",
+    "learning_rate",
+    "warmup_steps",
+    "alpha",
+    "beta",
+    "semantic_distance",
+    "ssl_weight",
 )
 
 
@@ -108,7 +115,9 @@ def _same_class_margin(embeddings, codes):
     return float(similarity[same].mean() - similarity[other].mean())
 
 
-def evaluate_scenes(model, tokenizer, n_samples=3000, random_state=EVAL_RANDOM_STATE, device="cpu", version=2):
+def evaluate_scenes(
+    model, tokenizer, n_samples=3000, random_state=EVAL_RANDOM_STATE, device="cpu", version=2
+):
     """Held-out quality of a tiny model: zero-shot per labelling, retrieval, geometry.
 
     Returns a dict: ``zero_shot_<factor>`` and ``chance_<factor>`` from
@@ -132,8 +141,12 @@ def evaluate_scenes(model, tokenizer, n_samples=3000, random_state=EVAL_RANDOM_S
             metrics[f"same_class_margin_{factor}"] = _same_class_margin(image_emb, codes)
         return metrics
     text_emb = _encode_texts(model, tokenizer, scenes.captions, device)
-    scores = zero_shot_accuracy(image_emb, lambda texts: _encode_texts(model, tokenizer, texts, device), scenes)
-    metrics.update({(k if k.startswith("chance") else f"zero_shot_{k}"): v for k, v in scores.items()})
+    scores = zero_shot_accuracy(
+        image_emb, lambda texts: _encode_texts(model, tokenizer, texts, device), scenes
+    )
+    metrics.update(
+        {(k if k.startswith("chance") else f"zero_shot_{k}"): v for k, v in scores.items()}
+    )
     similarity = image_emb @ text_emb.T
     diagonal = np.arange(n_samples)
     metrics["image_to_text_R@1"] = float(np.mean(similarity.argmax(axis=1) == diagonal))
@@ -155,7 +168,9 @@ def save_tiny(model, tokenizer, path, metadata=None, dtype=torch.float32):
     from safetensors.torch import save_file
 
     state = {
-        key: value.detach().to("cpu", dtype if value.is_floating_point() else value.dtype).contiguous()
+        key: value.detach()
+        .to("cpu", dtype if value.is_floating_point() else value.dtype)
+        .contiguous()
         for key, value in model.state_dict().items()
     }
     meta = {}
@@ -180,9 +195,14 @@ def _scene_batches(batch_size, version):
     return sample
 
 
-def make_trainer(name, seed=0, checkpoint=None, checkpoint_every=250, device="auto", verbose=1, **overrides):
+def make_trainer(
+    name, seed=0, checkpoint=None, checkpoint_every=250, device="auto", verbose=1, **overrides
+):
     """The freshly initialised model, its tokenizer and its recipe's trainer."""
-    recipe = {**RECIPES[check_recipe_name(name)], **{k: v for k, v in overrides.items() if v is not None}}
+    recipe = {
+        **RECIPES[check_recipe_name(name)],
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
     model, tokenizer = build_tiny(name, seed=seed)
     trainer = ContrastiveTrainer(
         model,
@@ -201,7 +221,9 @@ def evaluate_checkpoint(name, checkpoint, n_samples=3000, seed=0, device="cpu"):
     """:func:`evaluate_scenes` of a model restored from a trainer checkpoint (mid-run)."""
     trainer, recipe = make_trainer(name, seed=seed, device=device, verbose=0)
     trainer.load_checkpoint(checkpoint)
-    metrics = evaluate_scenes(trainer.model, trainer.tokenizer, n_samples, device=trainer.device_, version=recipe["world"])
+    metrics = evaluate_scenes(
+        trainer.model, trainer.tokenizer, n_samples, device=trainer.device_, version=recipe["world"]
+    )
     return {"step": trainer.step_, **metrics}
 
 
@@ -251,8 +273,14 @@ def train_tiny(
     path and its size, and the metrics of :func:`evaluate_scenes`.
     """
     trainer, recipe = make_trainer(
-        name, seed=seed, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-        device=device, verbose=verbose, n_steps=n_steps, batch_size=batch_size,
+        name,
+        seed=seed,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        device=device,
+        verbose=verbose,
+        n_steps=n_steps,
+        batch_size=batch_size,
         learning_rate=learning_rate,
     )
     resumed_at = 0
@@ -262,9 +290,16 @@ def train_tiny(
     start, cpu_start = time.perf_counter(), time.process_time()
     trainer.fit(batch_source=_scene_batches(recipe["batch_size"], recipe["world"]))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    return _save_run(trainer, recipe, name, seed, out, eval_samples, fp16,
-                     {"wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1),
-                      "resumed_at_step": resumed_at})
+    return _save_run(
+        trainer,
+        recipe,
+        name,
+        seed,
+        out,
+        eval_samples,
+        fp16,
+        {"wall_time_s": round(wall, 1), "cpu_time_s": round(cpu, 1), "resumed_at_step": resumed_at},
+    )
 
 
 def _save_run(trainer, recipe, name, seed, out, eval_samples, fp16, timing):
@@ -273,8 +308,11 @@ def _save_run(trainer, recipe, name, seed, out, eval_samples, fp16, timing):
 
     model, tokenizer = trainer.model, trainer.tokenizer
     metrics = (
-        evaluate_scenes(model, tokenizer, eval_samples, device=trainer.device_, version=recipe["world"])
-        if eval_samples else {}
+        evaluate_scenes(
+            model, tokenizer, eval_samples, device=trainer.device_, version=recipe["world"]
+        )
+        if eval_samples
+        else {}
     )
     report = {
         "name": name,
@@ -292,8 +330,10 @@ def _save_run(trainer, recipe, name, seed, out, eval_samples, fp16, timing):
         model,
         tokenizer,
         path,
-        metadata={"skvlm_training": {k: v for k, v in report.items() if k != "metrics"},
-                  "skvlm_quality": metrics},
+        metadata={
+            "skvlm_training": {k: v for k, v in report.items() if k != "metrics"},
+            "skvlm_quality": metrics,
+        },
         dtype=torch.float16 if fp16 else torch.float32,
     )
     report["path"] = str(path)

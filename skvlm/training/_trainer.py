@@ -69,9 +69,7 @@ def _make_adamw(groups, learning_rate, weight_decay, betas, eps, device):
         {"params": no_decay, "weight_decay": 0.0},
     ]
     try:
-        return torch.optim.AdamW(
-            param_groups, lr=learning_rate, betas=betas, eps=eps, fused=True
-        )
+        return torch.optim.AdamW(param_groups, lr=learning_rate, betas=betas, eps=eps, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.AdamW(param_groups, lr=learning_rate, betas=betas, eps=eps)
 
@@ -330,7 +328,9 @@ class ContrastiveTrainer:
             features = self._encode_images(augment(pixels, rng))
         view = augment(pixels, rng)
         return nt_xent_loss(
-            self.ssl_head_(features), self.ssl_head_(self._encode_images(view)), self.ssl_temperature
+            self.ssl_head_(features),
+            self.ssl_head_(self._encode_images(view)),
+            self.ssl_temperature,
         )
 
     def _loss(self, images, captions):
@@ -414,7 +414,9 @@ class ContrastiveTrainer:
 
             bar = tqdm(total=stop, initial=self.step_, desc=f"{self.loss} training", unit="step")
         for step in steps:
-            batch_images, batch_captions = batch_source(step, _batch_generator(self.random_state, step))
+            batch_images, batch_captions = batch_source(
+                step, _batch_generator(self.random_state, step)
+            )
             loss, lr = self._step(batch_images, batch_captions)
             if bar is not None:
                 bar.update(1)
