@@ -355,7 +355,7 @@ def test_non_vit_image_tower_is_a_clear_error_at_fit(monkeypatch, loaded, image_
     model = torch.nn.Module()
     model.visual = resnet
     fake = type(loaded)(**{**loaded.__dict__, "model": model, "name": "tiny-resnet"})
-    monkeypatch.setattr(inversion, "_resolve_loaded", lambda encoder: (fake, True))
+    monkeypatch.setattr(inversion._base, "_resolve_loaded", lambda encoder: (fake, True))
     with pytest.raises(ValueError, match="tiny-resnet's image tower is ModifiedResNet"):
         VisualInverter("tiny-resnet").fit(image_embeddings)
 
