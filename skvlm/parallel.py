@@ -76,7 +76,12 @@ def _encode_partition(encoder, method, items, with_indices=False):
     return getattr(encoder, method)(items)
 
 
-def _partition_bounds(n_items, partition_size):
+def _partition_bounds(n_items, encoder, client, partition_size):
+    """(start, stop) of each partition; None sizes them by :func:`_default_partition_size`."""
+    if partition_size is None:
+        n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
+        batch_size = getattr(encoder, "batch_size", 64) or 64
+        partition_size = _default_partition_size(n_items, int(batch_size), n_workers)
     return [
         (start, min(start + partition_size, n_items)) for start in range(0, n_items, partition_size)
     ]
@@ -159,6 +164,18 @@ def encode(
         with LocalCluster(n_workers=4, threads_per_worker=1) as cluster, Client(cluster) as client:
             X = encode(image_paths, CLIPEncoder("ViT-B-32"), client=client)
     """
+    _check_options(method, partition_size)
+    items = _as_sequence(items)
+    client = _default_client() if client is None else client
+    bounds = _partition_bounds(len(items), encoder, client, partition_size)
+    with_indices = _tracks_positions(encoder, method)
+    parts = [items[start:stop] for start, stop in bounds]
+    outputs = _run_partitions(client, encoder, method, parts, with_indices, verbose)
+    embeddings, kept = _assemble(outputs, bounds, len(items), with_indices)
+    return (embeddings, kept) if return_indices else embeddings
+
+
+def _check_options(method, partition_size):
     if method not in _METHODS:
         raise ValueError(f"method must be one of {list(_METHODS)}, got {method!r}.")
     if partition_size is not None and (
@@ -167,53 +184,60 @@ def encode(
         or partition_size < 1
     ):
         raise ValueError(f"partition_size must be a positive int or None, got {partition_size!r}.")
+
+
+def _as_sequence(items):
+    """``items`` as a list or an array (sliceable by position); a string or nothing is refused."""
     if isinstance(items, (str, bytes)):
         raise ValueError("items must be a sequence of images or texts, not a single string.")
     if hasattr(items, "iloc"):  # pandas: slice by position
         items = items.to_numpy()
     if not isinstance(items, (list, np.ndarray)):
         items = list(items)
-    n_items = len(items)
-    if n_items == 0:
+    if len(items) == 0:
         raise ValueError("items is empty: there is nothing to encode.")
-    if client is None:
-        client = _default_client()
-    n_workers = len(client.scheduler_info()["workers"]) if client is not None else 1
-    if partition_size is None:
-        batch_size = getattr(encoder, "batch_size", 64) or 64
-        partition_size = _default_partition_size(n_items, int(batch_size), n_workers)
-    bounds = _partition_bounds(n_items, partition_size)
-    parts = [items[start:stop] for start, stop in bounds]
-    # Positions are tracked whenever rows may be dropped, so that a skipped image can
-    # never shift the rows of the partitions after it unnoticed.
-    with_indices = method != "encode_text" and getattr(encoder, "on_error", "raise") == "skip"
+    return items
 
-    if client is None:
-        outputs = [
-            _encode_partition(encoder, method, part, with_indices)
-            for part in _progress(parts, verbose)
-        ]
-    else:
-        outputs = _run_on_cluster(client, encoder, method, parts, with_indices, verbose)
+
+def _tracks_positions(encoder, method):
+    """Whether partitions report which rows they kept: whenever rows may be dropped.
+
+    So a skipped image can never shift the rows of the partitions after it unnoticed.
+    """
+    return method != "encode_text" and getattr(encoder, "on_error", "raise") == "skip"
+
+
+def _run_partitions(client, encoder, method, parts, with_indices, verbose):
+    """Each partition's output, in order: on the cluster, or here without a client."""
+    if client is not None:
+        return _run_on_cluster(client, encoder, method, parts, with_indices, verbose)
+    return [
+        _encode_partition(encoder, method, part, with_indices) for part in _progress(parts, verbose)
+    ]
+
+
+def _assemble(outputs, bounds, n_items, with_indices):
+    """The rows of all partitions in input order, and their positions in ``items``.
+
+    Warns (for the caller of :func:`encode`) when the encoder skipped some rows.
+    """
     if not with_indices:
-        embeddings = np.concatenate([np.asarray(out) for out in outputs], axis=0)
-        kept = np.arange(n_items)
-    else:
-        embeddings = np.concatenate([out for out, _ in outputs], axis=0)
-        kept = np.concatenate([idx + start for (_, idx), (start, _) in zip(outputs, bounds)])
-        if len(kept) < n_items:
-            from .encoders import UnreadableImageWarning
+        return np.concatenate([np.asarray(out) for out in outputs], axis=0), np.arange(n_items)
+    embeddings = np.concatenate([out for out, _ in outputs], axis=0)
+    kept = np.concatenate([idx + start for (_, idx), (start, _) in zip(outputs, bounds)])
+    if len(kept) < n_items:
+        from .encoders import UnreadableImageWarning
 
-            dropped = np.setdiff1d(np.arange(n_items), kept)
-            warnings.warn(
-                f"skvlm.parallel.encode: {len(dropped)} of {n_items} images were unreadable "
-                f"and skipped (positions {dropped[:20].tolist()}"
-                f"{'...' if len(dropped) > 20 else ''}; each worker's warning names the "
-                "files). Use return_indices=True to keep labels aligned.",
-                UnreadableImageWarning,
-                stacklevel=2,
-            )
-    return (embeddings, kept) if return_indices else embeddings
+        dropped = np.setdiff1d(np.arange(n_items), kept)
+        warnings.warn(
+            f"skvlm.parallel.encode: {len(dropped)} of {n_items} images were unreadable "
+            f"and skipped (positions {dropped[:20].tolist()}"
+            f"{'...' if len(dropped) > 20 else ''}; each worker's warning names the "
+            "files). Use return_indices=True to keep labels aligned.",
+            UnreadableImageWarning,
+            stacklevel=3,
+        )
+    return embeddings, kept
 
 
 def _run_on_cluster(client, encoder, method, parts, with_indices, verbose):
