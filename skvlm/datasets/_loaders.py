@@ -113,6 +113,8 @@ COOP_DATASETS = {
 # CoOp's class names for two of them.
 _ALIASES = {"oxfordflowers": "Flowers102", "describabletextures": "DTD"}
 _SUBSETS = ("train", "val", "test")
+# dataset=None: a split file of your own, paths relative to root.
+_OWN_SPLIT = {"dataset_dir": "", "image_dir": "", "split": None, "templates": ["a photo of a {}."]}
 
 
 # --------------------------------------------------------------------------- image folder
@@ -240,7 +242,19 @@ def load_image_folder(
     (['cat', 'dog'], ['cat', 'cat', 'dog'], [0, 0, 1])
     """
     root = _check_folder(root)
-    extensions = tuple(ext.lower() for ext in extensions)
+    classes, paths, target = _class_files(
+        root, tuple(ext.lower() for ext in extensions), allow_empty
+    )
+    kept, unreadable = drop_unreadable(paths, on_error, root, n_jobs)
+    data = _labelled([paths[i] for i in kept], [target[i] for i in kept], classes)
+    if return_X_y:
+        return data.paths, data.labels
+    data.update(target_names=classes, root=root, unreadable=unreadable)
+    return data
+
+
+def _class_files(root, extensions, allow_empty):
+    """The sorted class folders of ``root``, every image below them and its class index."""
     with os.scandir(root) as entries:
         classes = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     if not classes:
@@ -257,12 +271,7 @@ def load_image_folder(
             )
         paths.extend(files)
         target.extend([index] * len(files))
-    kept, unreadable = drop_unreadable(paths, on_error, root, n_jobs)
-    data = _labelled([paths[i] for i in kept], [target[i] for i in kept], classes)
-    if return_X_y:
-        return data.paths, data.labels
-    data.update(target_names=classes, root=root, unreadable=unreadable)
-    return data
+    return classes, paths, target
 
 
 # --------------------------------------------------------------------------- CoOp splits
@@ -480,49 +489,65 @@ def load_coop_split(
     >>> data.target_names, data.templates, data.train.labels.tolist()
     (['Forest'], ['a centered satellite photo of {}.'], ['Forest'])
     """
+    name, spec = _dataset_spec(dataset)
+    dataset_dir, image_dir = _dataset_folders(_check_folder(root), spec)
+    split_json, rows = _read_split(name, spec, split_json, dataset_dir, image_dir)
+    out = _split_subsets(rows, image_dir, split_json or dataset_dir)
+    out.update(templates=list(spec["templates"]), dataset=name, split_json=split_json)
+    return _check_images(out, check_files, on_error, n_jobs, split_json or dataset_dir)
+
+
+def _dataset_spec(dataset):
+    """The canonical name of ``dataset`` and its folders, split file and templates."""
     name = _canonical_dataset(dataset)
-    root = _check_folder(root)
-    spec = COOP_DATASETS.get(
-        name, {"dataset_dir": "", "image_dir": "", "split": None, "templates": ["a photo of a {}."]}
-    )
+    return name, COOP_DATASETS.get(name, _OWN_SPLIT)
+
+
+def _dataset_folders(root, spec):
+    """The dataset folder (``root`` itself or CoOp's folder in it) and its image folder."""
     dataset_dir = root
     if spec["dataset_dir"] and os.path.isdir(os.path.join(root, spec["dataset_dir"])):
         dataset_dir = os.path.join(root, spec["dataset_dir"])
     image_dir = dataset_dir
     if spec["image_dir"] and os.path.isdir(os.path.join(dataset_dir, spec["image_dir"])):
         image_dir = os.path.join(dataset_dir, spec["image_dir"])
+    return dataset_dir, image_dir
 
+
+def _read_split(name, spec, split_json, dataset_dir, image_dir):
+    """The split file read (or None) and its ``{subset: [(relpath, label, classname)]}``."""
     if split_json is None and spec["split"] is not None:
         split_json = os.path.join(dataset_dir, spec["split"])
     if split_json is not None:
         split_json = os.path.expanduser(os.fspath(split_json))
-        rows = _parse_split(_read_json(split_json), split_json)
-    elif name == "FGVCAircraft":
-        rows = _read_fgvc(dataset_dir)
-    elif name == "ImageNet":
-        rows = _read_imagenet(dataset_dir, image_dir)
-    else:
-        raise ValueError("dataset=None needs split_json: the path of your split file.")
+        return split_json, _parse_split(_read_json(split_json), split_json)
+    if name == "FGVCAircraft":
+        return None, _read_fgvc(dataset_dir)
+    if name == "ImageNet":
+        return None, _read_imagenet(dataset_dir, image_dir)
+    raise ValueError("dataset=None needs split_json: the path of your split file.")
 
-    target_names = _class_names(rows, split_json or dataset_dir)
-    out = Bunch(
-        target_names=target_names,
-        templates=list(spec["templates"]),
-        dataset=name,
-        split_json=split_json,
-        root=image_dir,
-    )
+
+def _split_subsets(rows, image_dir, source):
+    """A Bunch of the class names and of each subset's absolute paths and labels."""
+    target_names = _class_names(rows, source)
+    out = Bunch(target_names=target_names, root=image_dir)
     for subset in _SUBSETS:
         paths = [os.path.abspath(os.path.join(image_dir, rel)) for rel, _, _ in rows[subset]]
         out[subset] = _labelled(paths, [label for _, label, _ in rows[subset]], target_names)
+    return out
+
+
+def _check_images(out, check_files, on_error, n_jobs, source):
+    """Check the listed images once each; leave the unreadable ones out of every subset."""
     listed = list(dict.fromkeys(p for s in _SUBSETS for p in out[s].paths))
     if check_files:
-        check_files_exist(listed, split_json or dataset_dir)
-    _, out.unreadable = drop_unreadable(listed, on_error, split_json or dataset_dir, n_jobs)
+        check_files_exist(listed, source)
+    _, out.unreadable = drop_unreadable(listed, on_error, source, n_jobs)
     if out.unreadable:
         for subset in _SUBSETS:
             rows = [i for i, p in enumerate(out[subset].paths) if p not in out.unreadable]
             out[subset] = _labelled(
-                [out[subset].paths[i] for i in rows], out[subset].target[rows], target_names
+                [out[subset].paths[i] for i in rows], out[subset].target[rows], out.target_names
             )
     return out
