@@ -431,8 +431,10 @@ def _run_retrieval(args, common):
     import os
 
     from . import studies
-    from .studies._retrieval import (
+    from .studies._retrieval_benchmark import (
         flat_rows_from_summary,
+        published_beside,
+        published_text,
         run_retrieval_benchmark,
         write_flat_table,
     )
@@ -454,12 +456,15 @@ def _run_retrieval(args, common):
         path = Path(args.out) / "summary.json"
         written = json.loads(path.read_text(encoding="utf-8"))
         written["files"] = summary["files"]
+        written["published"] = published_beside(rows)
+        if written["published"]:
+            print(published_text(written["published"]))
         used = [row["n_queries"] for row in rows]
         if used and max(used) != args.n_queries:  # capped at half the images (warned)
             written["config"].update(n_queries=max(used), n_queries_asked=args.n_queries)
         path.write_text(json.dumps(written, indent=2, ensure_ascii=False), encoding="utf-8")
         return
-    run_retrieval_benchmark(
+    summary = run_retrieval_benchmark(
         args.data,
         args.model,
         args.out,
@@ -467,6 +472,8 @@ def _run_retrieval(args, common):
         random_state=args.seeds[0],
         **common,
     )
+    if summary["published"]:
+        print(published_text(summary["published"]))
 
 
 def _print_published(summary):

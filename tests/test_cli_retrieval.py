@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skvlm.studies._retrieval import image_text_recalls
+from skvlm.studies._retrieval_benchmark import image_text_recalls
 
 MODELS = ["skvlm-tiny", "skvlm-tiny-shared"]
 

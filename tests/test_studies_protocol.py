@@ -97,6 +97,62 @@ def test_tuning_beats_bad_defaults():
     assert all(p == {"alpha": 1.0} for p in untuned["params"])  # the defaults, recorded
 
 
+def test_untuned_accuracy_beside_the_tuned_one_is_the_untuned_study_on_the_same_split():
+    rng = np.random.default_rng(2)
+    X, y = _blobs(rng, n_per_class=30, n_classes=4, d=8, noise=0.4)
+    X_test, y_test = _blobs(rng, n_per_class=10, n_classes=4, d=8, noise=0.4)
+    W = np.eye(8)[[1, 2, 3, 0]]  # a misleading text classifier: LDA's default alpha is bad
+    kw = {
+        "X_test": X_test,
+        "y_test": y_test,
+        "text_weights": W,
+        "methods": ["prototype", "lda"],
+        "shots": [4, 8],
+        "seeds": [0, 1],
+    }
+    both = run_fewshot_study(X, y, compare_untuned=True, **kw)
+    untuned = run_fewshot_study(X, y, tune=False, **kw)
+    # with a fixed test split the support does not depend on tuning: the same fits
+    lda = both["method"] == "lda"
+    np.testing.assert_array_equal(both.loc[lda, "acc1_untuned"], untuned.loc[lda, "acc1"])
+    assert both.loc[~lda, "acc1_untuned"].isna().all()  # no grid, nothing to compare
+    assert (both.loc[lda, "acc1"] > both.loc[lda, "acc1_untuned"]).all()
+    assert "acc1_untuned" not in run_fewshot_study(X, y, **kw).columns
+    assert "acc1_untuned" not in run_fewshot_study(X, y, tune=False, compare_untuned=True, **kw)
+
+
+def test_tuning_gain_is_paired_per_seed_and_the_finding_reads_its_interval():
+    import pandas as pd
+
+    from skvlm.studies._findings import tuning_finding, tuning_gain, tuning_summary
+    from skvlm.studies._intervals import t_interval
+
+    runs = pd.DataFrame(
+        {
+            "labeling": "shape",
+            "method": ["a"] * 4 + ["p"] * 4,
+            "seed": [0, 0, 1, 1] * 2,
+            "shots": [1, 2] * 4,
+            "acc1": [0.6, 0.8, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5],
+            "acc1_untuned": [0.5, 0.7, 0.5, 0.6, np.nan, np.nan, np.nan, np.nan],
+        }
+    )
+    g = tuning_gain(runs, "shape", "a")
+    # per seed, tuned - untuned averaged over shots: (0.1 + 0.1) / 2 and (0.0 + 0.3) / 2
+    assert g["mean"] == pytest.approx(0.125)
+    assert g["ci95"] == pytest.approx(list(t_interval([0.1, 0.15])[1]))
+    assert tuning_gain(runs, "shape", "p") is None and tuning_gain(runs, "colour", "a") is None
+    finding = tuning_finding(runs, "shape")
+    assert set(finding["acc1_gain"]) == {"a"}
+    assert finding["verdict"] == "no clear difference"  # 2 seeds: t(1) spans zero here
+    summary = tuning_summary(runs, "shape")["methods"]["a"]
+    assert summary["tuned_acc1"] == pytest.approx(0.7)
+    assert summary["untuned_acc1"] == pytest.approx(0.575)
+    assert summary["tuned_at_least_untuned"]
+    assert summary["per_shots"]["2"] == pytest.approx({"tuned": 0.85, "untuned": 0.65})
+    assert tuning_finding(runs.drop(columns="acc1_untuned"), "shape") is None
+
+
 def test_one_shot_tuning_works_and_validation_is_disjoint():
     rng = np.random.default_rng(3)
     X, y = _blobs(rng, n_per_class=3)

@@ -208,3 +208,84 @@ def test_chosen_parameters_table_shows_the_distinct_choices_per_shots():
     assert table[0] == "| method | 1-shot | 2-shot |"
     assert table[2] == "| Tip-Adapter | beta=1, alpha=0.5 / beta=2, alpha=0.5 | beta=1, alpha=0.5 |"
     assert len(table) == 3  # nothing tuned for NearestPrototype: no row
+
+
+def test_tuned_against_untuned_table_prints_the_summary_numbers():
+    from skvlm.studies._report import _tuning_markdown
+
+    tuning = {
+        "labeling": "shape",
+        "methods": {
+            "lda": {
+                "gain": {"mean": 0.025, "ci95": [-0.01, 0.06]},
+                "per_shots": {
+                    "1": {"tuned": 0.5, "untuned": 0.45},
+                    "2": {"tuned": 0.6, "untuned": 0.6},
+                },
+            }
+        },
+    }
+    table = _tuning_markdown(tuning, {"lda": "LDA"}).splitlines()
+    assert table[0] == "| method | 1-shot | 2-shot | gain (pts) |"
+    assert table[2] == "| LDA | 50.0 / 45.0 | 60.0 / 60.0 | +2.5 pts [-1.0, +6.0] |"
+
+
+def test_retrieval_published_beside_matches_model_dataset_task_and_method():
+    from skvlm.studies._retrieval_benchmark import published_beside, published_dataset_name
+
+    row = {
+        "model": "ViT-B-32",
+        "pretrained": "default",
+        "dataset": "/data/dtd/",
+        "task": "image_to_image",
+        "method": "raw",
+        "metric": "mAP",
+        "value": 0.30,
+        "n_queries": 200,
+        "n_gallery": 1000,
+    }
+    others = [
+        {**row, "metric": "R_precision"},  # not a published metric
+        {**row, "pretrained": "None"},  # random weights
+        {**row, "dataset": "/data/my_photos"},  # no such published dataset
+    ]
+    (match,) = published_beside([row] + others)
+    # seed 002, Table 3: ViT-B/32 (openai) raw image->image mAP on DTD is 28.3
+    assert match["published_as"] == "DTD" and match["published"] == pytest.approx(0.283)
+    assert match["difference"] == pytest.approx(0.30 - 0.283)
+    assert "seed" in match["source"].lower() or "herzog" in match["source"].lower()
+    assert published_dataset_name("/data/oxford_pets/") == "oxford_pets"
+    assert published_dataset_name("caps/Flickr30k.csv") == "Flickr30k"
+    assert published_beside([{**row, "task": "zeroshot_retrieval"}]) == []
+
+
+def test_retrieval_command_prints_the_published_column(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import skvlm._published as published
+    from skvlm.datasets import make_scenes
+
+    scenes = make_scenes(24, random_state=5)
+    shapes = scenes.factors["shape"].astype(str)
+    common = shapes.value_counts().index[:2]  # two classes with several images each
+    for i, (image, shape) in enumerate(zip(scenes.images, shapes)):
+        if shape not in common:
+            continue
+        (tmp_path / "shapes" / str(shape)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "shapes" / str(shape) / f"{i}.png")
+    real = published.published_results()
+    extra = real.iloc[:1].assign(
+        method="raw", model="skvlm-tiny", pretrained="", dataset="Shapes", shots=0
+    )
+    extra = extra.assign(task="image", metric="mAP", value=0.5, acc1=np.nan, source="test row")
+    monkeypatch.setattr(published, "published_results", lambda: pd.concat([real, extra]))
+    out = tmp_path / "report"
+    args = ["retrieval", "--data", str(tmp_path / "shapes"), "--model", "skvlm-tiny"]
+    main(args + ["--methods", "raw", "--n-queries", "4", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    (match,) = summary["published"]
+    measured = summary["retrieval"]["classes"]["image_to_image"]["raw"]["mAP"]
+    assert match["mAP"] == pytest.approx(measured) and match["published"] == 0.5
+    assert "published  50.0" in printed and f"measured {100 * measured:5.1f}" in printed
+    assert "(test row)" in printed

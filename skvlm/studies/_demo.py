@@ -15,8 +15,14 @@ from ._demo_measure import (
     ovi_zero_shot_measures,
     zero_shot_measures,
 )
-from ._findings import fewshot_summary_dict, findings, retrieval_summary_dict
-from ._findings_zoo import headroom, zoo_findings
+from ._findings import (
+    fewshot_summary_dict,
+    findings,
+    retrieval_summary_dict,
+    tuning_finding,
+    tuning_summary,
+)
+from ._findings_zoo import MAIN_LABELING, headroom, zoo_findings
 from ._report import write_json, write_report
 from ._zoo import image_only_fewshot
 
@@ -257,63 +263,87 @@ def run_demo(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sizes = _DEMO_SIZES[bool(quick)]
+    options = {
+        "quick": bool(quick),
+        "models": models,
+        "study_model": study_model,
+        "world": world,
+        "device": device,
+        "tune": bool(tune),
+        "random_state": int(random_state),
+    }
     with progress_to_stderr(verbose):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        world = scene_world(world)
-        scene_seed = 10_000 + int(random_state)
-        logger.info(
-            f"generating {sizes['n_scenes']} held-out scenes of world "
-            f"{world['version']} (seed {scene_seed})"
-        )
-        scenes = _make_scenes(sizes["n_scenes"], scene_seed, world["version"])
-        encoded, unavailable = _encode_models(models, scenes, device)
-        text_models = [m for m, e in encoded.items() if not e["image_only"]]
-        main_model = study_model if study_model in text_models else text_models[0]
-        measured = _measure(encoded, main_model, scenes, world, sizes, random_state, tune)
-        config = {
-            "study_model": main_model,
-            "models": list(models),
-            "measured_models": list(encoded),
-            "world": world["version"],
-            "n_scenes": sizes["n_scenes"],
-            "scene_seed": scene_seed,
-            "tune": bool(tune),
-            **{
-                k: sizes[k]
-                for k in (
-                    "shots",
-                    "seeds",
-                    "n_queries",
-                    "n_text_queries",
-                    "oti_steps",
-                    "ovi_steps",
-                    "n_pairs",
-                )
-            },
-        }
-        measured["clock"].seconds["encoding"] = sum(e["encode_cpu_s"] for e in encoded.values())
+        clocks = (time.perf_counter(), time.process_time())
+        measured, config, unavailable = _measure_demo(options)
         summary = _demo_summary(config, quick, unavailable, measured)
-        measured["clock"].lap("findings")
-        summary["cpu_s_per_phase"] = measured["clock"].seconds
-        summary["elapsed_s"] = time.perf_counter() - start
-        summary["cpu_s"] = time.process_time() - cpu_start
-        write_report(
-            out,
-            summary,
-            measured["fewshot"]["runs"],
-            measured["fewshot"]["summary"],
-            measured["retrieval"]["study"],
-            measured["diagnostics"],
-            measured["distributions"],
-            extras=measured["extras"],
-        )
-        # The figures (t-SNE included) are drawn after report.md states the times above:
-        # summary.json gets the totals.
-        summary["total_elapsed_s"] = time.perf_counter() - start
-        summary["total_cpu_s"] = time.process_time() - cpu_start
-        write_json(out / "summary.json", summary)
+        _write_demo(out, summary, measured, clocks)
     return summary
+
+
+def _measure_demo(options):
+    """Scenes, embeddings of every model and every measurement; the run's config."""
+    sizes = _DEMO_SIZES[options["quick"]]
+    world = scene_world(options["world"])
+    scene_seed = 10_000 + options["random_state"]
+    logger.info(
+        f"generating {sizes['n_scenes']} held-out scenes of world "
+        f"{world['version']} (seed {scene_seed})"
+    )
+    scenes = _make_scenes(sizes["n_scenes"], scene_seed, world["version"])
+    encoded, unavailable = _encode_models(options["models"], scenes, options["device"])
+    text_models = [m for m, e in encoded.items() if not e["image_only"]]
+    main_model = options["study_model"]
+    main_model = main_model if main_model in text_models else text_models[0]
+    measured = _measure(
+        encoded, main_model, scenes, world, sizes, options["random_state"], options["tune"]
+    )
+    measured["clock"].seconds["encoding"] = sum(e["encode_cpu_s"] for e in encoded.values())
+    config = {
+        "study_model": main_model,
+        "models": list(options["models"]),
+        "measured_models": list(encoded),
+        "world": world["version"],
+        "n_scenes": sizes["n_scenes"],
+        "scene_seed": scene_seed,
+        "tune": options["tune"],
+        **{k: sizes[k] for k in _CONFIG_SIZES},
+    }
+    return measured, config, unavailable
+
+
+_CONFIG_SIZES = (
+    "shots",
+    "seeds",
+    "n_queries",
+    "n_text_queries",
+    "oti_steps",
+    "ovi_steps",
+    "n_pairs",
+)
+
+
+def _write_demo(out, summary, measured, clocks):
+    """report.md, the CSVs, the figures and summary.json, with the run's times."""
+    start, cpu_start = clocks
+    measured["clock"].lap("findings")
+    summary["cpu_s_per_phase"] = measured["clock"].seconds
+    summary["elapsed_s"] = time.perf_counter() - start
+    summary["cpu_s"] = time.process_time() - cpu_start
+    write_report(
+        out,
+        summary,
+        measured["fewshot"]["runs"],
+        measured["fewshot"]["summary"],
+        measured["retrieval"]["study"],
+        measured["diagnostics"],
+        measured["distributions"],
+        extras=measured["extras"],
+    )
+    # The figures (t-SNE included) are drawn after report.md states the times above:
+    # summary.json gets the totals.
+    summary["total_elapsed_s"] = time.perf_counter() - start
+    summary["total_cpu_s"] = time.process_time() - cpu_start
+    write_json(out / "summary.json", summary)
 
 
 class _CPUClock:
@@ -382,6 +412,9 @@ def _demo_summary(config, quick, unavailable, measured):
         + [(lab, -1) for lab in ("background", "count") if lab in set(fewshot["runs"]["labeling"])],
     )
     claims.update(zoo_findings(measured))
+    tuned = tuning_finding(fewshot["runs"], MAIN_LABELING)
+    if tuned is not None:
+        claims["tuning_beats_defaults"] = tuned
     return {
         "title": "skvlm demo report",
         "description": (
@@ -421,6 +454,7 @@ def _demo_summary(config, quick, unavailable, measured):
         "skipped": {**fewshot["skipped"], **retrieval["skipped"]},
         "models": measured["diagnostics"],
         "fewshot": fewshot_summary_dict(fewshot["summary"], fewshot["runs"]),
+        "tuning": tuning_summary(fewshot["runs"], MAIN_LABELING),
         "image_only_fewshot": _image_only_dict(measured["image_only"]),
         "retrieval": retrieval_summary_dict(retrieval["study"]),
         "findings": claims,

@@ -11,6 +11,7 @@ from .._math import l2_normalize
 from ._common import logger, pandas
 from ._diagnose import diagnose_embeddings
 from ._fewshot import run_fewshot_study, summarize_fewshot
+from ._findings_zoo import MAIN_LABELING
 from ._retrieval import TASKS, _retrieval_metrics
 from ._retrieval import _invert as _study_invert
 from ._zoo import (
@@ -83,7 +84,8 @@ def zero_shot_measures(encoded, scenes, world):
 
 
 def demo_fewshot(main, zs_main, scenes, world, sizes, random_state, tune):
-    """The few-shot study of the study model, once per few-shot labelling."""
+    """The few-shot study of the study model, once per few-shot labelling; tuned, the
+    main labelling's runs also hold the untuned accuracy on the same splits."""
     all_runs, skipped, notes = [], {}, []
     for labeling in world["fewshot_labelings"]:
         entry = zs_main["labelings"][labeling]
@@ -96,6 +98,7 @@ def demo_fewshot(main, zs_main, scenes, world, sizes, random_state, tune):
             shots=sizes["shots"],
             seeds=[random_state + s for s in sizes["seeds"]],
             tune=tune,
+            compare_untuned=labeling == MAIN_LABELING,
         )
         runs.insert(0, "labeling", labeling)
         all_runs.append(runs)

@@ -61,43 +61,39 @@ def run_fewshot_study(
     tune=True,
     search="default",
     dataset=None,
+    compare_untuned=False,
     verbose=0,
 ):
     """k-shot classification of embeddings by several methods, over shots and seeds.
 
     Per (k, seed): the support is ``FewShotSplit(k, n_splits=1, random_state=seed)`` on
-    (X, y); with ``tune``, ``min(k, 4)`` validation rows per class come from the other
-    rows of (X, y) or from (X_val, y_val), each method's hyper-parameters are chosen on
-    them, and it is refitted on the support. Every method is scored on the same test
-    rows: (X_test, y_test), else the rows of (X, y) in neither set.
+    (X, y); with ``tune``, ``min(k, 4)`` validation rows per class (from the other rows
+    of (X, y), or from (X_val, y_val)) choose each method's hyper-parameters, and it is
+    refitted on the support. Every method is scored on the same test rows: (X_test,
+    y_test), else the rows of (X, y) in neither set.
 
     Parameters
     ----------
     X, y : array-like of shape (n_samples, d) and (n_samples,)
-        Image embeddings of the training pool and their class labels.
-    X_test, y_test : array-like, default=None
-        A fixed test split (CoOp's ``test``), scored whole by every method.
-    X_val, y_val : array-like, default=None
-        A validation pool (CoOp's ``val``; never a test set, as ImageNet's ``val`` is).
-    text_weights : array-like of shape (n_classes, d), default=None
-        Class-name text classifier (rows in ``numpy.unique(y)`` order) of the methods
-        that use text; those that need it are skipped without it.
-    pca_text_embeddings : array-like of shape (m, d), default=None
-        The text rows PCA← projects onto; PCA← methods are skipped without them.
+        The training pool: image embeddings and their class labels.
+    X_test, y_test, X_val, y_val : array-like, default=None
+        A fixed test split (CoOp's ``test``); a validation pool (CoOp's ``val``).
+    text_weights, pca_text_embeddings : array-like, default=None
+        The class-name text classifier (rows in ``numpy.unique(y)`` order) and the text
+        rows PCA← projects onto; the methods that need them are skipped without them.
     support_views : array-like of shape (n_views, n_samples, d), default=None
-        Augmented views of the rows of X: ``"lda_views"`` fits on every view of the
-        support as its own row (GDA at 1 shot, as its reference runs it).
+        Augmented views of X's rows: ``"lda_views"`` fits on each view as a row.
     methods : list of str, default=None
-        Keys of :data:`FEWSHOT_METHODS`; None runs the registry's default methods.
+        Keys of :data:`FEWSHOT_METHODS`; None: the registry's default methods.
     shots, seeds : sequence of int
-        Shot counts (one without a test row for some class is skipped with a warning)
-        and one split per seed.
-    tune : bool, default=True
-        Choose hyper-parameters on validation shots; False fits the defaults and tests
-        on every non-support row.
-    search : {"default", "reference"}, default="default"
-        The grids of :func:`skvlm.classifiers.param_grid`; ``dataset`` (a CoOp name)
-        picks the reference's per-dataset grid where it has one.
+        Shot counts (one leaving a class without test rows is skipped, warned); seeds.
+    tune, search, dataset : bool, {"default", "reference"}, str
+        Choose hyper-parameters on validation shots (False: the defaults, tested on every
+        non-support row) over :func:`skvlm.classifiers.param_grid`'s ``search`` grids
+        (``dataset``, a CoOp name: the reference's per-dataset grid).
+    compare_untuned : bool, default=False
+        With ``tune``, also score each method with a grid at its defaults, on the same
+        support and test rows (column ``acc1_untuned``).
     verbose : int, default=0
         Also log the progress lines (logger ``"skvlm.studies"``) to stderr.
 
@@ -105,36 +101,45 @@ def run_fewshot_study(
     -------
     runs : pandas.DataFrame
         One row per (method, shots, seed): ``method``, ``label``, ``shots``, ``seed``,
-        ``acc1``, ``mean_per_class_recall``, ``n_test``, ``n_val``, ``params`` (the
-        chosen values, or the defaults when untuned) and ``seconds``.
-        ``attrs["skipped"]``: why a method could not run; ``attrs["warnings"]``.
+        ``acc1``, ``mean_per_class_recall``, ``n_test``, ``n_val``, ``params`` (the values
+        used) and ``seconds``; ``attrs["skipped"]`` (why not run), ``attrs["warnings"]``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from skvlm.studies import run_fewshot_study
-    >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 20)
-    >>> X = 3 * np.eye(4)[y] + rng.normal(scale=0.3, size=(40, 4))
+    >>> X = 3 * np.eye(4)[y] + np.random.default_rng(0).normal(scale=0.3, size=(40, 4))
     >>> runs = run_fewshot_study(X, y, methods=["prototype", "tip_adapter"], shots=[2], seeds=[0])
-    >>> runs[["method", "acc1", "n_val", "n_test"]].to_dict("records")
-    [{'method': 'prototype', 'acc1': 1.0, 'n_val': 4, 'n_test': 32}, \
-{'method': 'tip_adapter', 'acc1': 1.0, 'n_val': 4, 'n_test': 32}]
+    >>> runs[["method", "n_val", "n_test"]].to_dict("records")[1]
+    {'method': 'tip_adapter', 'n_val': 4, 'n_test': 32}
     >>> sorted(runs["params"][1])  # chosen on the validation shots (image-only: no alpha)
     ['beta']
     """
     data = _check_data(X, y, X_test, y_test, X_val, y_val, support_views)
-    if search not in _SEARCHES:
-        raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
+    setting = _setting(tune, search, dataset, compare_untuned)
     methods = check_methods(methods, FEWSHOT_METHODS, DEFAULT_FEWSHOT)
-    pipelines, skipped = _method_pipelines(
-        methods, text_weights, pca_text_embeddings, data["views"] is not None
-    )
+    has_views = data["views"] is not None
+    pipelines, skipped = _method_pipelines(methods, text_weights, pca_text_embeddings, has_views)
     usable = _usable_shots(shots, data, tune)
-    setting = {"tune": bool(tune), "search": search, "dataset": dataset}
     with progress_to_stderr(verbose):
         rows, notes = _run_splits(pipelines, data, usable, seeds, setting)
-    runs = pandas().DataFrame(rows, columns=_RUN_COLUMNS)
+    return _runs_frame(rows, notes, skipped, setting)
+
+
+def _setting(tune, search, dataset, compare_untuned):
+    if search not in _SEARCHES:
+        raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
+    return {
+        "tune": bool(tune),
+        "search": search,
+        "dataset": dataset,
+        "compare_untuned": bool(tune and compare_untuned),
+    }
+
+
+def _runs_frame(rows, notes, skipped, setting):
+    columns = _RUN_COLUMNS + (["acc1_untuned"] if setting["compare_untuned"] else [])
+    runs = pandas().DataFrame(rows, columns=columns)
     runs.attrs["skipped"] = skipped
     runs.attrs["warnings"] = [f"{message} (first at {k} shots)" for message, k in notes.items()]
     return runs
@@ -329,6 +334,12 @@ def _run_method(method, template, data, split, setting, notes, k):
         pipe.fit(X_s, y_s)
         X_t, y_t = _test_rows(data, split)
         predicted = pipe.predict(X_t)
+        seconds = time.perf_counter() - tic
+        untuned = {}
+        if setting.get("compare_untuned"):  # the defaults, on the same support and test rows
+            untuned["acc1_untuned"] = _untuned_accuracy(
+                template, grid, chosen, accuracy_score(y_t, predicted), X_s, y_s, X_t, y_t
+            )
     for w in caught:
         notes.setdefault(f"{FEWSHOT_METHODS[method]}: {w.message}", k)
     return {
@@ -337,8 +348,22 @@ def _run_method(method, template, data, split, setting, notes, k):
         "n_test": len(y_t),
         "n_val": len(split["val"]),
         "params": params,
-        "seconds": time.perf_counter() - tic,
+        "seconds": seconds,
+        **untuned,
     }
+
+
+def _untuned_accuracy(template, grid, chosen, tuned, X_s, y_s, X_t, y_t):
+    """Test accuracy at the default hyper-parameters (NaN for a method without a grid).
+
+    When the search chose the defaults, the tuned fit is the untuned one: ``tuned``.
+    """
+    if not grid:
+        return np.nan
+    defaults = template.get_params()
+    if all(defaults[name] == value for name, value in chosen.items()):
+        return tuned
+    return float(accuracy_score(y_t, clone(template).fit(X_s, y_s).predict(X_t)))
 
 
 def _support_rows(data, support, views):

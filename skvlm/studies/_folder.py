@@ -71,10 +71,8 @@ def run_folder_study(
     pca_class_names : "imagenet", "labels" or list of str, default=None
         The names PCA← projects onto. None: the class names (few-shot) or the 1000
         ImageNet names without templates (retrieval), as the seed's code does.
-    n_queries : int, default=200
-        Retrieval queries (the rest of the images is the gallery).
-    cache, device, batch_size
-        Of the :class:`~skvlm.CLIPEncoder`.
+    n_queries, cache, device, batch_size
+        Retrieval queries (the rest is the gallery); the :class:`~skvlm.CLIPEncoder`'s.
     random_state : int, default=0
         Retrieval: seeds the query draw and OTI.
     on_error : {"raise", "skip"}, default="raise"
@@ -92,56 +90,43 @@ def run_folder_study(
     summary : dict
         What ``summary.json`` holds.
     """
+    methods = _folder_methods(study, methods, n_views)
+    encoding = dict(model=model, pretrained=pretrained, device=device, cache=cache)
+    encoding.update(batch_size=batch_size, on_error=on_error, verbose=verbose)
+    setting = dict(shots=shots, seeds=seeds, tune=tune, search=search, n_views=int(n_views))
+    setting.update(templates=templates, n_queries=n_queries, random_state=random_state)
+    setting.update(coop=coop, pca={"names": pca_class_names, "templates": templates})
+    with progress_to_stderr(verbose):
+        return _run_folder(study, data, Path(out), methods, encoding, setting)
+
+
+def _folder_methods(study, methods, n_views):
+    """The checked method keys of a study (``lda_views`` joins the default with views)."""
     if study not in ("fewshot", "retrieval"):
         raise ValueError(f"study must be 'fewshot' or 'retrieval', got {study!r}.")
-    default = (
-        DEFAULT_FEWSHOT + (("lda_views",) if n_views else ())
-        if study == "fewshot"
-        else tuple(RETRIEVAL_METHODS)
+    if study == "retrieval":
+        return check_methods(methods, RETRIEVAL_METHODS, tuple(RETRIEVAL_METHODS))
+    default = DEFAULT_FEWSHOT + (("lda_views",) if n_views else ())
+    return check_methods(methods, FEWSHOT_METHODS, default)
+
+
+def _run_folder(study, data, out, methods, encoding, setting):
+    """Encode, run the study, write the report; the summary."""
+    start = time.perf_counter()
+    coop = setting["coop"]
+    rows = _encode_coop(data, coop, encoding) if coop else _encode_folder(data, encoding)
+    if study == "fewshot" and setting["n_views"]:
+        rows["views"] = _encode_views(rows, setting["n_views"])
+    out.mkdir(parents=True, exist_ok=True)
+    run = _folder_fewshot if study == "fewshot" else _folder_retrieval
+    result = run(rows, methods, setting, encoding["verbose"])
+    model, pretrained = encoding["model"], encoding["pretrained"]
+    config = _folder_config(study, data, model, pretrained, methods, rows, setting)
+    summary = _folder_summary(study, data, model, pretrained, config, result, rows)
+    summary["elapsed_s"] = time.perf_counter() - start
+    write_report(
+        out, summary, result.get("runs"), result.get("summary"), result.get("retrieval"), None, None
     )
-    methods = check_methods(
-        methods, FEWSHOT_METHODS if study == "fewshot" else RETRIEVAL_METHODS, default
-    )
-    encoding = {
-        "model": model,
-        "pretrained": pretrained,
-        "device": device,
-        "cache": cache,
-        "batch_size": batch_size,
-        "on_error": on_error,
-        "verbose": verbose,
-    }
-    setting = {
-        "shots": shots,
-        "seeds": seeds,
-        "tune": tune,
-        "search": search,
-        "n_views": int(n_views),
-        "templates": templates,
-        "n_queries": n_queries,
-        "random_state": random_state,
-        "pca": {"names": pca_class_names, "templates": templates},
-    }
-    with progress_to_stderr(verbose):
-        start = time.perf_counter()
-        rows = _encode_coop(data, coop, encoding) if coop else _encode_folder(data, encoding)
-        if study == "fewshot" and n_views:
-            rows["views"] = _encode_views(rows, n_views)
-        Path(out).mkdir(parents=True, exist_ok=True)
-        run = _folder_fewshot if study == "fewshot" else _folder_retrieval
-        result = run(rows, methods, setting, verbose)
-        config = _folder_config(study, data, model, pretrained, methods, rows, setting)
-        summary = _folder_summary(study, data, model, pretrained, config, result, rows)
-        summary["elapsed_s"] = time.perf_counter() - start
-        write_report(
-            Path(out),
-            summary,
-            result.get("runs"),
-            result.get("summary"),
-            result.get("retrieval"),
-            None,
-            None,
-        )
     return summary
 
 

@@ -87,6 +87,21 @@ def _params_markdown(runs):
     return _markdown_table(header, rows) if rows else None
 
 
+def _tuning_markdown(tuning, labels):
+    """Tuned / untuned accuracy per shots and the paired gain, one row per method."""
+    methods = tuning["methods"]
+    shots = sorted({int(k) for m in methods.values() for k in m["per_shots"]})
+    rows = []
+    for method, entry in methods.items():
+        cells = [
+            f"{_fmt(c['tuned'])} / {_fmt(c['untuned'])}" if c else "–"
+            for c in (entry["per_shots"].get(str(k)) for k in shots)
+        ]
+        rows.append([labels.get(method, method)] + cells + [_signed(entry["gain"], "acc1")])
+    header = ["method"] + [f"{k}-shot" for k in shots] + ["gain (pts)"]
+    return _markdown_table(header, rows)
+
+
 def _params_text(params):
     return ", ".join(
         f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in params.items()
@@ -409,6 +424,17 @@ def _fewshot_section(summary, fewshot_summary, fewshot_runs, figures):
                 "Beside the published numbers (same model, dataset, shots and method):",
                 "",
                 published,
+                "",
+            ]
+        tuning = summary.get("tuning")
+        if tuning and tuning["labeling"] == labeling:
+            lines += [
+                "Tuned against untuned (each method's defaults) on the same support and "
+                "test rows: mean accuracy (%) tuned / untuned per shot count, and the "
+                "tuned-minus-untuned gain averaged over shots, paired per seed [95 % "
+                "interval over seeds]:",
+                "",
+                _tuning_markdown(tuning, dict(zip(part["method"], part["label"]))),
                 "",
             ]
         runs = fewshot_runs[fewshot_runs["labeling"] == labeling]
