@@ -20,7 +20,7 @@ from sklearn.base import (
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._math import l2_normalize
-from ._sklearn import HasMethods, Interval, StrOptions, _fit_context
+from ._sklearn import HasMethods, Interval, StrOptions, _DocLinkMixin, _fit_context
 from ._text import class_text_embeddings, resolve_class_names, resolve_templates
 
 
@@ -47,7 +47,9 @@ def _n_components_from(spec, singular_values, rank_cap):
     return int(min(np.searchsorted(ratio, spec, side="right") + 1, rank_cap))
 
 
-class ClassSubspaceProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class ClassSubspaceProjector(
+    _DocLinkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """Project embeddings onto the principal subspace of class-name text embeddings (PCA←).
 
     ``fit`` embeds the class names (each class = L2-normalised mean over the templates
@@ -248,7 +250,7 @@ class ClassSubspaceProjector(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return super().get_feature_names_out(input_features)
 
 
-class ModalityMeanShift(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+class ModalityMeanShift(_DocLinkMixin, OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """PCA← followed by the mean adjustment of Eq. 12 (Herzog & Wang 2026, App. B).
 
     ``x̃ = Q Λ Qᵀ x + Q (1 − Λ) Qᵀ μ_x``: the part of the mean of the fitted rows

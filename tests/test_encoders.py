@@ -38,6 +38,26 @@ def test_clone_and_params_round_trip(encoder):
     assert clone(twin).get_params() == twin.get_params()
 
 
+def test_both_encoders_spell_out_one_shared_parameter_list():
+    # scikit-learn reads each class's own __init__ signature, so both encoders write
+    # their parameters out; the copies must stay those _BaseEncoder validates, with
+    # the same defaults (only the model and CLIPEncoder's modality differ).
+    import inspect
+
+    from skvlm.encoders._base import _BaseEncoder
+
+    def defaults(cls):
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        return {p.name: p.default for p in parameters}
+
+    clip, image = defaults(CLIPEncoder), defaults(ImageEncoder)
+    assert set(image) == set(_BaseEncoder._parameter_constraints)
+    assert set(clip) == set(image) | {"modality"}
+    assert {k: v for k, v in clip.items() if k not in ("model", "modality")} == {
+        k: v for k, v in image.items() if k != "model"
+    }
+
+
 def test_every_image_kind_gives_the_same_embedding(encoder, image_files, tiny_images):
     images, _ = tiny_images
     from_paths = encoder.transform(image_files)

@@ -209,3 +209,38 @@ def test_every_module_imports_with_docstrings_stripped():
         cwd=Path(skvlm.__file__).parents[1],
     )
     assert result.returncode == 0, f"under python -OO:\n{result.stdout}{result.stderr[-2000:]}"
+
+
+def _documented_estimators():
+    from sklearn.base import BaseEstimator
+
+    classes = [getattr(skvlm, name) for name in skvlm.__all__]
+    return [c for c in classes if inspect.isclass(c) and issubclass(c, BaseEstimator)]
+
+
+def test_every_estimator_links_its_entry_on_the_api_page():
+    from sklearn.utils import estimator_html_repr
+
+    from skvlm._sklearn import DOCS_URL
+
+    api = (Path(skvlm.__file__).parents[1] / "docs" / "api.rst").read_text(encoding="utf-8")
+    classes = _documented_estimators()
+    assert len(classes) >= 15
+    wrong = {}
+    for cls in classes:
+        name = cls.__name__
+        # Sphinx gives ``.. autoclass:: skvlm.X`` the anchor ``#skvlm.X`` on api.html.
+        assert f".. autoclass:: skvlm.{name}\n" in api, f"{name} is not on the API page"
+        link = cls()._get_doc_link()
+        if link != f"{DOCS_URL}api.html#skvlm.{name}":
+            wrong[name] = link
+    assert not wrong, f"estimators linking elsewhere: {wrong}"
+    assert DOCS_URL.startswith("https://") and DOCS_URL.endswith("/")
+    html = estimator_html_repr(skvlm.Retriever())
+    assert f'href="{DOCS_URL}api.html#skvlm.Retriever"' in html
+
+
+def test_a_subclass_outside_skvlm_gets_no_link():
+    # scikit-learn's rule, kept: a user's estimator is not on skvlm's API page.
+    subclass = type("MyRetriever", (skvlm.Retriever,), {"__module__": "mypackage"})
+    assert subclass()._get_doc_link() == ""

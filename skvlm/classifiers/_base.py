@@ -14,7 +14,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._math import l2_normalize, log_softmax, softmax
-from .._sklearn import Interval
+from .._sklearn import Interval, _DocLinkMixin
 
 #: CLIP's logit scale: the text classifier's scores are 100 x cos (Radford et al., 2021).
 LOGIT_SCALE = 100.0
@@ -39,7 +39,7 @@ def validate_queries(estimator, X, normalize=True):
     return l2_normalize(X) if normalize else X
 
 
-class _ScoreClassifierMixin:
+class _ScoreClassifierMixin(_DocLinkMixin):
     """``decision_function``/``predict``/``predict_proba`` from one ``_scores(X)``.
 
     ``_scores`` returns an (n_samples, n_classes) array whose column order is

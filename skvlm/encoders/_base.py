@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from .._embedding_cache import _caller_stacklevel, resolve_cache
 from .._images import UnreadableImageError
 from .._math import iter_batches, l2_normalize
-from .._sklearn import HasMethods, Interval, StrOptions, _fit_context
+from .._sklearn import HasMethods, Interval, StrOptions, _DocLinkMixin, _fit_context
 from ._augmentation import augmented_features
 from ._decoding import _decode_batches, _decode_workers, _ItemDecoder
 from ._inputs import UnreadableImageWarning, _as_items, _describe, _split_modality
@@ -41,7 +41,7 @@ class _Request:
         return self.keys[index] if self.keys is not None else index
 
 
-class _BaseEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _BaseEncoder(_DocLinkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Shared machinery: lazy model, batching, the embedding cache, pickling."""
 
     _kind = "clip"

@@ -26,7 +26,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
 from .._math import iter_batches, l2_normalize
-from .._sklearn import HasMethods, Interval, _fit_context
+from .._sklearn import HasMethods, Interval, _DocLinkMixin, _fit_context
 
 _N_ITER_NO_CHANGE = 10
 _INIT_STD = 0.02
@@ -66,7 +66,9 @@ def _unit_targets(X):
     return unit.astype(np.float32)
 
 
-class _BaseInverter(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _BaseInverter(
+    _DocLinkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
     """The optimisation loop shared by OTI and OVI; subclasses say what to inject."""
 
     _parameter_constraints = {

@@ -8,12 +8,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._math import iter_batches
-from .._sklearn import Interval, StrOptions, _fit_context, validate_params
+from .._sklearn import Interval, StrOptions, _DocLinkMixin, _fit_context, validate_params
 from ._metrics import METRICS, mean_average_precision
 from ._ranking import FLOAT_DTYPES, unit_float32
 
 
-class Retriever(ClassifierMixin, BaseEstimator):
+class Retriever(_DocLinkMixin, ClassifierMixin, BaseEstimator):
     """A labelled gallery searched by cosine similarity.
 
     ``fit`` stores the gallery, ``kneighbors`` returns the nearest gallery items,
