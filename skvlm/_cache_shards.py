@@ -3,10 +3,13 @@
 Each ``put_many`` writes one shard, ``<store>/shards/<time_ns>-<random>.shard``,
 through a temporary file and an atomic rename, and never touches it again: two
 processes (or machines, over a network filesystem) writing at once write two files.
-The index is the folder listing: a reader lists the shard names, reads the header of
-each shard it has not seen yet, and looks keys up with a binary search over the
-sorted keys of each header. Newer shards win, so a damaged entry that was recomputed
-is found, whole, in the newer shard that holds it.
+The index is the folder listing: a reader lists the shard names and reads the header
+of each shard it has not seen yet, once per process. The keys of the headers are
+searched all at once (see :class:`_Index`: sorted 8-byte key prefixes, one
+``np.searchsorted`` per run of them, no Python loop per stored entry), and the rows
+wanted are asked of the OS before the first is read, so that a cold page cache serves
+them in parallel. Newer shards win, so a damaged entry that was recomputed is found,
+whole, in the newer shard that holds it.
 
 Layout of a shard, all little-endian, read with ``np.frombuffer`` (never unpickled)::
 
@@ -43,6 +46,8 @@ DAMAGED_NAME = re.compile(r"[0-9]{20}-[0-9a-f]{16}\.shard\.damaged")
 TEMP_PREFIX = ".tmp-"
 TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{16}")
 _KEY_NAME = re.compile(r"[0-9a-f]{40}")
+# Past this many runs (a new shard is one), the index merges them into one sorted run.
+_MAX_RUNS = 256
 
 
 def entry_digest(key, payload):
@@ -93,15 +98,14 @@ def write_atomically(path, data):
 class Shard:
     """The header of one shard: its sorted keys, their digests, where the payload is."""
 
-    def __init__(self, path, data, signature=None):
+    def __init__(self, path, n, dim, keys, digests, signature=None):
         self.path = path
+        self.n, self.dim = n, dim
+        self.keys = np.frombuffer(keys, dtype=f"S{KEY_BYTES}")
+        self.digests = digests
+        self.data_offset = _FIXED + n * (KEY_BYTES + DIGEST_BYTES)
         self.signature = signature  # (size, mtime, inode) when the header was read
-        self.n = int.from_bytes(data[8:12], "little")
-        self.dim = int.from_bytes(data[12:16], "little")
-        keys_end = _FIXED + self.n * KEY_BYTES
-        self.keys = np.frombuffer(data[_FIXED:keys_end], dtype=f"S{KEY_BYTES}")
-        self.digests = data[keys_end : keys_end + self.n * DIGEST_BYTES]
-        self.data_offset = keys_end + self.n * DIGEST_BYTES
+        self.sid = None  # its number in the index that holds it
 
     @classmethod
     def read(cls, path):
@@ -123,39 +127,164 @@ class Shard:
                     f"{'truncated' if size < expected else 'too long'} ({size} of {expected} bytes)"
                 )
             rest = handle.read(n * (KEY_BYTES + DIGEST_BYTES))
-        keys, digests = rest[: n * KEY_BYTES], rest[n * KEY_BYTES :]
+        view = memoryview(rest)
+        keys, digests = view[: n * KEY_BYTES], rest[n * KEY_BYTES :]
         if fixed[16:_FIXED] != _header_digest(fixed[:16], keys, digests):
             return "header checksum mismatch"
-        return cls(path, fixed + rest, _signature(stat))
+        return cls(path, n, dim, keys, digests, _signature(stat))
 
-    def rows_of(self, queries):
-        """(positions in ``queries`` found here, their rows in this shard)."""
-        if self.n == 0:
-            return np.empty(0, np.intp), np.empty(0, np.intp)
-        rows = np.minimum(np.searchsorted(self.keys, queries), self.n - 1)
-        hit = np.flatnonzero(self.keys[rows] == queries)
-        return hit, rows[hit]
+    def key_names(self):
+        """The keys as the 40 hex digits callers use (``S20`` items lose trailing NULs)."""
+        raw = self.keys.tobytes()
+        return [raw[i : i + KEY_BYTES].hex() for i in range(0, len(raw), KEY_BYTES)]
 
     def read_rows(self, handle, keys, rows):
         """key -> vector, or key -> why that entry is damaged, for ``rows`` of this shard."""
-        out = {}
-        width = 4 * self.dim
-        for key, row in zip(keys, rows):
-            payload = os.pread(handle.fileno(), width, self.data_offset + int(row) * width)
-            expected = self.digests[row * DIGEST_BYTES : (row + 1) * DIGEST_BYTES]
+        width, fd = 4 * self.dim, handle.fileno()
+        payloads, reasons, blank = [], {}, bytes(width)
+        for key, row in sorted(zip(keys, np.asarray(rows).tolist()), key=lambda kr: kr[1]):
+            payload = os.pread(fd, width, self.data_offset + row * width)  # in file order
             if len(payload) != width:
-                out[key] = f"truncated ({len(payload)} of {width} payload bytes)"
-            elif entry_digest(key, payload) != expected:
-                out[key] = "checksum mismatch"
+                reasons[key] = f"truncated ({len(payload)} of {width} payload bytes)"
+            elif (
+                entry_digest(key, payload)
+                != self.digests[row * DIGEST_BYTES : (row + 1) * DIGEST_BYTES]
+            ):
+                reasons[key] = "checksum mismatch"
+            payloads.append((key, payload if key not in reasons else blank))
+        block = np.frombuffer(b"".join(payload for _, payload in payloads), dtype="<f4")
+        block = block.reshape(len(payloads), self.dim).astype(np.float32, copy=False)
+        finite = np.isfinite(block).all(axis=1).tolist()  # one pass over every row read
+        out = {}
+        for (key, _), row, whole in zip(payloads, block, finite):
+            if key in reasons:
+                out[key] = reasons[key]
             else:
-                vector = np.frombuffer(payload, dtype="<f4").astype(np.float32)
-                finite = np.isfinite(vector).all()
-                out[key] = vector if finite else "non-finite values (NaN or inf)"
+                out[key] = row if whole else "non-finite values (NaN or inf)"
         return out
 
 
 def _signature(stat):
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+def key_prefixes(keys):
+    """The first 8 bytes of each key of an ``S20`` array, as integers in the keys' order."""
+    keys = np.ascontiguousarray(keys, dtype=f"S{KEY_BYTES}")
+    if keys.size == 0:
+        return np.empty(0, dtype=np.uint64)
+    first = np.ndarray(keys.size, dtype=">u8", buffer=keys, strides=(KEY_BYTES,))
+    return first.astype(np.uint64)
+
+
+def _groups(labels):
+    """(label, positions) for each distinct value of an integer array."""
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if order.size else []
+    stops = [*starts[1:], order.size]
+    for start, stop in zip(starts, stops):
+        yield int(ordered[start]), order[start:stop]
+
+
+class _Run:
+    """Sorted key prefixes, each with the shard (``sid``) and row of its entry."""
+
+    def __init__(self, prefixes, sids, rows):
+        self.prefixes, self.sids, self.rows = prefixes, sids, rows
+
+    @classmethod
+    def of_shard(cls, shard):
+        n = shard.n  # a shard's keys are sorted: so are their prefixes
+        return cls(shard.prefixes, np.full(n, shard.sid, np.int32), np.arange(n, dtype=np.uint32))
+
+    @classmethod
+    def merged(cls, runs):
+        prefixes = np.concatenate([run.prefixes for run in runs])
+        order = np.argsort(prefixes)
+        sids = np.concatenate([run.sids for run in runs])[order]
+        return cls(prefixes[order], sids, np.concatenate([run.rows for run in runs])[order])
+
+    def without(self, sids):
+        keep = ~np.isin(self.sids, sids)
+        return _Run(self.prefixes[keep], self.sids[keep], self.rows[keep])
+
+    def copies(self, prefixes, order):
+        """(query positions, sids, rows) of the entries whose prefix is a query's;
+        ``order`` sorts ``prefixes`` (a search for sorted values is faster)."""
+        ordered, n = prefixes[order], self.prefixes.size
+        low = np.searchsorted(self.prefixes, ordered)
+        query, at = np.empty(0, np.intp), np.empty(0, np.intp)
+        step = 0
+        while True:  # the first entry of each prefix found, then any that repeat it
+            look = low + step
+            inside = np.flatnonzero(look < n)
+            hit = inside[self.prefixes[look[inside]] == ordered[inside]]
+            if hit.size == 0:
+                break
+            query, at = np.r_[query, order[hit]], np.r_[at, look[hit]]
+            low, ordered, order, step = low[hit], ordered[hit], order[hit], step + 1
+        return query, self.sids[at], self.rows[at]
+
+
+class _Index:
+    """Every indexed shard's keys, for a vectorised search: a few sorted runs.
+
+    A shard's keys are sorted when written, so each new shard is a run of its own,
+    searched with one ``np.searchsorted``; past ``_MAX_RUNS`` runs they are merged
+    into one (a sort of every prefix), so a store of many small shards still costs a
+    few searches per lookup. Immutable: a refresh builds a new index, so a reader
+    keeps a consistent snapshot while another thread refreshes.
+    """
+
+    def __init__(self, runs, shards):
+        self.runs, self.shards = runs, shards  # shards: sid -> Shard
+        by_name = sorted(shards.values(), key=lambda shard: shard.path.name)
+        self.newness = np.zeros(max(shards, default=-1) + 1, dtype=np.int64)
+        self.newness[[shard.sid for shard in by_name]] = np.arange(len(by_name))
+
+    @classmethod
+    def empty(cls):
+        return cls([], {})
+
+    def with_shards(self, added):
+        """This index and the entries of the shards ``added`` (each with its ``sid``)."""
+        if not added:
+            return self
+        runs = self.runs + [_Run.of_shard(shard) for shard in added]
+        if len(runs) > _MAX_RUNS:
+            runs = [_Run.merged(runs)]
+        return _Index(runs, {**self.shards, **{shard.sid: shard for shard in added}})
+
+    def without(self, sids):
+        """This index less the entries of the shards numbered ``sids``."""
+        if not sids:
+            return self
+        runs = [run.without(list(sids)) for run in self.runs]
+        shards = {sid: shard for sid, shard in self.shards.items() if sid not in sids}
+        return _Index([run for run in runs if run.prefixes.size], shards)
+
+    def copies(self, queries):
+        """(query positions, sids, rows, depths) of every stored copy of the ``queries``.
+
+        Depth 0 is a key's copy in the newest shard that holds it, 1 the one before:
+        almost every key is stored once, but a damaged entry recomputed, or two
+        processes writing the same items, leave several copies, and an older one is
+        read only if the newer ones are damaged.
+        """
+        prefixes = key_prefixes(queries)
+        order = np.argsort(prefixes)
+        parts = [run.copies(prefixes, order) for run in self.runs]
+        query, sids, rows = (np.concatenate(part) for part in zip(*parts))
+        same = np.zeros(query.size, dtype=bool)  # the whole key, not just its prefix
+        for sid, members in _groups(sids):
+            same[members] = self.shards[sid].keys[rows[members]] == queries[query[members]]
+        query, sids, rows = query[same], sids[same], rows[same]
+        order = np.lexsort((-self.newness[sids], query))
+        query, sids, rows = query[order], sids[order], rows[order]
+        starts = np.flatnonzero(np.diff(query, prepend=-1))  # each query's first copy
+        depth = np.arange(query.size) - np.repeat(starts, np.diff(np.r_[starts, query.size]))
+        return query, sids, rows, depth
 
 
 class ShardStore:
@@ -167,6 +296,8 @@ class ShardStore:
     def __init__(self, folder):
         self.folder = Path(folder)
         self._shards = {}  # name -> Shard
+        self._index = _Index.empty()
+        self._next_sid = 0
         self._lock = threading.Lock()
 
     def _listing(self):
@@ -176,12 +307,12 @@ class ShardStore:
             return []
 
     def refresh(self):
-        """Index the shards written since the last call; [(path, reason)] of damaged ones."""
+        """Index the shards written since the last call: (the index, [(path, reason)]
+        of the damaged shards found)."""
         names = {name for name in self._listing() if SHARD_NAME.fullmatch(name)}
-        damaged = []
+        damaged, added = [], []
         with self._lock:
-            for gone in set(self._shards) - names:
-                del self._shards[gone]
+            gone = {self._shards.pop(name).sid for name in set(self._shards) - names}
             for name in sorted(names - set(self._shards)):
                 path = self.folder / name
                 try:
@@ -193,62 +324,93 @@ class ShardStore:
                 if isinstance(shard, str):
                     damaged.append((path, shard))
                     _quarantine(path)
-                else:
-                    self._shards[name] = shard
-            return sorted(self._shards.values(), key=lambda s: s.path.name, reverse=True), damaged
+                    continue
+                shard.sid, self._next_sid = self._next_sid, self._next_sid + 1
+                shard.prefixes = key_prefixes(shard.keys)
+                self._shards[name] = shard
+                added.append(shard)
+            self._index = self._index.without(gone).with_shards(added)
+            return self._index, damaged
 
     def get_many(self, keys):
         """(key -> vector for the keys found whole, [(where, why)] of damaged entries)."""
         keys = [key for key in keys if _KEY_NAME.fullmatch(key)]
         damaged = []
         for attempt in range(5):  # a shard changed under the reader: look again
-            shards, newly_damaged = self.refresh()
+            index, newly_damaged = self.refresh()
             damaged += newly_damaged
-            found = self._lookup(shards, keys, recheck=attempt < 4)
+            found = self._lookup(index, keys, recheck=attempt < 4)
             if found is not None:
                 return found[0], damaged + found[1]
 
-    def _lookup(self, shards, keys, recheck=True):
-        """(found, damaged) from ``shards``, newest first; None if one of them changed."""
-        found, bad = {}, {}  # bad: key -> (where, why) unless an older shard has it whole
-        if not keys or not shards:
-            return found, []
-        queries = np.array([bytes.fromhex(key) for key in keys], dtype=f"S{KEY_BYTES}")
-        pending = np.ones(len(keys), dtype=bool)
-        for shard in shards:
-            if not pending.any():
-                break
-            hit, rows = shard.rows_of(queries)
-            keep = pending[hit]
-            hit, rows = hit[keep], rows[keep]
-            if hit.size == 0:
-                continue
-            wanted = [keys[i] for i in hit]
+    @staticmethod
+    def _prefetch(index, sids, rows):
+        """Ask the OS for every entry to be read, before reading the first: on a cold
+        page cache the disk then serves them in parallel, not one seek at a time."""
+        if not hasattr(os, "posix_fadvise"):
+            return
+        for sid, members in _groups(sids):
+            shard = index.shards[sid]
+            width = 4 * shard.dim
             try:
-                with open(shard.path, "rb") as handle:
-                    if recheck and _signature(os.fstat(handle.fileno())) != shard.signature:
-                        # Shards are never rewritten: something else changed this one
-                        # since its header was read. Index it again, from scratch.
-                        self._forget(shard)
-                        return None
-                    read = shard.read_rows(handle, wanted, rows)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                read = {key: f"unreadable ({exc.strerror or exc})" for key in wanted}
-            for index, key in zip(hit, wanted):
-                if isinstance(read[key], str):
-                    bad.setdefault(key, (f"{shard.path} entry {key}", read[key]))
-                else:
-                    found[key] = read[key]
-                    pending[index] = False
-                    bad.pop(key, None)
+                fd = os.open(shard.path, os.O_RDONLY)
+            except OSError:
+                continue  # reported, if it matters, when it is read
+            try:
+                for row in rows[members].tolist():
+                    offset = shard.data_offset + row * width
+                    os.posix_fadvise(fd, offset, width, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
+
+    def _lookup(self, index, keys, recheck=True):
+        """(found, damaged) from the ``index``; None if one of its shards changed."""
+        found, bad = {}, {}  # bad: key -> (where, why) unless an older copy is whole
+        if not keys or not index.runs:
+            return found, []
+        queries = np.frombuffer(bytes.fromhex("".join(keys)), dtype=f"S{KEY_BYTES}")
+        query, sids, rows, depth = index.copies(queries)
+        pending = np.ones(len(keys), dtype=bool)
+        for level in range(int(depth.max(initial=-1)) + 1):  # newest copies first
+            at = np.flatnonzero(depth == level)
+            at = at[pending[query[at]]]
+            self._prefetch(index, sids[at], rows[at])
+            for sid, members in _groups(sids[at]):
+                shard, members = index.shards[sid], at[members]
+                wanted = [keys[i] for i in query[members].tolist()]
+                read = self._read(shard, wanted, rows[members], recheck)
+                if read is None:
+                    return None
+                for position, key in zip(query[members].tolist(), wanted):
+                    value = read.get(key)  # None: the shard is gone (an older copy may do)
+                    if isinstance(value, str):
+                        bad.setdefault(key, (f"{shard.path} entry {key}", value))
+                    elif value is not None:
+                        found[key] = value
+                        pending[position] = False
+                        bad.pop(key, None)
         return found, list(bad.values())
+
+    def _read(self, shard, keys, rows, recheck):
+        """``shard.read_rows`` for ``keys``; {} if it is gone, None if it changed."""
+        try:
+            with open(shard.path, "rb") as handle:
+                if recheck and _signature(os.fstat(handle.fileno())) != shard.signature:
+                    # Shards are never rewritten: something else changed this one
+                    # since its header was read. Index it again, from scratch.
+                    self._forget(shard)
+                    return None
+                return shard.read_rows(handle, keys, rows)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            return {key: f"unreadable ({exc.strerror or exc})" for key in keys}
 
     def _forget(self, shard):
         with self._lock:
             if self._shards.get(shard.path.name) is shard:
                 del self._shards[shard.path.name]
+                self._index = self._index.without({shard.sid})
 
     def put_many(self, items):
         """Write ``items`` as one shard per vector length (usually exactly one)."""

@@ -375,7 +375,7 @@ def _shard_census(shards, verify):
         return distinct.size, broken, None
     whole = set()
     for shard in headers:
-        names = [key.hex() for key in shard.keys.tolist()]
+        names = shard.key_names()
         with open(shard.path, "rb") as handle:
             read = shard.read_rows(handle, names, np.arange(shard.n))
         whole.update(key for key, vector in read.items() if not isinstance(vector, str))

@@ -45,8 +45,8 @@ def _entries(folder):
         shard = Shard.read(path)
         width = 4 * shard.dim
         entries += [
-            _Entry(path, key.hex(), shard.data_offset + row * width, width)
-            for row, key in enumerate(shard.keys.tolist())
+            _Entry(path, key, shard.data_offset + row * width, width)
+            for row, key in enumerate(shard.key_names())
         ]
     return entries
 
