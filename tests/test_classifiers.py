@@ -560,3 +560,60 @@ def test_tipx_fitted_in_batch_mode_refuses_fit_rescale_until_refit(problem):
     with pytest.raises(ValueError, match="refit it after"):
         clf.set_params(rescale="fit").predict(Q)
     assert clf.fit(X, y).kl_range_ is not None
+
+
+# --------------------------------------------------------------------------- the search's own fit
+
+
+def _probe_problem(seed=0, n_classes=4, shots=6, n_val=40, d=12):
+    rng = np.random.default_rng(seed)
+    centres = 1.5 * rng.normal(size=(n_classes, d))
+    y = np.repeat(np.arange(n_classes), shots)
+    y_val = rng.integers(0, n_classes, n_val)
+    X = centres[y] + rng.normal(size=(len(y), d))
+    X_val = centres[y_val] + rng.normal(size=(n_val, d))
+    return X, y, X_val, y_val
+
+
+def test_linear_probe_c_path_counts_equal_cold_fits_and_the_best_fit_is_handed_out():
+    from skvlm.classifiers import LinearProbeClassifier, select_params
+    from skvlm.classifiers._search import select_and_fit
+
+    X, y, X_val, y_val = _probe_problem()
+    Cs = [100.0, 0.01, 1.0, 0.1, 10.0]  # out of order: the path sorts, the table does not
+    best, table = select_params(LinearProbeClassifier(), X, y, X_val, y_val, {"C": Cs})
+    cold = [LinearProbeClassifier(C=c).fit(X, y) for c in Cs]
+    np.testing.assert_allclose(table["accuracy"], [np.mean(m.predict(X_val) == y_val) for m in cold])
+    assert table["param_C"] == Cs
+    chosen, fitted = select_and_fit(LinearProbeClassifier(), X, y, X_val, y_val, {"C": Cs})
+    assert chosen == best and fitted.C == best["C"]
+    reference = LinearProbeClassifier(C=best["C"]).fit(X, y)
+    np.testing.assert_array_equal(fitted.predict(X_val), reference.predict(X_val))
+    # warm-started: the same optimum up to L-BFGS's tolerance, not bit for bit
+    gap = np.linalg.norm(fitted.coef_ - reference.coef_) / np.linalg.norm(reference.coef_)
+    assert gap < 0.02
+    assert fitted.n_features_in_ == X.shape[1] and list(fitted.classes_) == [0, 1, 2, 3]
+
+
+def test_select_and_fit_in_a_pipeline_and_for_any_estimator():
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    from skvlm.classifiers import LinearProbeClassifier, select_params
+    from skvlm.classifiers._search import select_and_fit
+
+    X, y, X_val, y_val = _probe_problem(seed=1)
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", LinearProbeClassifier())])
+    grid = {"clf__C": [0.01, 1.0, 100.0]}
+    chosen, fitted = select_and_fit(pipe, X, y, X_val, y_val, grid)
+    assert chosen == select_params(pipe, X, y, X_val, y_val, grid)[0]
+    assert [name for name, _ in fitted.steps] == ["scale", "clf"]
+    assert fitted[-1].C == chosen["clf__C"] and pipe[-1].C == 1.0  # the template is untouched
+    refit = clone(pipe).set_params(**chosen).fit(X, y)
+    np.testing.assert_array_equal(fitted.predict(X_val), refit.predict(X_val))
+    # any other estimator: the search's fit of the chosen combination, not a refit
+    knn = {"n_neighbors": [1, 5, 9]}
+    chosen, fitted = select_and_fit(KNeighborsClassifier(), X, y, X_val, y_val, knn)
+    accuracy = select_params(KNeighborsClassifier(), X, y, X_val, y_val, knn)[1]["accuracy"]
+    assert chosen == {"n_neighbors": knn["n_neighbors"][int(np.argmax(accuracy))]}
+    assert fitted.n_neighbors == chosen["n_neighbors"] and hasattr(fitted, "classes_")

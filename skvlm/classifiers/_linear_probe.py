@@ -83,18 +83,50 @@ class LinearProbeClassifier(_ScoreClassifierMixin, ClassifierMixin, BaseEstimato
         -------
         self
         """
+        X, y_idx = self._validate_support(X, y)
+        self._store(LogisticRegression(C=self.C, max_iter=self.max_iter).fit(X, y_idx))
+        return self
+
+    def _validate_support(self, X, y):
         X, y_idx = validate_support(self, X, y, normalize=self.normalize)
         if len(self.classes_) < 2:
             raise ValueError(
                 "LinearProbeClassifier needs samples of at least 2 classes, got one "
                 f"class: {self.classes_[:1].tolist()}."
             )
-        model = LogisticRegression(C=self.C, max_iter=self.max_iter)
-        model.fit(X, y_idx)
+        return X, y_idx
+
+    def _store(self, model):
         self.coef_ = model.coef_.astype(np.float32)
         self.intercept_ = model.intercept_.astype(np.float32)
         self.n_iter_ = int(np.max(model.n_iter_))
-        return self
+
+    def _path_correct(self, X_support, y_support, X_val, y_val, sweep):
+        """Validation correct counts along a path of ``C``, and the best fit.
+
+        The values of ``C`` are fitted in increasing order, each L-BFGS run started from
+        the previous solution (the regularisation path, as scikit-learn's
+        ``LogisticRegressionCV`` computes it); each fit meets the solver's tolerance, so
+        its predictions equal a cold fit's up to that tolerance. Returns the counts in
+        ``sweep``'s order and a fitted copy at the best ``C`` (ties: the first in
+        ``sweep``), for the search to hand out instead of a refit.
+        """
+        from sklearn.base import clone
+
+        X, y_idx = self._validate_support(X_support, y_support)
+        learnt = {k: v for k, v in vars(self).items() if k.endswith("_") and k[0] != "_"}
+        Cs = [combo.get("C", self.C) for combo in sweep]
+        model = LogisticRegression(max_iter=self.max_iter, warm_start=True)
+        correct, best = np.zeros(len(sweep), dtype=np.int64), None
+        for i in sorted(range(len(sweep)), key=lambda i: (Cs[i], i)):
+            model.set_params(C=Cs[i]).fit(X, y_idx)
+            fitted = clone(self).set_params(C=Cs[i])
+            vars(fitted).update(learnt)  # classes_, n_features_in_ (feature_names_in_)
+            fitted._store(model)
+            correct[i] = int(np.count_nonzero(fitted.predict(X_val) == y_val))
+            if best is None or (correct[i], -i) > (correct[best[0]], -best[0]):
+                best = (i, fitted)
+        return correct, best[1]
 
     @classmethod
     def _search_grids(cls, search, dataset):

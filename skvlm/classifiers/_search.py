@@ -216,7 +216,9 @@ def select_params(estimator, X_support, y_support, X_val, y_val, grid="default")
     Classifiers with a vectorised search (Tip-Adapter, Tip-X, APE, LDA, CODER) are
     fitted once per value of the parameters that change the fit, and score the rest
     of the grid on cached affinities; the result equals fitting each combination.
-    Any other estimator is cloned, ``set_params`` and fitted per combination.
+    :class:`LinearProbeClassifier` fits its ``C`` values in increasing order, each
+    warm-started from the previous solution (equal to cold fits up to the solver's
+    tolerance). Any other estimator is cloned, ``set_params`` and fitted per combination.
 
     Examples
     --------
@@ -228,30 +230,88 @@ def select_params(estimator, X_support, y_support, X_val, y_val, grid="default")
     >>> best, table["accuracy"].tolist()
     ({'beta': 1.0}, [1.0, 1.0])
     """
+    best, table, _ = _search(estimator, X_support, y_support, X_val, y_val, grid)
+    return best, table
+
+
+def select_and_fit(estimator, X_support, y_support, X_val, y_val, grid="default"):
+    """:func:`select_params`, and the estimator fitted on the support at the chosen values.
+
+    Where the search itself fitted the chosen combination on the support (a fit per
+    combination, or the linear probe's C path), that fit is returned instead of a refit.
+
+    Returns
+    -------
+    best_params : dict
+    fitted : estimator
+        A clone of ``estimator`` with ``best_params``, fitted on the support rows.
+    """
+    best, _, fitted = _search(estimator, X_support, y_support, X_val, y_val, grid)
+    if fitted is None:
+        fitted = clone(estimator).set_params(**best).fit(X_support, y_support)
+    return best, fitted
+
+
+def _search(estimator, X_support, y_support, X_val, y_val, grid):
+    """The best combination, the table and the best fit when the search made one."""
     grid = _check_grid(estimator, grid)
     y_val = column_or_1d(y_val, warn=True)
     check_consistent_length(X_val, y_val)
     if len(y_val) == 0:
         raise ValueError("select_params needs at least one validation row; got none.")
     combos = grid_combinations(grid)
-    correct = _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos)
+    correct, fitted = _path_correct(estimator, X_support, y_support, X_val, y_val, combos)
     if correct is None:
-        correct = _generic_correct(estimator, X_support, y_support, X_val, y_val, combos)
+        correct = _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos)
+    if correct is None:
+        correct, fitted = _generic_search(estimator, X_support, y_support, X_val, y_val, combos)
     accuracy = np.asarray(correct, dtype=np.float64) / len(y_val)
     best = int(np.argmax(accuracy))  # first maximum: the first best in search order
     table = {"params": combos}
     for key in grid:
         table[f"param_{key}"] = [combo[key] for combo in combos]
     table["accuracy"] = accuracy
-    return dict(combos[best]), table
+    return dict(combos[best]), table, fitted
 
 
 def _generic_correct(estimator, X_support, y_support, X_val, y_val, combos):
-    correct = []
+    """Correct counts of a fit per combination."""
+    return _generic_search(estimator, X_support, y_support, X_val, y_val, combos)[0]
+
+
+def _generic_search(estimator, X_support, y_support, X_val, y_val, combos):
+    """Correct counts of a fit per combination, and the fit of the first best one."""
+    correct, best = [], None
     for combo in combos:
         fitted = clone(estimator).set_params(**combo).fit(X_support, y_support)
         correct.append(int(np.sum(fitted.predict(X_val) == y_val)))
-    return correct
+        if best is None or correct[-1] > max(correct[:-1]):
+            best = fitted
+    return correct, best
+
+
+def _path_correct(estimator, X_support, y_support, X_val, y_val, combos):
+    """Counts and best fit through a classifier's ``_path_correct`` (the linear probe's
+    warm-started C path), or (None, None) when it has none or the grid names others."""
+    head, last, prefix = None, estimator, ""
+    if _is_pipeline(estimator):
+        name, last = estimator.steps[-1]
+        prefix = f"{name}__"
+    if not hasattr(last, "_path_correct"):
+        return None, None
+    if not all(key.startswith(prefix) for combo in combos for key in combo):
+        return None, None
+    sweep = [{key[len(prefix) :]: value for key, value in c.items()} for c in combos]
+    if prefix and len(estimator) > 1:
+        head = clone(estimator[:-1]).fit(X_support, y_support)  # fitted on support only
+        X_support, X_val = head.transform(X_support), head.transform(X_val)
+    correct, fitted = clone(last)._path_correct(X_support, y_support, X_val, y_val, sweep)
+    if prefix:
+        best = sweep[int(np.argmax(correct))]
+        pipe = clone(estimator).set_params(**{prefix + k: v for k, v in best.items()})
+        pipe.steps = (list(head.steps) if head is not None else []) + [(name, fitted)]
+        fitted = pipe
+    return correct, fitted
 
 
 def _vectorised_correct(estimator, X_support, y_support, X_val, y_val, combos):

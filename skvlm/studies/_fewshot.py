@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.utils import check_array
 from sklearn.utils.validation import column_or_1d
 
-from ..classifiers import select_params
+from ..classifiers._search import select_and_fit
 from ..model_selection import FewShotSplit
 from ._common import check_methods, logger, pandas, progress_to_stderr
 from ._intervals import t_interval
@@ -323,15 +323,15 @@ def _run_method(method, template, data, split, setting, notes, k):
                 if data["y_val"] is not None
                 else (data["X"], data["y"])
             )
-            chosen, _ = select_params(
+            # the search's own fit at the chosen values where it made one, else a refit
+            chosen, pipe = select_and_fit(
                 template, X_s, y_s, X_v[split["val"]], y_v[split["val"]], grid
             )
         else:
             defaults = template.get_params()
             chosen = {name: defaults[name] for name in grid}
-        pipe = clone(template).set_params(**chosen)
+            pipe = clone(template).set_params(**chosen).fit(X_s, y_s)
         params = {name.split("__", 1)[1]: value for name, value in chosen.items()}
-        pipe.fit(X_s, y_s)
         X_t, y_t = _test_rows(data, split)
         predicted = pipe.predict(X_t)
         seconds = time.perf_counter() - tic
