@@ -76,14 +76,29 @@ def _cosine_rows(a, b):
     "template", ["a photo of {}", "a {} on a dark background.", "{}", "a photo of a {}, a shape."]
 )
 def test_template_tokens_match_the_tokenizer(loaded, template):
-    # With the word "x" in place of the pseudo tokens, the row is the tokenizer's own.
+    # With a one-token word in place of the pseudo tokens, the row is the tokenizer's own
+    # but for those two positions, which hold the start-of-text id (replaced when encoding).
     for tokenizer in (loaded.tokenizer, open_clip.get_tokenizer("ViT-B-32")):
         row, start = _template_tokens(tokenizer, template, 2)
-        expected = tokenizer([template.format("x x")])[0]
-        np.testing.assert_array_equal(row.numpy(), expected.numpy())
-        x_id = tokenizer(["x"])[0][1]
-        assert row[start] == x_id and row[start + 1] == x_id
+        expected = tokenizer([template.format("red red")])[0]
+        sot = tokenizer([""])[0][0]
+        assert row[start] == sot and row[start + 1] == sot
+        keep = np.ones(len(row), dtype=bool)
+        keep[[start, start + 1]] = False
+        np.testing.assert_array_equal(row.numpy()[keep], expected.numpy()[keep])
         assert start == 1 + len(tokenizer([template.split("{}")[0]])[0].nonzero()) - 2
+
+
+def test_template_tokens_warn_about_no_word_the_user_did_not_write():
+    from skvlm.models._registry import vocab_words
+    from skvlm.models._tokenizer import CompactTokenizer, UnseenWordsWarning
+
+    tokenizer = CompactTokenizer(vocab_words(), context_length=24)  # nothing warned yet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnseenWordsWarning)
+        _template_tokens(tokenizer, "a photo of a {}.", 3)
+    with pytest.warns(UnseenWordsWarning, match="goldfish"):
+        _template_tokens(tokenizer, "a photo of a {} goldfish.", 1)
 
 
 @pytest.mark.parametrize("truncate", [True, False])

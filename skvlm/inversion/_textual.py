@@ -70,7 +70,10 @@ def _template_tokens(tokenizer, template, n_tokens):
     The prefix and suffix around ``{}`` are tokenised separately: CLIP's BPE splits
     words at spaces and punctuation, so the pieces are those of the full sentence,
     and no placeholder character has to exist in the vocabulary (the compact
-    vocabulary of the tiny models has none).
+    vocabulary of the tiny models has none). The placeholder rows hold the
+    start-of-text id: their embeddings are replaced, so any id below end-of-text
+    (which argmax pooling looks for) would do, and tokenising a dummy word would
+    make the tiny models warn about a word the user never wrote.
     """
     import torch
 
@@ -81,12 +84,11 @@ def _template_tokens(tokenizer, template, n_tokens):
     empty = tokenizer([""])[0]
     sot, eot, pad = empty[0], empty[1], empty[-1]
     prefix, suffix = template.split("{}")
-    placeholder = _body_ids(tokenizer, "x")[:1]
     ids = torch.cat(
         [
             sot[None],
             _body_ids(tokenizer, prefix),
-            placeholder.repeat(n_tokens),
+            sot.repeat(n_tokens),
             _body_ids(tokenizer, suffix),
             eot[None],
         ]
