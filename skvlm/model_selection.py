@@ -54,10 +54,16 @@ class FewShotSplit(BaseCrossValidator):
 
     Each split draws ``n_shots`` rows of every class for training and tests on the
     rest (or on a random ``test_size`` part of the rest). Usable as ``cv=`` anywhere in
-    scikit-learn. To choose hyper-parameters without touching the test rows, nest a
-    second ``FewShotSplit`` inside the k-shot training rows (CoOp uses
-    ``min(k, 4)`` validation shots), e.g. ``GridSearchCV(..., cv=FewShotSplit(min(k, 4) // 2 or 1))``
-    inside ``cross_validate(..., cv=FewShotSplit(k))``.
+    scikit-learn.
+
+    Hyper-parameters are chosen as the few-shot references do (CoOp's rule): on
+    ``min(k, 4)`` validation shots per class drawn apart from the k-shot support, never
+    on the test rows. :func:`skvlm.studies.run_fewshot_study` (``tune=True``, the
+    default) does it; by hand, draw ``k + min(k, 4)`` rows per class, split them into
+    the support and the validation shots with a second ``FewShotSplit(k, n_splits=1)``
+    and choose with :func:`skvlm.classifiers.select_params` (see the example). This
+    works at 1 shot, where a search nested inside the k support rows has no row left
+    to validate on.
 
     Parameters
     ----------
@@ -79,6 +85,14 @@ class FewShotSplit(BaseCrossValidator):
     >>> cv = FewShotSplit(n_shots=2, n_splits=2, random_state=0)
     >>> [(np.bincount(y[train]).tolist(), len(test)) for train, test in cv.split(y, y)]
     [([2, 2], 3), ([2, 2], 3)]
+
+    A 1-shot support and its validation shot per class, apart from the test rows:
+
+    >>> k = 1
+    >>> pool, test = next(FewShotSplit(k + min(k, 4), n_splits=1, random_state=0).split(y, y))
+    >>> support, val = next(FewShotSplit(k, n_splits=1, random_state=0).split(pool, y[pool]))
+    >>> np.bincount(y[pool[support]]).tolist(), np.bincount(y[pool[val]]).tolist(), len(test)
+    ([1, 1], [1, 1], 3)
     """
 
     _parameter_constraints = {
