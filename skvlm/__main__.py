@@ -290,7 +290,9 @@ def build_parser(with_train_tiny=False):
         "CLIP_benchmark's image_retrieval_recall@k and text_retrieval_recall@k "
         "(k = 1, 5, 10) and text→text retrieval. Several datasets and models "
         "in one run; results.csv and results.jsonl hold one row per model, "
-        "dataset, task, method and metric.",
+        "dataset, task, method and metric. Published mAPs (skvlm._published) are "
+        "printed beside the measured ones where model, method, task and dataset "
+        "(the folder's name, e.g. DTD or oxford_pets) match.",
     )
     _add_real_data_options(retrieval, "skvlm-retrieval", several=True)
     retrieval.add_argument(
