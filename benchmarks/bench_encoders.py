@@ -62,7 +62,7 @@ def _model_kwargs(name):
     if name not in skvlm_model_names():
         return {}
     config = open_clip_config(name)
-    from skvlm.models._loading import _compact_tokenizer
+    from skvlm.models._builders import _compact_tokenizer
 
     size = _compact_tokenizer(vocab_words(), config["text_cfg"]["context_length"]).vocab_size
     return {"text_cfg": {**config["text_cfg"], "vocab_size": size}}
@@ -72,7 +72,8 @@ def _open_clip_model(name, precision, device):
     import open_clip
     import torch
 
-    from skvlm.models._loading import _quiet_random_init_warning, _register_open_clip_configs
+    from skvlm.models._builders import _quiet_random_init_warning
+    from skvlm.models._registry import _register_open_clip_configs
 
     _register_open_clip_configs()
     with torch.random.fork_rng(devices=[]), _quiet_random_init_warning():

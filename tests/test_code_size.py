@@ -23,6 +23,8 @@ ENFORCED += ("encoders", "inversion", "parallel.py", "datasets/_loaders.py")
 
 ENFORCED += ("_cache_shards.py", "_embedding_cache.py")
 
+ENFORCED += ("models/_loading.py", "models/_builders.py", "models/_checkpoints.py")
+
 
 def violations(package=PACKAGE):
     """``[(relative path, line, what, n_lines, limit)]`` over every .py file under package.

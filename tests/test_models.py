@@ -192,6 +192,81 @@ def test_local_checkpoint_loads_and_changes_the_model(tmp_path):
     torch.testing.assert_close(loaded.model.visual.proj, random_init.model.visual.proj * 2)
 
 
+def test_a_local_checkpoint_is_loaded_without_drawing_random_weights(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from skvlm.models import _builders, clear_model_cache
+
+    random_init = load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32")
+    state = {k: v.clone() + 0.5 for k, v in random_init.model.state_dict().items()}
+    save_file(state, str(tmp_path / "tiny.safetensors"))
+    drawn = []
+    real_normal = torch.nn.init.normal_
+
+    def counted_normal(tensor, *args, **kwargs):
+        drawn.append(tuple(tensor.shape))
+        return real_normal(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "normal_", counted_normal)
+    loaded = load_model(
+        "skvlm-tiny", pretrained=str(tmp_path / "tiny.safetensors"), device="cpu", precision="fp32"
+    )
+    assert drawn == []  # skipped while building the model the file fills
+    assert torch.nn.init.normal_ is counted_normal  # and put back afterwards
+    for key, value in loaded.model.state_dict().items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    clear_model_cache()
+    again = load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32")
+    assert drawn  # a random init still draws its weights, with the same seed
+    assert again.fingerprint == random_init.fingerprint
+    assert _builders._INIT_LOCK.acquire(blocking=False)  # not left held
+    _builders._INIT_LOCK.release()
+
+
+def test_a_checkpoint_error_while_the_init_is_skipped_puts_the_init_back(tmp_path):
+    from safetensors.torch import save_file
+
+    from skvlm.models import CheckpointError
+
+    real = {name: getattr(torch.nn.init, name) for name in ("normal_", "uniform_", "zeros_")}
+    random_init = load_model("skvlm-tiny", pretrained=None, device="cpu", precision="fp32")
+    state = {k: v.clone() for k, v in random_init.model.state_dict().items()}
+    state["visual.proj"][0, 0] = float("nan")
+    save_file(state, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(CheckpointError, match="visual.proj"):
+        load_model("skvlm-tiny", pretrained=str(tmp_path / "nan.safetensors"), device="cpu")
+    assert {name: getattr(torch.nn.init, name) for name in real} == real
+
+
+def test_every_parameter_must_be_finite_after_a_load_a_buffer_only_if_it_was():
+    from skvlm.models import CheckpointError
+    from skvlm.models._checkpoints import _finite_before_load, _load_checked
+
+    module = torch.nn.Linear(2, 2)
+    module.register_buffer("mask", torch.tensor([0.0, float("-inf")]))
+    module.register_buffer("scale", torch.ones(2))
+    with torch.no_grad():
+        module.weight.fill_(float("nan"))  # as memory left unset by a skipped init
+    assert _finite_before_load(module) == {
+        "weight": True,
+        "bias": True,
+        "mask": False,
+        "scale": True,
+    }
+    state = {
+        "weight": torch.ones(2, 2),
+        "bias": torch.zeros(2),
+        "mask": torch.tensor([0.0, float("-inf")]),  # meant: it was -inf before
+        "scale": torch.ones(2),
+    }
+    _load_checked(module, "file.safetensors", "toy", state)
+    torch.testing.assert_close(module.weight, torch.ones(2, 2))
+    for key in ("bias", "scale"):
+        bad = {**state, key: torch.tensor([1.0, float("inf")])}
+        with pytest.raises(CheckpointError, match=f"tensor '{key}' holds 1 NaN or infinite"):
+            _load_checked(module, "file.safetensors", "toy", bad)
+
+
 def test_missing_network_error_says_so_and_how_to_pass_a_file():
     code = (
         "from skvlm.models import load_model, WeightsUnavailableError\n"
