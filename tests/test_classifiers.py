@@ -583,7 +583,9 @@ def test_linear_probe_c_path_counts_equal_cold_fits_and_the_best_fit_is_handed_o
     Cs = [100.0, 0.01, 1.0, 0.1, 10.0]  # out of order: the path sorts, the table does not
     best, table = select_params(LinearProbeClassifier(), X, y, X_val, y_val, {"C": Cs})
     cold = [LinearProbeClassifier(C=c).fit(X, y) for c in Cs]
-    np.testing.assert_allclose(table["accuracy"], [np.mean(m.predict(X_val) == y_val) for m in cold])
+    np.testing.assert_allclose(
+        table["accuracy"], [np.mean(m.predict(X_val) == y_val) for m in cold]
+    )
     assert table["param_C"] == Cs
     chosen, fitted = select_and_fit(LinearProbeClassifier(), X, y, X_val, y_val, {"C": Cs})
     assert chosen == best and fitted.C == best["C"]
