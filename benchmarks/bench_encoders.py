@@ -22,8 +22,9 @@ not depend on the weights, and nothing can be downloaded here). The machine may 
 shared: the load average is printed beside the figures.
 
 Usage: python benchmarks/bench_encoders.py [--small] [--model ViT-B-32] [--n 512]
-[--only files,load,model,oti] [--device cpu]
-(--small: skvlm-tiny on 48 files, a few seconds.)
+[--only files,load,model,oti] [--device cpu] [--repeat 3]
+(--small: skvlm-tiny on 48 files, one round, a few seconds. Each file pipeline keeps
+its best time over --repeat alternated rounds.)
 """
 
 import argparse
@@ -151,21 +152,32 @@ def bench_files(args, device):
         serial_loop(bf16, preprocess, warm, 8, torch.bfloat16, device)
         encoder.transform(warm)
         workers = min(4, os.cpu_count() or 1)
-        t_a, a = _timed(
-            lambda: serial_loop(fp32, preprocess, paths, args.batch_size, torch.float32, device)
-        )
-        t_b, _ = _timed(
-            lambda: dataloader_loop(fp32, preprocess, paths, args.batch_size, workers, device)
-        )
-        t_c, _ = _timed(
-            lambda: serial_loop(bf16, preprocess, paths, args.batch_size, torch.bfloat16, device)
-        )
-        t_d, d = _timed(lambda: encoder.transform(paths))
+        pipelines = {
+            "a": lambda: serial_loop(
+                fp32, preprocess, paths, args.batch_size, torch.float32, device
+            ),
+            "b": lambda: dataloader_loop(fp32, preprocess, paths, args.batch_size, workers, device),
+            "c": lambda: serial_loop(
+                bf16, preprocess, paths, args.batch_size, torch.bfloat16, device
+            ),
+            "d": lambda: encoder.transform(paths),
+        }
+        # Rounds alternate the four pipelines and each keeps its best time: on a shared
+        # machine one pass swings by 20 % or more, and the best of a few is the figure
+        # the hardware allows (as timeit reports).
+        best, result = dict.fromkeys(pipelines, float("inf")), {}
+        for _ in range(args.repeat):
+            for name, run in pipelines.items():
+                seconds, result[name] = _timed(run)
+                best[name] = min(best[name], seconds)
+        t_a, t_b, t_c, t_d = (best[name] for name in "abcd")
+        a, d = result["a"], result["d"]
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     loaded = encoder._loaded
     print(
         f"files: {args.n} JPEGs, {args.model} random weights, batch {args.batch_size}, "
-        f"{device}, {torch.get_num_threads()} torch threads"
+        f"{device}, {torch.get_num_threads()} torch threads, best of {args.repeat} alternated "
+        "rounds"
     )
     rate = {name: args.n / t for name, t in (("a", t_a), ("b", t_b), ("c", t_c), ("d", t_d))}
     print(f"  (a) serial fp32 open_clip loop          {rate['a']:8.1f} img/s")
@@ -329,6 +341,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
+        "--repeat", type=int, default=None, help="alternated rounds, best kept (3; --small 1)"
+    )
+    parser.add_argument(
         "--only",
         default="files,load",
         metavar="S,S,...",
@@ -337,6 +352,7 @@ def main():
     args = parser.parse_args()
     args.model = args.model or ("skvlm-tiny" if args.small else "ViT-B-32")
     args.n = args.n or (48 if args.small else 512)
+    args.repeat = args.repeat or (1 if args.small else 3)
     if args.small:
         args.batch_size = min(args.batch_size, 16)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
