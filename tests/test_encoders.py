@@ -398,60 +398,34 @@ def test_n_jobs_zero_is_refused_with_the_choices(tiny_images):
         CLIPEncoder(**TINY, n_jobs=0).transform(tiny_images[0][:2])
 
 
-def test_on_the_cpu_batches_are_decoded_by_the_pool_between_forward_passes(
-    tmp_path, tiny_images, monkeypatch
-):
+def test_the_next_batch_is_decoded_while_the_model_runs(tmp_path, tiny_images, monkeypatch):
     import threading
 
     from skvlm import encoders
 
     items = _mixed_items(tmp_path, tiny_images)[:3] + _mixed_items(tmp_path, tiny_images)[4:7]
-    in_forward, decoded_during_forward, threads = threading.Event(), [], set()
+    second_batch_started, threads = threading.Event(), set()
     real_load = encoders._decoding.load_rgb
 
     def spying_load(item, **kwargs):
         threads.add(threading.current_thread().name)
-        decoded_during_forward.append(in_forward.is_set())
+        if items.index(item) >= 3:
+            second_batch_started.set()
         return real_load(item, **kwargs)
 
-    real_forward = encoders.CLIPEncoder._forward_images
-
-    def flagged_forward(self, loaded, pixels):
-        in_forward.set()
-        try:
-            return real_forward(self, loaded, pixels)
-        finally:
-            in_forward.clear()
-
     monkeypatch.setattr(encoders._decoding, "load_rgb", spying_load)
-    monkeypatch.setattr(encoders.CLIPEncoder, "_forward_images", flagged_forward)
-    CLIPEncoder(**TINY, batch_size=3, n_jobs=2).transform(items)
-    # every image decoded, none while the model held the cores, all in the pool
-    assert len(decoded_during_forward) == len(items) and not any(decoded_during_forward)
+    encoder = CLIPEncoder(**TINY, batch_size=3, n_jobs=2)
+    real_forward = encoders.CLIPEncoder._forward_images
+    seen_during_first_forward = []
+
+    def waiting_forward(self, loaded, pixels):
+        if not seen_during_first_forward:
+            # The first batch is on the model: the second one must be decoding now
+            # (the wait only bounds a failure; it returns as soon as the event is set).
+            seen_during_first_forward.append(second_batch_started.wait(timeout=30))
+        return real_forward(self, loaded, pixels)
+
+    monkeypatch.setattr(encoders.CLIPEncoder, "_forward_images", waiting_forward)
+    encoder.transform(items)
+    assert seen_during_first_forward == [True]
     assert threads and all(name.startswith("skvlm-decode") for name in threads)
-
-
-def test_beside_a_gpu_the_next_batch_is_decoded_while_the_model_runs():
-    import threading
-
-    from skvlm.encoders._decoding import _decode_batches
-
-    second_batch_started = threading.Event()
-
-    def decode(index):
-        if index >= 3:
-            second_batch_started.set()
-        return index, index * 10
-
-    batches = [[0, 1, 2], [3, 4, 5]]
-    overlapped = _decode_batches(decode, batches, n_workers=2, overlap=True)
-    chunk, results = next(overlapped)  # the caller now runs the model on batch 0
-    # the wait only bounds a failure; it returns as soon as the event is set
-    assert chunk == [0, 1, 2] and second_batch_started.wait(timeout=30)
-    assert results == [(0, 0), (1, 10), (2, 20)]
-    assert list(overlapped) == [([3, 4, 5], [(3, 30), (4, 40), (5, 50)])]
-
-    second_batch_started.clear()
-    between = _decode_batches(decode, batches, n_workers=2, overlap=False)
-    assert next(between)[0] == [0, 1, 2] and not second_batch_started.is_set()
-    assert [c for c, _ in between] == [[3, 4, 5]]

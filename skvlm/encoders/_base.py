@@ -306,8 +306,8 @@ class _BaseEncoder(_DocLinkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMi
         """Embed ``request.items[positions]``: (one vector or None per position, failures,
         changed).
 
-        Images are decoded batch by batch, by ``n_jobs`` threads (beside a GPU while
-        the model runs the previous batch; on the CPU between forward passes); with ``skip`` an image that fails to decode is left out of
+        Images are decoded batch by batch, by ``n_jobs`` threads while the model runs
+        the previous batch; with ``skip`` an image that fails to decode is left out of
         its batch and reported in ``failures`` (position -> reason). With ``spec`` (a
         cache is in use) each file is decoded from the bytes it is re-keyed from, and
         ``changed`` holds the positions whose key no longer matches.
@@ -329,12 +329,7 @@ class _BaseEncoder(_DocLinkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMi
             decoder = _ItemDecoder(
                 items, loaded, None if augment else loaded.preprocess, spec, keys
             )
-            decoded = _decode_batches(
-                decoder,
-                batches,
-                _decode_workers(self.n_jobs, loaded.device),
-                overlap=loaded.device.type != "cpu",  # the CPU model needs every core
-            )
+            decoded = _decode_batches(decoder, batches, _decode_workers(self.n_jobs, loaded.device))
         with contextlib.closing(decoded):
             for chunk, results in decoded:
                 readable = (

@@ -56,9 +56,8 @@ class CLIPEncoder(_BaseEncoder):
     verbose : int, default=0
         Show a progress bar over batches.
     n_jobs : int or None, default=None
-        Threads that decode and preprocess images: beside a GPU while the model runs
-        the previous batch; on the CPU in parallel between forward passes (the model
-        needs every core there, and overlapping stalls it). None keeps the model busy: up to 8 threads beside a GPU, up to 4 on
+        Threads that decode and preprocess images while the model runs the previous
+        batch. None keeps the model busy: up to 8 threads beside a GPU, up to 4 on
         the CPU, never more than the cores; 1 decodes in the calling thread; -1 uses
         every core. The rows, their order and ``on_error="skip"`` do not depend on it.
 

@@ -1,11 +1,4 @@
-"""Image decoding for the encoders: a pool of threads, one batch ahead of a GPU model.
-
-On the CPU the pool decodes each batch in parallel between two forward passes
-instead of beside them: the forward pass already uses every core, and a decoding
-thread that takes one of them stalls all of torch's threads at their next barrier
-(on the 2-core development machine, overlapping cost ViT-B-32 with bf16 weights
-10-25 % of its throughput against decoding in between; ``benchmarks/bench_encoders.py``).
-"""
+"""Image decoding for the encoders: a pool of threads, one batch ahead of the model."""
 
 import os
 from numbers import Integral
@@ -42,8 +35,8 @@ def _available_cores():
 def _decode_workers(n_jobs, device):
     """Decoding threads for ``n_jobs`` (1 = decode in the calling thread, no pool).
 
-    None keeps the model fed: up to 8 threads beside a GPU, up to 4 on the CPU
-    (decoding between forward passes there), never more than the cores; -1 is every core and
+    None keeps the model fed: up to 8 threads beside a GPU, up to 4 on the CPU (whose
+    cores the model itself uses), never more than the cores; -1 is every core and
     -k all but k - 1, as in scikit-learn.
     """
     if n_jobs == 0:
@@ -81,14 +74,12 @@ class _ItemDecoder:
         return index, (image if self.preprocess is None else self.preprocess(image), changed)
 
 
-def _decode_batches(decode, batches, n_workers, overlap=True):
-    """Yield (chunk, [decode(i) for i in chunk]) in order.
+def _decode_batches(decode, batches, n_workers):
+    """Yield (chunk, [decode(i) for i in chunk]) in order, one batch decoded ahead.
 
-    With more than one worker a thread pool decodes (Pillow releases the GIL while it
-    decodes and resizes): with ``overlap``, batch i + 1 while the caller runs the
-    model on batch i (beside a GPU); without, each batch as the caller asks for it
-    (on the CPU, whose cores the model needs). The results are the serial ones, in
-    the same order.
+    With more than one worker, a thread pool decodes batch i + 1 while the caller
+    runs the model on batch i (Pillow releases the GIL while it decodes and resizes);
+    the results are the serial ones, in the same order.
     """
     if n_workers <= 1:
         for chunk in batches:
@@ -98,10 +89,6 @@ def _decode_batches(decode, batches, n_workers, overlap=True):
 
     pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="skvlm-decode")
     try:
-        if not overlap:
-            for chunk in batches:
-                yield chunk, list(pool.map(decode, chunk))
-            return
         pending = None
         for chunk in batches:
             submitted = (chunk, [pool.submit(decode, index) for index in chunk])
