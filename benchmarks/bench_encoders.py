@@ -196,6 +196,13 @@ def bench_files(args, device):
         f"  model only, {loaded.precision} weights, random pixels: {model_only:.1f} img/s; "
         f"(d) = {rate['d'] / model_only:.2f}x of it (goal on a GPU >= 0.9)"
     )
+    # What the hardware allows: (d) cannot encode faster than its model alone, and (a)
+    # is at most as fast as the fp32 model, so model-only / (a) bounds (d)/(a).
+    fp32_only = _model_rate(fp32, pixels.float(), 1 if args.small else 3, device)
+    print(
+        f"  model only, fp32 weights: {fp32_only:.1f} img/s; {loaded.precision} / fp32 = "
+        f"{model_only / fp32_only:.2f}x, so (d)/(a) <= {model_only / rate['a']:.2f}x here"
+    )
 
 
 def bench_load(args, device):
