@@ -418,13 +418,8 @@ def test_the_zoo_shares_data_steps_and_budget():
     from skvlm.training import COMMON, RECIPES
 
     assert sorted(RECIPES) == sorted(ZOO)
-    for name, recipe in RECIPES.items():
-        same = {**recipe, "world": COMMON["world"]} if name == "skvlm-tiny-ssl" else recipe
-        assert {k: same[k] for k in COMMON} == COMMON
-    # The image-only model reads images only, and world 2's are the zoo world's.
-    world = RECIPES["skvlm-tiny-ssl"]["world"]
-    pixels = [make_scenes(16, random_state=5, version=v).images for v in (world, COMMON["world"])]
-    np.testing.assert_array_equal(*pixels)
+    for recipe in RECIPES.values():
+        assert {k: recipe[k] for k in COMMON} == COMMON
     assert RECIPES["skvlm-tiny-align"]["loss"] == "imsep"
     assert (
         RECIPES["skvlm-tiny-slip"]["ssl_weight"] > 0

@@ -1,5 +1,4 @@
-"""The second and third scene worlds, their caption parser and distance, and the
-any-text tokenizer."""
+"""The second scene world, its caption parser and distance, and the any-text tokenizer."""
 
 import hashlib
 import itertools
@@ -41,7 +40,7 @@ def test_version_one_output_is_unchanged():
 
 def test_unknown_version_is_refused():
     with pytest.raises(ValueError, match="version must be one of"):
-        make_scenes(3, version=4)
+        make_scenes(3, version=3)
 
 
 def test_shapes_factors_and_distractors(hard):
@@ -114,76 +113,6 @@ def test_caption_vocabulary_covers_every_word(hard):
     for caption in hard.captions:
         assert set(re.findall(r"[a-z]+|[^\sa-z]", caption)) <= words, caption
     assert set(caption_vocabulary(1)) <= set(caption_vocabulary(None))
-
-
-@pytest.fixture(scope="module")
-def third():
-    return make_scenes(3000, random_state=0, version=3, as_frame=False)
-
-
-def test_world_three_is_world_two_pixel_for_pixel_with_other_shape_words(hard, third):
-    np.testing.assert_array_equal(third.images, hard.images)
-    for key in hard.codes:
-        np.testing.assert_array_equal(third.codes[key], hard.codes[key])
-    assert third.version == 3 and third.factor_names == hard.factor_names
-    differ = [(a, b) for a, b in zip(hard.captions, third.captions) if a != b]
-    assert 0.3 * len(hard.captions) < len(differ) < len(hard.captions)
-    # what differs is the word for a shape: strip the shape words and the rest is equal
-    shape_words = (
-        set(caption_vocabulary(3)) - set(caption_vocabulary(2))
-        | set(hard.factor_names["shape"])
-        | {"disc", "box", "donut", "moon", "plus", "sign", "a", "an"}  # "an oblong"
-    )
-    for a, b in differ[:300]:
-        strip = [w for w in re.findall(r"[a-z]+", a) if w not in shape_words]
-        assert strip == [w for w in re.findall(r"[a-z]+", b) if w not in shape_words], (a, b)
-
-
-def test_world_three_names_shapes_at_their_long_tailed_rates():
-    from skvlm.datasets._world import SHAPE_NAME_RATES_V3
-
-    scenes = make_scenes(12000, random_state=1, version=3, as_frame=False)
-    names = scenes.factor_names["shape"]
-    by_name, stated = np.zeros(len(names)), np.zeros(len(names))
-    for caption, code in zip(scenes.captions, scenes.codes["shape"]):
-        attributes = caption_attributes(caption)
-        if "shape" in attributes:  # named by the class word or a synonym, never wrongly
-            assert attributes["shape"] == names[code], caption
-            stated[code] += 1
-            main = re.split(r"\b(?:next to|beside|near)\b", caption)[0]
-            by_name[code] += bool(re.search(rf"\b{names[code]}\b", main))
-    rates = by_name / stated
-    for code, name in enumerate(names):
-        # about 850 stated shapes per class: a binomial sd of at most 0.017
-        assert abs(rates[code] - SHAPE_NAME_RATES_V3[name]) < 0.06, (name, rates[code])
-    assert stated.min() > 0.8 * stated.mean()  # synonyms keep every shape described
-
-
-def test_world_three_captions_use_known_words_and_tokens(third):
-    from skvlm.models._registry import vocab_words
-    from skvlm.models._tokenizer import CompactTokenizer
-
-    words = set(caption_vocabulary(3))
-    for caption in third.captions:
-        assert set(re.findall(r"[a-z]+|[^\sa-z]", caption)) <= words, caption
-    tokenizer = CompactTokenizer(vocab_words(), context_length=24)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no UnseenWordsWarning
-        ids = tokenizer(third.captions)
-    assert int((ids > 0).sum(axis=1).max()) <= 24  # never truncated
-
-
-def test_world_three_synonyms_share_no_token_with_the_class_names():
-    # A synonym made of a class name's BPE pieces would teach the rare name after all.
-    from open_clip.tokenizer import SimpleTokenizer
-
-    from skvlm.datasets._world import SHAPE_SYNONYMS_V3
-
-    bpe = SimpleTokenizer()
-    names = {i for name in SHAPE_SYNONYMS_V3 for i in bpe.encode(name)}
-    for synonyms in SHAPE_SYNONYMS_V3.values():
-        for synonym in synonyms:
-            assert not set(bpe.encode(synonym)) & names, synonym
 
 
 def test_vectorised_over_a_large_batch():

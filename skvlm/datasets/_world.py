@@ -97,9 +97,6 @@ WORLDS = {
 }
 WORLDS[3] = dict(WORLDS[2])  # the same scenes; only the captions' shape words differ
 
-#: The world the shipped tiny model zoo is trained on (and the demo runs on).
-ZOO_WORLD = 3
-
 # Near neighbours: value pairs that look alike (graded as half-similar by
 # attribute_distance, and the confusions the world is built to contain).
 NEAR_NEIGHBOURS = {

@@ -41,6 +41,18 @@ _V1_TEMPLATES = {
     "colour": ["a photo of a {} shape.", "a {} object.", "there is a {} shape."],
     "background": ["a photo of a shape on a {} background.", "an object on a {} background."],
 }
+# Words by which a caption names a background (make_scenes varies the phrasing).
+_BACKGROUND_WORDS = {
+    "dark": ("dark", "black"),
+    "light": ("light", "white", "pale"),
+    "striped": ("striped", "stripes"),
+    "dotted": ("dotted", "dots"),
+    "noisy": ("noisy", "noise"),
+    "gradient": ("gradient",),
+    "wavy": ("wavy", "waves"),
+    "checkered": ("checkered", "checks", "checkerboard"),
+}
+
 _DEMO_SIZES = {
     False: {
         "n_scenes": 3000,
@@ -72,26 +84,25 @@ _DEMO_SIZES = {
 
 
 def _mentions(caption, factor, value):
-    """Whether ``caption`` states ``value`` of ``factor`` for the main object (so
-    text→text has a label): the world's parser, which reads synonyms ("disc", "hex",
-    "on a checkerboard") and skips what a caption says of a distractor."""
-    from ..datasets._world import caption_attributes
-
-    return caption_attributes(caption).get(factor) == value
+    """Whether ``caption`` names ``value`` of ``factor`` (so text→text has a label)."""
+    words = set(caption.lower().replace(".", " ").replace(",", " ").split())
+    if factor == "background":
+        return any(w in words for w in _BACKGROUND_WORDS.get(value, (value,)))
+    return all(w in words for w in str(value).lower().split())
 
 
 def scene_world(version=None):
     """The world the demo runs on: version, labellings, templates and prompt names.
 
-    ``version=None`` is the world the tiny model zoo was trained on (3), or 1 where
-    this installation's ``make_scenes`` has only the first world.
+    ``version=None`` is the newest world this installation's ``make_scenes`` has
+    (2 when it knows ``version=2``, else 1).
     """
     try:
-        from ..datasets._world import ZOO_WORLD, zero_shot_class_names, zero_shot_templates
+        from ..datasets._world import zero_shot_class_names, zero_shot_templates
     except ImportError:  # make_scenes of the first world only
         zero_shot_templates = zero_shot_class_names = None
     if version is None:
-        version = 1 if zero_shot_templates is None else ZOO_WORLD
+        version = 1 if zero_shot_templates is None else 2
     if version == 1 or zero_shot_templates is None:
         if version != 1:
             raise ValueError(f"world {version} is not available here; make_scenes has version 1.")
