@@ -20,11 +20,10 @@ name                          architecture  loss
 # The budget shared by the whole zoo (steps, batch, schedule, data). A batch of 256
 # matters more than its cost: with 64 pairs the colour words alone tell most captions
 # apart, and the shape (the main labelling) barely emerged (0.18 zero-shot after
-# 2500 x 64). 1200 x 256 takes 23-42 min per model on one core of the 2-core
-# development machine (the world-2 zoo had 2000 steps on a faster one).
+# 2500 x 64); 2000 x 256 takes 25-45 min per model on one CPU core.
 COMMON = {
     "world": 3,
-    "n_steps": 1200,
+    "n_steps": 2000,
     "batch_size": 256,
     "learning_rate": 2e-3,
     "warmup_steps": 100,
