@@ -16,9 +16,7 @@ from ._world import (
     OPENINGS,
     POSITION_PHRASES,
     SHAPE_FALLBACK,
-    SHAPE_NAME_RATES_V3,
     SHAPE_SYNONYMS,
-    SHAPE_SYNONYMS_V3,
     WORLDS,
     _fix_articles,
 )
@@ -249,35 +247,14 @@ def _unique_scene_groups(scenes):
     )
 
 
-def _describe_distractor(shape, colour, show_colour, show_shape, shape_word=None):
+def _describe_distractor(shape, colour, show_colour, show_shape):
     words = [COLOURS[colour]] if show_colour else []
-    words.append((shape_word or SHAPES[shape]) if show_shape or not show_colour else "object")
+    words.append(SHAPES[shape] if show_shape or not show_colour else "object")
     return " ".join(words)
 
 
-# World 3's class-name rates in SHAPES order, and each shape's synonyms.
-_NAME_RATES = np.array([SHAPE_NAME_RATES_V3[shape] for shape in SHAPES])
-_SYNONYMS_V3 = [SHAPE_SYNONYMS_V3[shape] for shape in SHAPES]
-
-
-def _shape_words_v3(shapes, rng):
-    """The word a world-3 caption uses for each shape code: its name at its rate, else
-    one of its synonyms."""
-    named = rng.random(len(shapes)) < _NAME_RATES[shapes]
-    pick = rng.integers(0, 2, len(shapes))
-    return [
-        SHAPES[s] if name else _SYNONYMS_V3[s][k]
-        for s, name, k in zip(shapes.tolist(), named.tolist(), pick.tolist())
-    ]
-
-
-def captions_v2(codes, distractors, rng, version=2):
-    """Captions naming some attributes of the main object and sometimes of a distractor.
-
-    ``version=3`` draws the same captions but for the shape words (of the main object
-    and of the distractors), which follow :data:`SHAPE_NAME_RATES_V3`; its extra
-    random draws come after all of world 2's, so world 2's captions never change.
-    """
+def captions_v2(codes, distractors, rng):
+    """Captions naming some attributes of the main object and sometimes of a distractor."""
     n = len(codes["shape"])
     opening = rng.integers(0, len(OPENINGS), n).tolist()
     mention = rng.random((n, 7)) < [0.5, 0.9, 0.35, 0.2, 0.35, 0.35, 0.2]
@@ -288,10 +265,6 @@ def captions_v2(codes, distractors, rng, version=2):
     first_distractor = np.full(n, -1)
     first_distractor[distractors["scene"][::-1]] = np.arange(len(distractors["scene"]))[::-1]
     d_colour = rng.random(n) < 0.5
-    main_words = distractor_words = None
-    if version == 3:
-        main_words = _shape_words_v3(np.asarray(codes["shape"]), rng)
-        distractor_words = _shape_words_v3(np.asarray(distractors["shape"]), rng)
     values = {
         k: codes[k].tolist() for k in ("shape", "colour", "size", "position", "background", "count")
     }
@@ -303,8 +276,6 @@ def captions_v2(codes, distractors, rng, version=2):
         shape = SHAPES[values["shape"][i]]
         if not shape_on:
             shape = SHAPE_FALLBACK[choice[i][0] % 2]
-        elif main_words is not None:
-            shape = main_words[i]
         elif synonym[i] and shape in SHAPE_SYNONYMS:
             shape = SHAPE_SYNONYMS[shape][1]
         words = (
@@ -324,11 +295,7 @@ def captions_v2(codes, distractors, rng, version=2):
         j = first_distractor[i]
         if distractor_on and j >= 0:
             what = _describe_distractor(
-                distractors["shape"][j],
-                distractors["colour"][j],
-                d_colour[i],
-                choice[i][3] % 3 > 0,
-                None if distractor_words is None else distractor_words[j],
+                distractors["shape"][j], distractors["colour"][j], d_colour[i], choice[i][3] % 3 > 0
             )
             extras[2] = DISTRACTOR_PHRASES[choice[i][3] % 3].format(what)
         if count_on:

@@ -7,17 +7,8 @@
 - ``version=2``: a main object and 0-2 smaller distractor objects (so 1-3
   objects), 12 shapes and 12 colours with near neighbours (circle/hexagon,
   square/rectangle, red/crimson, blue/navy...), 8 coloured and textured
-  backgrounds, occlusion, lighting, blur and noise.
-- ``version=3``: the scenes of world 2, pixel for pixel (the same images for a
-  seed), with captions whose shape words follow a long tail: four shapes are
-  nearly always called by their class name (circle, square, triangle, star), four
-  about a third of the time (rectangle, cross, ring, heart), and their four near
-  neighbours almost never (hexagon, arrow, diamond, crescent: 3 %), captions
-  saying "hex", "pointer", "rhombus", "moon"... instead. Web captions name rare
-  fine-grained classes the same way, and CLIP's zero-shot accuracy on a concept
-  tracks how often pretraining captions name it (Udandarao et al., NeurIPS 2024),
-  which is what leaves few-shot methods room over zero-shot. The tiny model zoo
-  is trained on it.
+  backgrounds, occlusion, lighting, blur and noise. The tiny model zoo is
+  trained on it.
 
 Everything that knows the words of a world lives here, so training, the demo
 and IMSep's caption distances agree: the factor values (:data:`WORLDS`), the
@@ -95,7 +86,6 @@ WORLDS = {
         "count": COUNTS_V2,
     },
 }
-WORLDS[3] = dict(WORLDS[2])  # the same scenes; only the captions' shape words differ
 
 # Near neighbours: value pairs that look alike (graded as half-similar by
 # attribute_distance, and the confusions the world is built to contain).
@@ -148,41 +138,6 @@ SHAPE_SYNONYMS = {
     "ring": ("ring", "donut"),
     "crescent": ("crescent", "moon"),
     "cross": ("cross", "plus sign"),
-}
-
-# World 3: how often a caption calls the main object's shape by its class name
-# (otherwise by one of SHAPE_SYNONYMS_V3, drawn uniformly). The rare names belong
-# to the near neighbours of the common ones (hexagon/circle, diamond/square,
-# arrow/triangle, crescent/ring): fine-grained classes, rarely named.
-SHAPE_NAME_RATES_V3 = {
-    "circle": 0.9,
-    "square": 0.9,
-    "triangle": 0.9,
-    "star": 0.9,
-    "rectangle": 0.35,
-    "cross": 0.35,
-    "ring": 0.35,
-    "heart": 0.35,
-    "hexagon": 0.03,
-    "arrow": 0.03,
-    "diamond": 0.03,
-    "crescent": 0.03,
-}
-# Words for every shape besides its class name (no piece of the class name: a BPE
-# token of "arrow" inside "arrowhead" would teach the class name after all).
-SHAPE_SYNONYMS_V3 = {
-    "circle": ("disc", "round shape"),
-    "hexagon": ("hex", "six sided shape"),
-    "square": ("box", "block"),
-    "rectangle": ("oblong", "bar"),
-    "triangle": ("wedge", "three sided shape"),
-    "arrow": ("pointer", "signpost"),
-    "diamond": ("rhombus", "lozenge"),
-    "star": ("pentagram", "five pointed shape"),
-    "cross": ("plus sign", "plus"),
-    "ring": ("donut", "hoop"),
-    "crescent": ("moon", "sickle"),
-    "heart": ("valentine", "love symbol"),
 }
 
 # Openings: plain phrasings plus CLIP's ImageNet prompt templates (Radford et al.,
@@ -277,7 +232,6 @@ ZERO_SHOT_TEMPLATES = {
         "count": ("a photo of a shape {}.", "an object {}."),
     },
 }
-ZERO_SHOT_TEMPLATES[3] = ZERO_SHOT_TEMPLATES[2]
 _COUNT_PROMPT_NAMES = {
     "one": COUNT_PHRASES["one"][0],
     "two": COUNT_PHRASES["two"][0],
@@ -339,10 +293,8 @@ def caption_vocabulary(version=None):
         texts += [t for ts in ZERO_SHOT_TEMPLATES[v].values() for t in ts]
         phrases = BACKGROUND_PHRASES_V1 if v == 1 else BACKGROUND_PHRASES_V2
         texts += [p for ps in phrases.values() for p in ps]
-        if v >= 2:
+        if v == 2:
             texts += [s for ss in SHAPE_SYNONYMS.values() for s in ss]
-            if v == 3:
-                texts += [s for ss in SHAPE_SYNONYMS_V3.values() for s in ss]
             texts += list(DISTRACTOR_PHRASES) + list(_COUNT_PROMPT_NAMES.values())
             texts += [p for ps in COUNT_PHRASES.values() for p in ps]
     words = set()
@@ -360,10 +312,9 @@ def _phrase_table():
     table = {}
     for value in SHAPES_V1 + SHAPES_V2:
         table[(value,)] = ("shape", value)
-    for synonyms_of in (SHAPE_SYNONYMS, SHAPE_SYNONYMS_V3):
-        for value, synonyms in synonyms_of.items():
-            for synonym in synonyms:
-                table[tuple(synonym.split())] = ("shape", value)
+    for value, synonyms in SHAPE_SYNONYMS.items():
+        for synonym in synonyms:
+            table[tuple(synonym.split())] = ("shape", value)
     for value in COLOURS_V1 + COLOURS_V2:
         table[(value,)] = ("colour", value)
     for value in SIZES:
