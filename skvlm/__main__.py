@@ -253,6 +253,14 @@ def _add_fewshot_parser(commands):
         "or the reference code's own (default: default)",
     )
     fewshot.add_argument(
+        "--selection",
+        default="best",
+        choices=["best", "one_se"],
+        help="pick the best validation accuracy, as the references do (default), or keep "
+        "each method's defaults unless a combination beats them by more than one "
+        "standard error (one_se)",
+    )
+    fewshot.add_argument(
         "--views",
         type=_positive_int,
         default=None,
@@ -418,6 +426,7 @@ def _run(args):
             coop=args.coop,
             tune=not args.no_tune,
             search=args.search,
+            selection=args.selection,
             n_views=args.views or 0,
             **common,
         )

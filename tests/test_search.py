@@ -15,7 +15,7 @@ from skvlm.classifiers import (
     param_grid,
     select_params,
 )
-from skvlm.classifiers._search import grid_combinations, reference_range
+from skvlm.classifiers._search import grid_combinations, reference_range, select_and_fit
 
 
 def _problem(seed=0, n_classes=5, shots=4, n_val=40, d=16):
@@ -108,6 +108,55 @@ def test_ties_go_to_the_first_combination_in_grid_order():
     assert table["accuracy"].tolist() == [1.0] * 4
     assert best == {"beta": 8.0, "alpha": 4.0}
     assert table["param_beta"] == [8.0, 8.0, 1.0, 1.0]
+
+
+def _dummy_case(n_zeros, n_ones):
+    """DummyClassifier on a support whose majority is 0: the default strategy "prior"
+    predicts 0 (accuracy = the share of 0s in validation), "constant" predicts 1."""
+    from sklearn.dummy import DummyClassifier
+
+    X = np.zeros((5, 1))
+    X_val, y_val = np.zeros((n_zeros + n_ones, 1)), [0] * n_zeros + [1] * n_ones
+    return DummyClassifier(constant=1), X, [0, 0, 0, 1, 1], X_val, y_val
+
+
+@pytest.mark.parametrize(
+    "n_zeros, n_ones, one_se",
+    [
+        # defaults 7/15 = 0.467, se = sqrt(0.467 * 0.533 / 15) = 0.129 >= 8/15 - 7/15
+        (7, 8, "prior"),
+        # defaults 4/15 = 0.267, se = 0.114 < 11/15 - 4/15 = 0.467: clear evidence
+        (4, 11, "constant"),
+    ],
+)
+def test_one_se_keeps_the_defaults_unless_a_combination_beats_them_by_a_standard_error(
+    n_zeros, n_ones, one_se
+):
+    estimator, X, y, X_val, y_val = _dummy_case(n_zeros, n_ones)
+    grid = {"strategy": ["constant", "prior"]}
+    best, table = select_params(estimator, X, y, X_val, y_val, grid)
+    assert best == {"strategy": "constant"}  # the argmax, both times
+    assert table["accuracy"].tolist() == [n_ones / 15, n_zeros / 15]
+    chosen, same_table = select_params(estimator, X, y, X_val, y_val, grid, selection="one_se")
+    assert chosen == {"strategy": one_se}
+    np.testing.assert_array_equal(same_table["accuracy"], table["accuracy"])
+    chosen, fitted = select_and_fit(estimator, X, y, X_val, y_val, grid, selection="one_se")
+    assert fitted.strategy == one_se
+    assert fitted.predict(X_val[:1])[0] == int(one_se == "constant")
+
+
+def test_one_se_is_the_best_when_the_defaults_are_not_in_the_grid():
+    estimator, X, y, X_val, y_val = _dummy_case(7, 8)
+    grid = {"strategy": ["most_frequent", "constant"]}  # the default "prior" is absent
+    assert select_params(estimator, X, y, X_val, y_val, grid, selection="one_se")[0] == {
+        "strategy": "constant"
+    }
+
+
+def test_unknown_selection_is_refused_with_the_choices():
+    estimator, X, y, X_val, y_val = _dummy_case(7, 8)
+    with pytest.raises(ValueError, match=r"selection must be one of \['best', 'one_se'\]"):
+        select_params(estimator, X, y, X_val, y_val, {"strategy": ["prior"]}, selection="1se")
 
 
 def test_the_best_combination_is_the_best_validation_accuracy_and_refits_the_same():

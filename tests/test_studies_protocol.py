@@ -83,14 +83,16 @@ def test_chosen_params_do_not_depend_on_the_test_rows():
     assert (a["n_test"] == 18).all() and (b["n_test"] == 27).all()
 
 
-def test_tuning_beats_bad_defaults():
+@pytest.mark.parametrize("selection", ["best", "one_se"])
+def test_tuning_beats_bad_defaults(selection):
     # LDA's default alpha=1 leans on the text classifier (100 x cos), which is wrong
-    # here; the images alone separate the classes. Tuning picks a large alpha.
+    # here; the images alone separate the classes. Tuning picks a large alpha, also
+    # under the one-standard-error rule: the evidence against the defaults is clear.
     rng = np.random.default_rng(2)
     X, y = _blobs(rng, n_per_class=30, n_classes=4, d=8, noise=0.4)
     W = np.eye(8)[[1, 2, 3, 0]]
     kw = {"text_weights": W, "methods": ["lda"], "shots": [4, 8], "seeds": [0, 1, 2]}
-    tuned = run_fewshot_study(X, y, **kw)
+    tuned = run_fewshot_study(X, y, selection=selection, **kw)
     untuned = run_fewshot_study(X, y, tune=False, **kw)
     assert tuned["acc1"].mean() > untuned["acc1"].mean() + 0.3
     assert all(p["alpha"] >= 10 for p in tuned["params"])

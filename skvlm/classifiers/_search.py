@@ -22,6 +22,8 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 from .._sklearn import validate_parameter_constraints
 
 _SEARCHES = ("default", "reference")
+#: How a search picks among the grid's combinations (see :func:`select_params`).
+SELECTIONS = ("best", "one_se")
 
 
 def reference_range(low, high, n_steps):
@@ -181,7 +183,7 @@ def _is_pipeline(estimator):
     return isinstance(estimator, Pipeline)
 
 
-def select_params(estimator, X_support, y_support, X_val, y_val, grid="default"):
+def select_params(estimator, X_support, y_support, X_val, y_val, grid="default", selection="best"):
     """Choose hyper-parameters by accuracy on a validation set (never on test rows).
 
     Each combination is fitted on the support rows and scored on the validation
@@ -198,14 +200,23 @@ def select_params(estimator, X_support, y_support, X_val, y_val, grid="default")
     grid : dict of str to list, "default" or "reference", default="default"
         Candidate values per parameter (:func:`param_grid` gives each classifier's).
         Every value is checked against the parameter's valid range first.
+    selection : {"best", "one_se"}, default="best"
+        ``"best"``: the combination of highest validation accuracy, the references'
+        rule. ``"one_se"``: the estimator's own values when the grid holds them and no
+        combination beats their validation accuracy ``a`` by more than one standard
+        error ``sqrt(a (1 - a) / n_val)``, else the best: the one-standard-error rule
+        (Hastie, Tibshirani & Friedman, *Elements of Statistical Learning*, 7.10),
+        with the defaults as the preferred model. CoOp's validation sets hold
+        ``min(k, 4)`` shots per class, so one validation row more or less often
+        decides the argmax; the rule leaves the defaults only on clear evidence.
 
     Returns
     -------
     best_params : dict
-        The combination of highest validation accuracy. Ties go to the first
-        combination in the grid's order: keys in the dict's order, the first key
-        varying slowest, values in the order given (the references' nested loops
-        keep the first best the same way, ``if acc > best_acc``).
+        The chosen combination. Under ``"best"``, ties go to the first combination
+        in the grid's order: keys in the dict's order, the first key varying slowest,
+        values in the order given (the references' nested loops keep the first best
+        the same way, ``if acc > best_acc``).
     table : dict
         ``"params"`` (every combination, in search order), ``"param_<name>"`` (the
         values of each parameter) and ``"accuracy"`` (validation accuracy, a fraction):
@@ -230,11 +241,11 @@ def select_params(estimator, X_support, y_support, X_val, y_val, grid="default")
     >>> best, table["accuracy"].tolist()
     ({'beta': 1.0}, [1.0, 1.0])
     """
-    best, table, _ = _search(estimator, X_support, y_support, X_val, y_val, grid)
+    best, table, _ = _search(estimator, X_support, y_support, X_val, y_val, grid, selection)
     return best, table
 
 
-def select_and_fit(estimator, X_support, y_support, X_val, y_val, grid="default"):
+def select_and_fit(estimator, X_support, y_support, X_val, y_val, grid="default", selection="best"):
     """:func:`select_params`, and the estimator fitted on the support at the chosen values.
 
     Where the search itself fitted the chosen combination on the support (a fit per
@@ -246,14 +257,16 @@ def select_and_fit(estimator, X_support, y_support, X_val, y_val, grid="default"
     fitted : estimator
         A clone of ``estimator`` with ``best_params``, fitted on the support rows.
     """
-    best, _, fitted = _search(estimator, X_support, y_support, X_val, y_val, grid)
+    best, _, fitted = _search(estimator, X_support, y_support, X_val, y_val, grid, selection)
     if fitted is None:
         fitted = clone(estimator).set_params(**best).fit(X_support, y_support)
     return best, fitted
 
 
-def _search(estimator, X_support, y_support, X_val, y_val, grid):
-    """The best combination, the table and the best fit when the search made one."""
+def _search(estimator, X_support, y_support, X_val, y_val, grid, selection="best"):
+    """The chosen combination, the table and its fit when the search made one."""
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}.")
     grid = _check_grid(estimator, grid)
     y_val = column_or_1d(y_val, warn=True)
     check_consistent_length(X_val, y_val)
@@ -267,11 +280,32 @@ def _search(estimator, X_support, y_support, X_val, y_val, grid):
         correct, fitted = _generic_search(estimator, X_support, y_support, X_val, y_val, combos)
     accuracy = np.asarray(correct, dtype=np.float64) / len(y_val)
     best = int(np.argmax(accuracy))  # first maximum: the first best in search order
+    if selection == "one_se":
+        default = _default_index(estimator, combos)
+        if default is not None and default != best:
+            a = accuracy[default]
+            if accuracy[best] - a <= np.sqrt(a * (1 - a) / len(y_val)) + 1e-12:
+                best, fitted = default, None  # the search's fit was of another combination
     table = {"params": combos}
     for key in grid:
         table[f"param_{key}"] = [combo[key] for combo in combos]
     table["accuracy"] = accuracy
     return dict(combos[best]), table, fitted
+
+
+def _default_index(estimator, combos):
+    """Position of the estimator's own values among ``combos``, or None."""
+    own = estimator.get_params(deep=True)
+    for index, combo in enumerate(combos):
+        if all(_same_value(own[key], value) for key, value in combo.items()):
+            return index
+    return None
+
+
+def _same_value(a, b):
+    if isinstance(a, numbers.Number) and isinstance(b, numbers.Number):
+        return bool(a == b)
+    return a is b or (type(a) is type(b) and a == b)
 
 
 def _generic_correct(estimator, X_support, y_support, X_val, y_val, combos):

@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import __version__
 from ._common import logger, progress_to_stderr
 from ._demo_measure import (
+    DEMO_SELECTION,
     demo_diagnostics,
     demo_fewshot,
     demo_retrieval,
@@ -306,6 +307,7 @@ def _measure_demo(options):
         "n_scenes": sizes["n_scenes"],
         "scene_seed": scene_seed,
         "tune": options["tune"],
+        "selection": DEMO_SELECTION,
         **{k: sizes[k] for k in _CONFIG_SIZES},
     }
     return measured, config, unavailable
@@ -371,7 +373,7 @@ def _measure(encoded, main_model, scenes, world, sizes, random_state, tune):
     ovi = ovi_zero_shot_measures(main, zero_shot[main_model], scenes, world, sizes, random_state)
     clock.lap("intra-modal zero-shot (OVI)")
     labels = scenes.factors["shape"].astype(str).to_numpy()
-    image_only = image_only_fewshot(encoded, labels, sizes, random_state, tune)
+    image_only = image_only_fewshot(encoded, labels, sizes, random_state, tune, DEMO_SELECTION)
     clock.lap("image-only few-shot")
     histograms = histogram_measures(encoded, labels, sizes["n_pairs"], random_state)
     diagnostics, distributions = demo_diagnostics(encoded, zero_shot, labels, sizes, random_state)
@@ -430,7 +432,10 @@ def _demo_summary(config, quick, unavailable, measured):
             "Support: k shots per class; "
             + (
                 "hyper-parameters chosen on min(k, 4) validation shots per class drawn from the "
-                "other scenes, over the 'default' grids; scored on every scene in neither set."
+                "other scenes, over the 'default' grids, keeping each method's defaults unless "
+                "a combination beats them by more than one standard error of the validation "
+                "accuracy (selection='one_se'; with 12-48 validation rows one row decides an "
+                "argmax); scored on every scene in neither set."
                 if config["tune"]
                 else "every method at its default hyper-parameters; scored on every other scene."
             )

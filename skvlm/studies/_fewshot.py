@@ -18,7 +18,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.utils import check_array
 from sklearn.utils.validation import column_or_1d
 
-from ..classifiers._search import select_and_fit
+from ..classifiers._search import SELECTIONS, select_and_fit
 from ..model_selection import FewShotSplit
 from ._common import check_methods, logger, pandas, progress_to_stderr
 from ._intervals import t_interval
@@ -61,6 +61,7 @@ def run_fewshot_study(
     tune=True,
     search="default",
     dataset=None,
+    selection="best",
     compare_untuned=False,
     verbose=0,
 ):
@@ -91,6 +92,10 @@ def run_fewshot_study(
         Choose hyper-parameters on validation shots (False: the defaults, tested on every
         non-support row) over :func:`skvlm.classifiers.param_grid`'s ``search`` grids
         (``dataset``, a CoOp name: the reference's per-dataset grid).
+    selection : {"best", "one_se"}, default="best"
+        How the search picks (:func:`skvlm.classifiers.select_params`): the highest
+        validation accuracy, as the references do, or the defaults unless a
+        combination beats them by more than one standard error.
     compare_untuned : bool, default=False
         With ``tune``, also score each method with a grid at its defaults, on the same
         support and test rows (column ``acc1_untuned``).
@@ -116,7 +121,7 @@ def run_fewshot_study(
     ['beta']
     """
     data = _check_data(X, y, X_test, y_test, X_val, y_val, support_views)
-    setting = _setting(tune, search, dataset, compare_untuned)
+    setting = _setting(tune, search, dataset, compare_untuned, selection)
     methods = check_methods(methods, FEWSHOT_METHODS, DEFAULT_FEWSHOT)
     has_views = data["views"] is not None
     pipelines, skipped = _method_pipelines(methods, text_weights, pca_text_embeddings, has_views)
@@ -126,12 +131,15 @@ def run_fewshot_study(
     return _runs_frame(rows, notes, skipped, setting)
 
 
-def _setting(tune, search, dataset, compare_untuned):
+def _setting(tune, search, dataset, compare_untuned, selection="best"):
     if search not in _SEARCHES:
         raise ValueError(f"search must be one of {list(_SEARCHES)}, got {search!r}.")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {list(SELECTIONS)}, got {selection!r}.")
     return {
         "tune": bool(tune),
         "search": search,
+        "selection": selection,
         "dataset": dataset,
         "compare_untuned": bool(tune and compare_untuned),
     }
@@ -325,7 +333,7 @@ def _run_method(method, template, data, split, setting, notes, k):
             )
             # the search's own fit at the chosen values where it made one, else a refit
             chosen, pipe = select_and_fit(
-                template, X_s, y_s, X_v[split["val"]], y_v[split["val"]], grid
+                template, X_s, y_s, X_v[split["val"]], y_v[split["val"]], grid, setting["selection"]
             )
         else:
             defaults = template.get_params()

@@ -40,6 +40,7 @@ def run_folder_study(
     coop=None,
     tune=True,
     search="default",
+    selection="best",
     n_views=0,
     verbose=1,
 ):
@@ -62,7 +63,7 @@ def run_folder_study(
         Report folder: ``report.md``, ``summary.json``, CSVs and PNGs.
     model, pretrained : str
         Any open_clip model and tag or local checkpoint (see :class:`~skvlm.CLIPEncoder`).
-    shots, seeds, methods, tune, search
+    shots, seeds, methods, tune, search, selection
         As in :func:`run_fewshot_study` (``methods`` also takes
         :data:`RETRIEVAL_METHODS` keys).
     templates : "reference", "openai", "simple" or list of str, default="reference"
@@ -93,7 +94,14 @@ def run_folder_study(
     methods = _folder_methods(study, methods, n_views)
     encoding = dict(model=model, pretrained=pretrained, device=device, cache=cache)
     encoding.update(batch_size=batch_size, on_error=on_error, verbose=verbose)
-    setting = dict(shots=shots, seeds=seeds, tune=tune, search=search, n_views=int(n_views))
+    setting = dict(
+        shots=shots,
+        seeds=seeds,
+        tune=tune,
+        search=search,
+        selection=selection,
+        n_views=int(n_views),
+    )
     setting.update(templates=templates, n_queries=n_queries, random_state=random_state)
     setting.update(coop=coop, pca={"names": pca_class_names, "templates": templates})
     with progress_to_stderr(verbose):
@@ -147,6 +155,7 @@ def _folder_config(study, data, model, pretrained, methods, rows, setting):
             templates=setting["templates"],
             tune=bool(setting["tune"]),
             search=setting["search"],
+            selection=setting["selection"],
             n_views=setting["n_views"],
         )
     else:
@@ -289,6 +298,7 @@ def _folder_fewshot(rows, methods, setting, verbose):
         seeds=setting["seeds"],
         tune=setting["tune"],
         search=setting["search"],
+        selection=setting["selection"],
         dataset=rows.get("dataset"),
         verbose=verbose,
     )
@@ -333,6 +343,12 @@ def _protocol(rows, setting):
         validation = (
             f"hyper-parameters chosen on min(k, 4) validation shots per class from "
             f"{source} over the '{setting['search']}' grids"
+            + (
+                ", keeping the defaults unless a combination beat them by more than one "
+                "standard error"
+                if setting["selection"] == "one_se"
+                else ""
+            )
         )
     test = (
         "the test split"

@@ -199,7 +199,7 @@ def indicator_difference(cos_a, cos_b, kind):
     )
 
 
-def image_only_fewshot(encoded, labels, sizes, random_state, tune):
+def image_only_fewshot(encoded, labels, sizes, random_state, tune, selection="best"):
     """NearestPrototype and LDA on the images alone (no text), for every model.
 
     The same labels and seeds give every model the same supports (seed 002, Tab. 2).
@@ -218,6 +218,7 @@ def image_only_fewshot(encoded, labels, sizes, random_state, tune):
             shots=sizes["shots"],
             seeds=[random_state + s for s in sizes["seeds"]],
             tune=tune,
+            selection=selection,
         )
         runs.insert(0, "model", model)
         frames.append(runs)
