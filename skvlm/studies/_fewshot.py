@@ -88,19 +88,14 @@ def run_fewshot_study(
         Keys of :data:`FEWSHOT_METHODS`; None: the registry's default methods.
     shots, seeds : sequence of int
         Shot counts (one leaving a class without test rows is skipped, warned); seeds.
-    tune, search, dataset : bool, {"default", "reference"}, str
+    tune, search, dataset, selection : bool, {"default", "reference"}, str, {"best", "one_se"}
         Choose hyper-parameters on validation shots (False: the defaults, tested on every
         non-support row) over :func:`skvlm.classifiers.param_grid`'s ``search`` grids
-        (``dataset``, a CoOp name: the reference's per-dataset grid).
-    selection : {"best", "one_se"}, default="best"
-        How the search picks (:func:`skvlm.classifiers.select_params`): the highest
-        validation accuracy, as the references do, or the defaults unless a
-        combination beats them by more than one standard error.
-    compare_untuned : bool, default=False
-        With ``tune``, also score each method with a grid at its defaults, on the same
-        support and test rows (column ``acc1_untuned``).
-    verbose : int, default=0
-        Also log the progress lines (logger ``"skvlm.studies"``) to stderr.
+        (``dataset``, a CoOp name: the reference's per-dataset grid), by ``selection``
+        (:func:`~skvlm.classifiers.select_params`; "best" is the references' rule).
+    compare_untuned, verbose : bool, int, default=False, 0
+        With ``tune``, also score each method with a grid at its defaults on the same
+        support and test rows (``acc1_untuned``); log progress lines to stderr.
 
     Returns
     -------

@@ -49,10 +49,11 @@ def run_folder_study(
     What ``python -m skvlm fewshot | retrieval`` do. The images (``root/<class>/<image>``,
     :func:`skvlm.datasets.load_image_folder`; class names are the folder names with
     ``_`` read as spaces) are encoded once (``cache`` keeps the embeddings on disk).
-    With ``coop``, ``data`` is a CoOp benchmark root (:func:`~skvlm.datasets.load_coop_split`):
-    support from ``train``, validation shots from ``val`` (from ``train`` for ImageNet,
-    whose CoOp ``val`` is its test set), scored on ``test``, and the published numbers
-    (:func:`skvlm.studies.published_results`) beside the measured ones.
+    With ``coop`` (a ``COOP_DATASETS`` name), ``data`` is a CoOp benchmark root
+    (:func:`~skvlm.datasets.load_coop_split`): support from ``train``, validation shots
+    from ``val`` (from ``train`` for ImageNet, whose CoOp ``val`` is its test set),
+    scored on ``test``, the published numbers (:func:`skvlm.studies.published_results`)
+    beside the measured ones.
 
     Parameters
     ----------
@@ -78,8 +79,6 @@ def run_folder_study(
         Retrieval: seeds the query draw and OTI.
     on_error : {"raise", "skip"}, default="raise"
         ``"skip"`` leaves unreadable images out (listed under ``unreadable``).
-    coop : str, default=None
-        A ``COOP_DATASETS`` name.
     n_views : int, default=0
         Few-shot: augmented views per training image for ``"lda_views"`` (10 in GDA's
         reference); added to the default methods when positive.
@@ -94,14 +93,8 @@ def run_folder_study(
     methods = _folder_methods(study, methods, n_views)
     encoding = dict(model=model, pretrained=pretrained, device=device, cache=cache)
     encoding.update(batch_size=batch_size, on_error=on_error, verbose=verbose)
-    setting = dict(
-        shots=shots,
-        seeds=seeds,
-        tune=tune,
-        search=search,
-        selection=selection,
-        n_views=int(n_views),
-    )
+    setting = dict(shots=shots, seeds=seeds, tune=tune, search=search, n_views=int(n_views))
+    setting["selection"] = selection
     setting.update(templates=templates, n_queries=n_queries, random_state=random_state)
     setting.update(coop=coop, pca={"names": pca_class_names, "templates": templates})
     with progress_to_stderr(verbose):
@@ -346,7 +339,7 @@ def _protocol(rows, setting):
             + (
                 ", keeping the defaults unless a combination beat them by more than one "
                 "standard error"
-                if setting["selection"] == "one_se"
+                if setting.get("selection") == "one_se"
                 else ""
             )
         )
