@@ -338,7 +338,7 @@ def _generate(n_samples, image_size, rng, version):
         from ._scenes_v2 import captions_v2, render_v2
 
         images, distractors = render_v2(codes, rng, image_size)
-        captions = captions_v2(codes, distractors, rng)
+        captions = captions_v2(codes, distractors, rng, version=version)
         extra["distractors"] = {k: distractors[k] for k in ("scene", "shape", "colour")}
     factors = {name: np.asarray(names[name], dtype=object)[code] for name, code in codes.items()}
     return Bunch(

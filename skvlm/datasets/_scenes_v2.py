@@ -13,8 +13,12 @@ from ._world import (
     BACKGROUND_PHRASES_V2,
     COUNT_PHRASES,
     DISTRACTOR_PHRASES,
+    LOOSE_NAME_PAIRS,
+    LOOSE_NAME_RATE,
     OPENINGS,
     POSITION_PHRASES,
+    SHAPE_ADJECTIVE_RATE,
+    SHAPE_ADJECTIVES,
     SHAPE_FALLBACK,
     SHAPE_SYNONYMS,
     WORLDS,
@@ -247,14 +251,34 @@ def _unique_scene_groups(scenes):
     )
 
 
+# World 3: each shape's look-alike partner (codes), -1 for shapes named strictly.
+_PARTNER = np.full(len(SHAPES), -1)
+for _a, _b in LOOSE_NAME_PAIRS:
+    _PARTNER[SHAPES.index(_a)], _PARTNER[SHAPES.index(_b)] = SHAPES.index(_b), SHAPES.index(_a)
+
+
+def _loose_names(shapes, rng):
+    """The shape code a world-3 caption names for each shape code: a paired shape
+    is called by its partner's name at :data:`LOOSE_NAME_RATE`."""
+    shapes = np.asarray(shapes)
+    swap = (rng.random(len(shapes)) < LOOSE_NAME_RATE) & (_PARTNER[shapes] >= 0)
+    return np.where(swap, _PARTNER[shapes], shapes).tolist()
+
+
 def _describe_distractor(shape, colour, show_colour, show_shape):
     words = [COLOURS[colour]] if show_colour else []
     words.append(SHAPES[shape] if show_shape or not show_colour else "object")
     return " ".join(words)
 
 
-def captions_v2(codes, distractors, rng):
-    """Captions naming some attributes of the main object and sometimes of a distractor."""
+def captions_v2(codes, distractors, rng, version=2):
+    """Captions naming some attributes of the main object and sometimes of a distractor.
+
+    ``version=3`` draws the same captions but for the names of the paired shapes
+    (:data:`LOOSE_NAME_PAIRS`, used loosely, never replaced by a synonym) and an
+    adjective that tells a pair apart; its extra random draws come after all of
+    world 2's, so world 2's captions never change.
+    """
     n = len(codes["shape"])
     opening = rng.integers(0, len(OPENINGS), n).tolist()
     mention = rng.random((n, 7)) < [0.5, 0.9, 0.35, 0.2, 0.35, 0.35, 0.2]
@@ -265,6 +289,17 @@ def captions_v2(codes, distractors, rng):
     first_distractor = np.full(n, -1)
     first_distractor[distractors["scene"][::-1]] = np.arange(len(distractors["scene"]))[::-1]
     d_colour = rng.random(n) < 0.5
+    named_shape = codes["shape"].tolist()
+    named_distractor = list(distractors["shape"])
+    adjective = [None] * n
+    if version == 3:
+        named_shape = _loose_names(codes["shape"], rng)
+        named_distractor = _loose_names(distractors["shape"], rng)
+        stated = rng.random(n) < SHAPE_ADJECTIVE_RATE
+        adjective = [
+            SHAPE_ADJECTIVES.get(SHAPES[s]) if on else None
+            for s, on in zip(codes["shape"].tolist(), stated.tolist())
+        ]
     values = {
         k: codes[k].tolist() for k in ("shape", "colour", "size", "position", "background", "count")
     }
@@ -273,14 +308,15 @@ def captions_v2(codes, distractors, rng):
         colour_on, shape_on, size_on, position_on, background_on, distractor_on, count_on = mention[
             i
         ]
-        shape = SHAPES[values["shape"][i]]
+        shape = SHAPES[named_shape[i]]
         if not shape_on:
             shape = SHAPE_FALLBACK[choice[i][0] % 2]
-        elif synonym[i] and shape in SHAPE_SYNONYMS:
+        elif synonym[i] and shape in SHAPE_SYNONYMS and not (version == 3 and shape in SHAPE_ADJECTIVES):
             shape = SHAPE_SYNONYMS[shape][1]
         words = (
             ([FACTORS["size"][values["size"][i]]] if size_on else [])
             + ([COLOURS[values["colour"][i]]] if colour_on else [])
+            + ([adjective[i]] if adjective[i] else [])
             + [shape]
         )
         extras = [None] * 4
@@ -295,7 +331,7 @@ def captions_v2(codes, distractors, rng):
         j = first_distractor[i]
         if distractor_on and j >= 0:
             what = _describe_distractor(
-                distractors["shape"][j], distractors["colour"][j], d_colour[i], choice[i][3] % 3 > 0
+                named_distractor[j], distractors["colour"][j], d_colour[i], choice[i][3] % 3 > 0
             )
             extras[2] = DISTRACTOR_PHRASES[choice[i][3] % 3].format(what)
         if count_on:

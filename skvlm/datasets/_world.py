@@ -7,7 +7,16 @@
 - ``version=2``: a main object and 0-2 smaller distractor objects (so 1-3
   objects), 12 shapes and 12 colours with near neighbours (circle/hexagon,
   square/rectangle, red/crimson, blue/navy...), 8 coloured and textured
-  backgrounds, occlusion, lighting, blur and noise. The tiny model zoo is
+  backgrounds, occlusion, lighting, blur and noise.
+- ``version=3``: the scenes of world 2, pixel for pixel (the same images for a
+  seed), with captions that use three pairs of look-alike names loosely: a
+  hexagon is called "circle" as often as "hexagon", and a circle "hexagon" as
+  often as "circle" (likewise square/rectangle and ring/crescent). What tells
+  the two apart is said in other words, in 60 % of the captions: "smooth" or
+  "angular", "even" or "long", "closed" or "open". Web captions name
+  fine-grained classes this loosely; a prompt with the class name then cannot
+  separate the pair, while the image embedding, trained on the other words,
+  can, so few-shot methods have room over zero-shot. The tiny model zoo is
   trained on it.
 
 Everything that knows the words of a world lives here, so training, the demo
@@ -86,6 +95,7 @@ WORLDS = {
         "count": COUNTS_V2,
     },
 }
+WORLDS[3] = dict(WORLDS[2])  # the same scenes; only the captions differ
 
 # Near neighbours: value pairs that look alike (graded as half-similar by
 # attribute_distance, and the confusions the world is built to contain).
@@ -139,6 +149,21 @@ SHAPE_SYNONYMS = {
     "crescent": ("crescent", "moon"),
     "cross": ("cross", "plus sign"),
 }
+
+# World 3: look-alike shapes whose class names captions use interchangeably (each
+# name half of the time for either shape, never a synonym), and the adjective that
+# states the difference, for each shape of a pair.
+LOOSE_NAME_PAIRS = (("circle", "hexagon"), ("square", "rectangle"), ("ring", "crescent"))
+LOOSE_NAME_RATE = 0.5
+SHAPE_ADJECTIVES = {
+    "circle": "smooth",
+    "hexagon": "angular",
+    "square": "even",
+    "rectangle": "long",
+    "ring": "closed",
+    "crescent": "open",
+}
+SHAPE_ADJECTIVE_RATE = 0.6
 
 # Openings: plain phrasings plus CLIP's ImageNet prompt templates (Radford et al.,
 # 2021) that name no factor value and no plural, so zero-shot prompts use words
@@ -232,6 +257,7 @@ ZERO_SHOT_TEMPLATES = {
         "count": ("a photo of a shape {}.", "an object {}."),
     },
 }
+ZERO_SHOT_TEMPLATES[3] = ZERO_SHOT_TEMPLATES[2]
 _COUNT_PROMPT_NAMES = {
     "one": COUNT_PHRASES["one"][0],
     "two": COUNT_PHRASES["two"][0],
@@ -293,8 +319,9 @@ def caption_vocabulary(version=None):
         texts += [t for ts in ZERO_SHOT_TEMPLATES[v].values() for t in ts]
         phrases = BACKGROUND_PHRASES_V1 if v == 1 else BACKGROUND_PHRASES_V2
         texts += [p for ps in phrases.values() for p in ps]
-        if v == 2:
+        if v >= 2:
             texts += [s for ss in SHAPE_SYNONYMS.values() for s in ss]
+            texts += list(SHAPE_ADJECTIVES.values()) if v == 3 else []
             texts += list(DISTRACTOR_PHRASES) + list(_COUNT_PROMPT_NAMES.values())
             texts += [p for ps in COUNT_PHRASES.values() for p in ps]
     words = set()

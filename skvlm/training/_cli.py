@@ -16,7 +16,7 @@ def add_train_tiny_parser(subparsers):
         description=(
             "Train a model of the tiny zoo (skvlm-tiny: CLIP loss; skvlm-tiny-slip: CLIP + "
             "SimCLR; skvlm-tiny-shared: SharedCLIP + CLIP loss; skvlm-tiny-align: AlignCLIP; "
-            "skvlm-tiny-ssl: image-only SimCLR) on fresh make_scenes(version=2) batches for "
+            "skvlm-tiny-ssl: image-only SimCLR) on fresh make_scenes(version=3) batches for "
             "a fixed number of steps, evaluate it on held-out scenes and save it as "
             "safetensors. With --checkpoint and --resume a killed run continues identically."
         ),
