@@ -1,6 +1,6 @@
 """How much room the demo's world leaves few-shot methods over zero-shot (issue 14).
 
-Not a timing benchmark: for each tiny text model, on ``make_scenes(version=2)``
+Not a timing benchmark: for each tiny text model, on ``make_scenes(version=3)``
 scenes labelled by shape, it prints the zero-shot accuracy (the world's prompt
 templates), an image-only shrinkage LDA fitted on k shots per class, the best
 accuracy of zero-shot logits plus LDA log-probabilities at any of a few weights (do
@@ -21,7 +21,7 @@ import numpy as np
 def _text_weights(encoder, names):
     from skvlm.datasets import zero_shot_class_names, zero_shot_templates
 
-    templates = zero_shot_templates(2)["shape"]
+    templates = zero_shot_templates(3)["shape"]
     rows = []
     for name in zero_shot_class_names("shape", names):
         emb = encoder.encode_text([t.format(name) for t in templates])
@@ -103,9 +103,9 @@ def main():
     args.shots = [int(k) for k in args.shots.split(",")]
     from skvlm.datasets import make_scenes
 
-    scenes = make_scenes(args.n, random_state=777, version=2)
+    scenes = make_scenes(args.n, random_state=777, version=3)
     print(
-        f"{args.n} make_scenes(version=2) scenes (seed 777), shape labels, support from the "
+        f"{args.n} make_scenes(version=3) scenes (seed 777), shape labels, support from the "
         f"first {args.pool}, {args.seeds} seeds"
     )
     warnings.simplefilter("ignore", UserWarning)

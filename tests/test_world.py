@@ -40,7 +40,7 @@ def test_version_one_output_is_unchanged():
 
 def test_unknown_version_is_refused():
     with pytest.raises(ValueError, match="version must be one of"):
-        make_scenes(3, version=3)
+        make_scenes(3, version=4)
 
 
 def test_shapes_factors_and_distractors(hard):

@@ -1,10 +1,11 @@
-"""Procedural captioned scenes, in two worlds (``make_scenes(..., version=)``).
+"""Procedural captioned scenes, in three worlds (``make_scenes(..., version=)``).
 
 ``version=1`` (the default, unchanged): one coloured object on a grey background.
 ``version=2``: a main object among distractors on coloured, textured backgrounds,
-with occlusion, lighting, blur and noise (:mod:`skvlm.datasets._scenes_v2`); the
-world the tiny model zoo is trained on. The words of both worlds live in
-:mod:`skvlm.datasets._world`.
+with occlusion, lighting, blur and noise (:mod:`skvlm.datasets._scenes_v2`).
+``version=3``: world 2's images with captions that use look-alike shape names
+loosely; the world the tiny model zoo is trained on. The words of every world
+live in :mod:`skvlm.datasets._world`.
 
 In the first world every factor (shape, colour, size, position, background) is drawn independently, so
 any of them can serve as "the class". Labelling by shape uses a concept the class
@@ -80,7 +81,7 @@ def caption_vocabulary(version=1):
 
     Parameters
     ----------
-    version : {1, 2, None}, default=1
+    version : {1, 2, 3, None}, default=1
         The world (see :func:`make_scenes`); None is the union of all worlds.
 
     Examples
@@ -254,7 +255,7 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, vers
 
     ``version=1`` (default) is the first world: one object of 8 shapes and 8
     colours on 5 grey backgrounds; the output for a seed never changes.
-    ``version=2`` is the harder world the tiny model zoo is trained on: a main
+    ``version=2`` is the harder world: a main
     object (12 shapes, 12 colours with near neighbours such as red/crimson and
     circle/hexagon) and 0-2 smaller distractors of random shape and colour, which
     may occlude it; 8 tinted backgrounds (dark, light, gradient, striped, wavy,
@@ -263,6 +264,14 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, vers
     objects), so a scene can be labelled by shape, colour, background or count.
     Captions sometimes use synonyms ("disc", "box") and describe a distractor
     ("next to a blue star") or the count ("with one other object").
+    ``version=3``, the world the tiny model zoo is trained on, has world 2's
+    images for a seed, pixel for pixel, and its captions but for three pairs of
+    look-alike shapes (circle/hexagon, square/rectangle, ring/crescent): a
+    caption calls either shape of a pair by either name, half of the time each,
+    and states the difference with another word in 60 % of them ("smooth" or
+    "angular", "even" or "long", "closed" or "open"). A zero-shot prompt with the
+    class name cannot tell a pair apart; an image embedding trained on the other
+    words can, which leaves few-shot methods room over zero-shot.
 
     Parameters
     ----------
@@ -275,7 +284,7 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, vers
     as_frame : bool, default=True
         ``factors`` as a pandas DataFrame (needs pandas) or, when False, a dict of
         string arrays.
-    version : {1, 2}, default=1
+    version : {1, 2, 3}, default=1
         The world (see above).
 
     Returns
@@ -290,7 +299,7 @@ def make_scenes(n_samples, image_size=32, random_state=None, as_frame=True, vers
         - ``codes``: dict mapping each factor to an int array of indices into
           ``factor_names[factor]``
         - ``version``: the world
-        - ``distractors`` (version 2): dict of int arrays ``scene``, ``shape``,
+        - ``distractors`` (versions 2 and 3): dict of int arrays ``scene``, ``shape``,
           ``colour`` (codes into the factor names), one entry per distractor
 
     Examples

@@ -96,14 +96,14 @@ def scene_world(version=None):
     """The world the demo runs on: version, labellings, templates and prompt names.
 
     ``version=None`` is the newest world this installation's ``make_scenes`` has
-    (2 when it knows ``version=2``, else 1).
+    (the tiny zoo's world, 3, when it knows several, else 1).
     """
     try:
-        from ..datasets._world import zero_shot_class_names, zero_shot_templates
+        from ..datasets._world import WORLDS, zero_shot_class_names, zero_shot_templates
     except ImportError:  # make_scenes of the first world only
         zero_shot_templates = zero_shot_class_names = None
     if version is None:
-        version = 1 if zero_shot_templates is None else 2
+        version = 1 if zero_shot_templates is None else max(WORLDS)
     if version == 1 or zero_shot_templates is None:
         if version != 1:
             raise ValueError(f"world {version} is not available here; make_scenes has version 1.")

@@ -116,7 +116,7 @@ def _same_class_margin(embeddings, codes):
 
 
 def evaluate_scenes(
-    model, tokenizer, n_samples=3000, random_state=EVAL_RANDOM_STATE, device="cpu", version=2
+    model, tokenizer, n_samples=3000, random_state=EVAL_RANDOM_STATE, device="cpu", version=3
 ):
     """Held-out quality of a tiny model: zero-shot per labelling, retrieval, geometry.
 
