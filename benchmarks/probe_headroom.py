@@ -5,8 +5,10 @@ scenes labelled by shape, it prints the zero-shot accuracy (the world's prompt
 templates), an image-only shrinkage LDA fitted on k shots per class, the best
 accuracy of zero-shot logits plus LDA log-probabilities at any of a few weights (do
 their errors differ?), and the same zero-shot / LDA pair on shifted test images
-(greyscale, inverted, blurred, noisy, low contrast). The support comes from the
-first ``--pool`` scenes, the test rows are the rest.
+(greyscale, inverted, blurred, noisy, low contrast). On unshifted images it also splits
+both accuracies between the shapes whose names captions use loosely
+(``LOOSE_NAME_PAIRS``) and the others. The support comes from the first ``--pool``
+scenes, the test rows are the rest.
 
 Usage: python benchmarks/probe_headroom.py [--models skvlm-tiny,...] [--n 4000]
 [--pool 1000] [--shots 16,64] [--seeds 3] [--shifts]
@@ -61,9 +63,12 @@ def _lda_runs(X, y, pool, test, k, seeds):
 
 def probe(model, scenes, args):
     from skvlm import CLIPEncoder
+    from skvlm.datasets._world import LOOSE_NAME_PAIRS
 
     y = np.asarray(scenes.codes["shape"])
     pool, test = np.arange(args.pool), np.arange(args.pool, len(y))
+    loose = [shape for pair in LOOSE_NAME_PAIRS for shape in pair]
+    paired = np.isin(np.asarray(scenes.factor_names["shape"])[y[test]], loose)
     encoder = CLIPEncoder(model=model, batch_size=256, cache=None)
     W = _text_weights(encoder, scenes.factor_names["shape"])
     for kind in ["none"] + (
@@ -72,12 +77,19 @@ def probe(model, scenes, args):
         X = encoder.encode_images(scenes.images if kind == "none" else _shift(scenes.images, kind))
         X = X / np.linalg.norm(X, axis=1, keepdims=True)
         logits = 100 * X[test] @ W.T
-        line = [f"{model:18s} {kind:12s} zero-shot {np.mean(logits.argmax(1) == y[test]):.3f}"]
+        correct = logits.argmax(1) == y[test]
+        line = [f"{model:18s} {kind:12s} zero-shot {correct.mean():.3f}"]
+        if kind == "none":
+            line.append(
+                f"(paired {correct[paired].mean():.3f}, other {correct[~paired].mean():.3f})"
+            )
         for k in args.shots:
-            accs, ensembles = [], []
+            accs, ensembles, split = [], [], []
             for lda in _lda_runs(X, y, pool, test, k, args.seeds):
                 log_p = lda.predict_log_proba(X[test])
-                accs.append(np.mean(log_p.argmax(1) == y[test]))
+                correct = log_p.argmax(1) == y[test]
+                accs.append(correct.mean())
+                split.append((correct[paired].mean(), correct[~paired].mean()))
                 if kind == "none":
                     ensembles.append(
                         max(
@@ -86,6 +98,9 @@ def probe(model, scenes, args):
                         )
                     )
             line.append(f"LDA@{k} {np.mean(accs):.3f}")
+            if kind == "none":
+                on_pairs, elsewhere = np.mean(split, axis=0)
+                line.append(f"(paired {on_pairs:.3f}, other {elsewhere:.3f})")
             if ensembles:
                 line.append(f"best zero-shot + w LDA@{k} {np.mean(ensembles):.3f}")
         print(", ".join(line), flush=True)
