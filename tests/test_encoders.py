@@ -324,11 +324,12 @@ def test_bf16_weights_keep_the_zero_shot_predictions_of_fp32_on_tiny_scenes():
     from skvlm.datasets import make_scenes, zero_shot_class_names, zero_shot_templates
 
     # Colour: a labelling the shipped model has learned (0.97-0.99 here), so its predictions
-    # are decisions, not near-ties. On shape (0.79-0.85 on these scenes) bf16 flips 0.4-0.7 %
-    # of the argmaxes, the near-ties (measured on seeds 0 and 1; see the README).
-    scenes = make_scenes(1000, random_state=0, version=2)
+    # are decisions, not near-ties. On shape (0.67-0.70 on these scenes) bf16 flips 1.9-2.2 %
+    # of the argmaxes: world 3's loosely named pairs are near-ties by design (measured on
+    # seeds 0 and 1; see the README).
+    scenes = make_scenes(1000, random_state=0, version=3)
     colours = zero_shot_class_names("colour", scenes.factor_names["colour"])
-    templates = zero_shot_templates(2)["colour"]
+    templates = zero_shot_templates(3)["colour"]
     predictions = {}
     for precision in ("fp32", "bf16"):
         encoder = CLIPEncoder("skvlm-tiny", device="cpu", precision=precision)
