@@ -309,9 +309,11 @@ def captions_v2(codes, distractors, rng, version=2):
             i
         ]
         shape = SHAPES[named_shape[i]]
+        # World 3 never gives a paired shape a synonym: "disc" would name the circle.
+        loose_pairs = version == 3 and shape in SHAPE_ADJECTIVES
         if not shape_on:
             shape = SHAPE_FALLBACK[choice[i][0] % 2]
-        elif synonym[i] and shape in SHAPE_SYNONYMS and not (version == 3 and shape in SHAPE_ADJECTIVES):
+        elif synonym[i] and shape in SHAPE_SYNONYMS and not loose_pairs:
             shape = SHAPE_SYNONYMS[shape][1]
         words = (
             ([FACTORS["size"][values["size"][i]]] if size_on else [])
