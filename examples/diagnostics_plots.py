@@ -35,7 +35,7 @@ from skvlm.plotting import plot_similarity_histograms  # noqa: E402
 
 def _main(small, folder):
     n_samples = 300 if small else 2500
-    scenes = make_scenes(n_samples, random_state=0)
+    scenes = make_scenes(n_samples, random_state=0, version=3)  # the zoo's world
     labels = scenes.factors["shape"].to_numpy()
     encoder = CLIPEncoder(model="skvlm-tiny", device="cpu")
     images = encoder.encode_images(scenes.images)

@@ -39,7 +39,7 @@ def main(small=False, model="ViT-S-32-alt"):
         checkpoint = make_checkpoint(model, Path(scratch) / f"{model}.safetensors")
         print(f"checkpoint: {checkpoint} ({checkpoint.stat().st_size / 2**20:.0f} MiB)")
         encoder = CLIPEncoder(model=model, pretrained=str(checkpoint), device="cpu", batch_size=16)
-        scenes = make_scenes(n_samples, random_state=0)
+        scenes = make_scenes(n_samples, random_state=0, version=3)  # the zoo's world
         X = encoder.transform(scenes.images)  # 32x32 scenes, resized to 224x224
         y = scenes.factors["colour"].to_numpy()
         classes = sorted(set(y))
