@@ -300,9 +300,7 @@ def captions_v2(codes, distractors, rng, version=2):
             SHAPE_ADJECTIVES.get(SHAPES[s]) if on else None
             for s, on in zip(codes["shape"].tolist(), stated.tolist())
         ]
-    values = {
-        k: codes[k].tolist() for k in ("shape", "colour", "size", "position", "background", "count")
-    }
+    values = {k: codes[k].tolist() for k in ("colour", "size", "position", "background", "count")}
     captions = []
     for i in range(n):
         colour_on, shape_on, size_on, position_on, background_on, distractor_on, count_on = mention[
@@ -310,7 +308,7 @@ def captions_v2(codes, distractors, rng, version=2):
         ]
         shape = SHAPES[named_shape[i]]
         # World 3 never gives a paired shape a synonym: "disc" would name the circle.
-        loose_pairs = version == 3 and shape in SHAPE_ADJECTIVES
+        loose_pairs = version == 3 and _PARTNER[named_shape[i]] >= 0
         if not shape_on:
             shape = SHAPE_FALLBACK[choice[i][0] % 2]
         elif synonym[i] and shape in SHAPE_SYNONYMS and not loose_pairs:
