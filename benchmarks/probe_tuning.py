@@ -14,19 +14,6 @@ Usage: python benchmarks/probe_tuning.py [--seeds 10] [--selections one_se,best]
 import argparse
 import warnings
 
-import numpy as np
-
-
-def _shape_text_weights(encoder, names):
-    from skvlm.datasets import zero_shot_class_names, zero_shot_templates
-
-    rows = []
-    for name in zero_shot_class_names("shape", names):
-        emb = encoder.encode_text([t.format(name) for t in zero_shot_templates(3)["shape"]])
-        mean = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).mean(axis=0)
-        rows.append(mean / np.linalg.norm(mean))
-    return np.stack(rows)
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,14 +23,16 @@ def main():
     parser.add_argument("--model", default="skvlm-tiny")
     args = parser.parse_args()
     from skvlm import CLIPEncoder
-    from skvlm.datasets import make_scenes
+    from skvlm.datasets import make_scenes, zero_shot_class_names, zero_shot_templates
     from skvlm.studies import run_fewshot_study
+    from skvlm.studies._zoo import class_weights  # the demo's text classifier
 
     warnings.simplefilter("ignore", UserWarning)
     scenes = make_scenes(3000, random_state=10_000, version=3)
     encoder = CLIPEncoder(model=args.model, cache=None)
     X = encoder.transform(scenes.images)
-    weights = _shape_text_weights(encoder, scenes.factor_names["shape"])
+    names = zero_shot_class_names("shape", scenes.factor_names["shape"])
+    weights, _ = class_weights(encoder.encode_text, names, zero_shot_templates(3)["shape"])
     methods = args.methods.split(",")
     print(f"{args.model}, 3000 scenes of world 3 (seed 10000), shape, seeds 0-{args.seeds - 1}")
     for selection in args.selections.split(","):
