@@ -7,8 +7,11 @@ selection rule, and prints each method's tuned-minus-untuned gain averaged over 
 shot counts: its mean and spread over seeds, how many seeds lose, and the gain per
 shot count.
 
-Usage: python benchmarks/probe_tuning.py [--seeds 10] [--selections one_se,best]
-[--methods lda,tip_adapter,tip_x,ape,coder] [--model skvlm-tiny]
+``--scene-seed`` draws other scenes than the demo's, to judge a selection rule on
+scenes it was not chosen on.
+
+Usage: python benchmarks/probe_tuning.py [--seeds 10] [--selections one_se,best,paired]
+[--methods lda,tip_adapter,tip_x,ape,coder] [--model skvlm-tiny] [--scene-seed 10000]
 """
 
 import argparse
@@ -18,9 +21,10 @@ import warnings
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--selections", default="one_se,best")
+    parser.add_argument("--selections", default="one_se,best,paired")
     parser.add_argument("--methods", default="lda,tip_adapter,tip_x,ape,coder")
     parser.add_argument("--model", default="skvlm-tiny")
+    parser.add_argument("--scene-seed", type=int, default=10_000, help="the demo's: 10000")
     args = parser.parse_args()
     from skvlm import CLIPEncoder
     from skvlm.datasets import make_scenes, zero_shot_class_names, zero_shot_templates
@@ -28,13 +32,16 @@ def main():
     from skvlm.studies._zoo import class_weights  # the demo's text classifier
 
     warnings.simplefilter("ignore", UserWarning)
-    scenes = make_scenes(3000, random_state=10_000, version=3)
+    scenes = make_scenes(3000, random_state=args.scene_seed, version=3)
     encoder = CLIPEncoder(model=args.model, cache=None)
     X = encoder.transform(scenes.images)
     names = zero_shot_class_names("shape", scenes.factor_names["shape"])
     weights, _ = class_weights(encoder.encode_text, names, zero_shot_templates(3)["shape"])
     methods = args.methods.split(",")
-    print(f"{args.model}, 3000 scenes of world 3 (seed 10000), shape, seeds 0-{args.seeds - 1}")
+    print(
+        f"{args.model}, 3000 scenes of world 3 (seed {args.scene_seed}), shape, "
+        f"seeds 0-{args.seeds - 1}"
+    )
     for selection in args.selections.split(","):
         runs = run_fewshot_study(
             X,

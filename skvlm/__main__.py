@@ -255,10 +255,11 @@ def _add_fewshot_parser(commands):
     fewshot.add_argument(
         "--selection",
         default="best",
-        choices=["best", "one_se"],
+        choices=["best", "one_se", "paired"],  # classifiers._search.SELECTIONS (stdlib only here)
         help="pick the best validation accuracy, as the references do (default), or keep "
         "each method's defaults unless a combination beats them by more than one "
-        "standard error (one_se)",
+        "standard error (one_se), or unless the best beats them row by row by more than "
+        "a standard error widened for the grid's size (paired)",
     )
     fewshot.add_argument(
         "--views",

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GridSearchCV
 
 from skvlm.classifiers import (
@@ -153,9 +154,84 @@ def test_one_se_is_the_best_when_the_defaults_are_not_in_the_grid():
     }
 
 
+class _FirstRows(ClassifierMixin, BaseEstimator):
+    """Predicts 1 for the rows whose single feature is below ``k``, else 0 (default k=0:
+    all 0). On validation rows 0, 1, ..., n-1, the value k moves the first k predictions."""
+
+    def __init__(self, k=0):
+        self.k = k
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        return (np.asarray(X)[:, 0] < self.k).astype(int)
+
+
+def _first_rows_case(n_val, n_ones):
+    X_val = np.arange(n_val, dtype=float)[:, None]
+    y_val = np.array([1] * n_ones + [0] * (n_val - n_ones))
+    return _FirstRows(), np.zeros((2, 1)), [0, 1], X_val, y_val
+
+
+def test_paired_asks_for_more_evidence_the_more_combinations_the_grid_tries():
+    # 48 validation rows, the first 6 labelled 1. The defaults (k=0) get 42 right; k=6
+    # gets all 48: 6 wins and no loss on the same rows. Paired difference: mean 6/48 =
+    # 0.125, sd (ddof=1) sqrt((6 - 48 * 0.125**2) / 47) = 0.3340, se 0.3340 / sqrt(48) =
+    # 0.0482: the gain is 2.59 standard errors.
+    estimator, X, y, X_val, y_val = _first_rows_case(48, 6)
+    # Against 6 other values (k = 1..6): z = Phi^-1(1 - 0.1587 / 6) = 1.94 < 2.59.
+    few = {"k": list(range(7))}
+    assert select_params(estimator, X, y, X_val, y_val, few, selection="paired")[0] == {"k": 6}
+    # Against 63 (k = 1..63, the later ones losing rows): z = 2.80 > 2.59, the defaults.
+    many = {"k": list(range(64))}
+    best, table = select_params(estimator, X, y, X_val, y_val, many)
+    assert best == {"k": 6} and table["accuracy"][6] == 1.0  # the argmax is the same
+    chosen, fitted = select_and_fit(estimator, X, y, X_val, y_val, many, selection="paired")
+    assert chosen == {"k": 0} and fitted.k == 0
+    # one_se reads the unpaired se sqrt(0.875 * 0.125 / 48) = 0.0477 < 0.125: it moves.
+    assert select_params(estimator, X, y, X_val, y_val, many, selection="one_se")[0] == {"k": 6}
+
+
+def test_paired_credits_rows_both_get_right_where_one_se_cannot():
+    # 100 rows, the first 4 labelled 1, grid {k: 0, 4}: one alternative, z = 1.
+    # one_se: the defaults' 0.96 has se sqrt(0.96 * 0.04 / 100) = 0.0196 and the gain
+    # is 0.04 > 0.0196, both move. Make the defaults less sure: 50 of the 100 rows are
+    # labelled 2, which neither predicts: defaults 46/100, se sqrt(0.46 * 0.54 / 100) =
+    # 0.0498 > the gain 0.04, one_se keeps them. Paired: 4 wins, no loss, mean 0.04,
+    # sd sqrt((4 - 100 * 0.0016) / 99) = 0.1970, se 0.0197 < 0.04: paired moves.
+    estimator, X, y, X_val, y_val = _first_rows_case(100, 4)
+    y_val[50:] = 2
+    grid = {"k": [0, 4]}
+    assert select_params(estimator, X, y, X_val, y_val, grid, selection="one_se")[0] == {"k": 0}
+    chosen, fitted = select_and_fit(estimator, X, y, X_val, y_val, grid, selection="paired")
+    assert chosen == {"k": 4} and fitted.k == 4
+
+
+def test_paired_keeps_the_defaults_on_one_validation_row_and_ties():
+    estimator, X, y, _, _ = _first_rows_case(1, 1)
+    one_row = select_params(estimator, X, y, [[0.0]], [1], {"k": [0, 1]}, selection="paired")
+    assert one_row[0] == {"k": 0}  # one row has no spread to test a gain against
+    estimator, X, y, X_val, y_val = _first_rows_case(10, 0)  # every k > 0 only loses
+    grid = {"k": [3, 0, 1]}
+    assert select_params(estimator, X, y, X_val, y_val, grid, selection="paired")[0] == {"k": 0}
+
+
+def test_the_command_line_offers_every_selection_rule():
+    from skvlm.__main__ import build_parser
+    from skvlm.classifiers._search import SELECTIONS
+
+    fewshot = build_parser()._subparsers._group_actions[0].choices["fewshot"]
+    (action,) = [a for a in fewshot._actions if a.dest == "selection"]
+    assert tuple(action.choices) == SELECTIONS
+
+
 def test_unknown_selection_is_refused_with_the_choices():
     estimator, X, y, X_val, y_val = _dummy_case(7, 8)
-    with pytest.raises(ValueError, match=r"selection must be one of \['best', 'one_se'\]"):
+    with pytest.raises(
+        ValueError, match=r"selection must be one of \['best', 'one_se', 'paired'\]"
+    ):
         select_params(estimator, X, y, X_val, y_val, {"strategy": ["prior"]}, selection="1se")
 
 
@@ -199,15 +275,16 @@ class _Spy:
         lambda W: LDAClassifier(text_weights=W),
     ],
 )
-def test_search_scores_only_validation_rows_and_ignores_any_test_set(monkeypatch, make):
+@pytest.mark.parametrize("selection", ["best", "one_se", "paired"])
+def test_search_scores_only_validation_rows_and_ignores_any_test_set(monkeypatch, make, selection):
     X, y, X_val, y_val, W = _problem()
     spy = _Spy(monkeypatch, [TipAdapterClassifier, TipXClassifier, APEClassifier, LDAClassifier])
     est = make(W)
-    best, table = select_params(est, X, y, X_val, y_val, "default")
+    best, table = select_params(est, X, y, X_val, y_val, "default", selection)
     assert spy.seen and all(np.array_equal(seen, X_val) for seen in spy.seen)
     # the same support + validation with other test sets cannot change the choice: the
     # search never sees them; rerunning it gives the same values.
-    assert select_params(est, X, y, X_val, y_val, "default")[0] == best
+    assert select_params(est, X, y, X_val, y_val, "default", selection)[0] == best
 
 
 def test_grid_values_outside_their_range_are_clear_errors():

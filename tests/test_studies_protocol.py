@@ -83,11 +83,11 @@ def test_chosen_params_do_not_depend_on_the_test_rows():
     assert (a["n_test"] == 18).all() and (b["n_test"] == 27).all()
 
 
-@pytest.mark.parametrize("selection", ["best", "one_se"])
+@pytest.mark.parametrize("selection", ["best", "one_se", "paired"])
 def test_tuning_beats_bad_defaults(selection):
     # LDA's default alpha=1 leans on the text classifier (100 x cos), which is wrong
     # here; the images alone separate the classes. Tuning picks a large alpha, also
-    # under the one-standard-error rule: the evidence against the defaults is clear.
+    # under the one-standard-error and paired rules: the evidence against the defaults is clear.
     rng = np.random.default_rng(2)
     X, y = _blobs(rng, n_per_class=30, n_classes=4, d=8, noise=0.4)
     W = np.eye(8)[[1, 2, 3, 0]]

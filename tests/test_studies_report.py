@@ -95,6 +95,8 @@ def test_fewshot_command_on_a_coop_split(tmp_path):
             "1,2",
             "--seeds",
             "0,1",
+            "--selection",
+            "paired",
             "--out",
             str(out),
             "--quiet",
@@ -103,11 +105,13 @@ def test_fewshot_command_on_a_coop_split(tmp_path):
     assert status == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["config"]["coop_dataset"] == "EuroSAT"
+    assert summary["config"]["selection"] == "paired"
     runs = pd.read_csv(out / "fewshot_runs.csv")
     assert (runs["n_test"] == 3 * 4).all()  # the whole test split, every run
     assert runs.set_index("shots")["n_val"].groupby(level=0).first().to_dict() == {1: 3, 2: 6}
     report = (out / "report.md").read_text()
     assert "validation shots per class from the val split" in report
+    assert "by more than a standard error widened for the grid's size" in report
     assert "scored on the test split" in report
 
 

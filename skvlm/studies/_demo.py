@@ -433,9 +433,10 @@ def _demo_summary(config, quick, unavailable, measured):
             + (
                 "hyper-parameters chosen on min(k, 4) validation shots per class drawn from the "
                 "other scenes, over the 'default' grids, keeping each method's defaults unless "
-                "a combination beats them by more than one standard error of the validation "
-                "accuracy (selection='one_se'; with 12-48 validation rows one row decides an "
-                "argmax); scored on every scene in neither set."
+                "the best combination beats them on the same validation rows by more than a "
+                "standard error widened for the grid's size (selection='paired'; on 12-48 "
+                "validation rows the argmax of 25-80 combinations beats the defaults by luck "
+                "alone); scored on every scene in neither set."
                 if config["tune"]
                 else "every method at its default hyper-parameters; scored on every other scene."
             )

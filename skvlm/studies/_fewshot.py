@@ -88,7 +88,7 @@ def run_fewshot_study(
         Keys of :data:`FEWSHOT_METHODS`; None: the registry's default methods.
     shots, seeds : sequence of int
         Shot counts (one leaving a class without test rows is skipped, warned); seeds.
-    tune, search, dataset, selection : bool, {"default", "reference"}, str, {"best", "one_se"}
+    tune, search, dataset, selection : bool, {"default", "reference"}, str, {"best", "one_se", "paired"}
         Choose hyper-parameters on validation shots (False: the defaults, tested on every
         non-support row) over :func:`skvlm.classifiers.param_grid`'s ``search`` grids
         (``dataset``, a CoOp name: the reference's per-dataset grid), by ``selection``

@@ -17,6 +17,13 @@ from ._retrieval import run_retrieval_study
 _LABELING = "classes"
 # CoOp's prompt for a dataset of its own (load_coop_split with dataset=None).
 _FOLDER_TEMPLATE = "a photo of a {}."
+# How the report's protocol line states each selection rule (select_params' "selection").
+_SELECTION_WORDS = {
+    "one_se": ", keeping the defaults unless a combination beat them by more than one "
+    "standard error",
+    "paired": ", keeping the defaults unless the best combination beat them on the same "
+    "validation rows by more than a standard error widened for the grid's size",
+}
 
 
 def run_folder_study(
@@ -336,12 +343,7 @@ def _protocol(rows, setting):
         validation = (
             f"hyper-parameters chosen on min(k, 4) validation shots per class from "
             f"{source} over the '{setting['search']}' grids"
-            + (
-                ", keeping the defaults unless a combination beat them by more than one "
-                "standard error"
-                if setting.get("selection") == "one_se"
-                else ""
-            )
+            + _SELECTION_WORDS.get(setting.get("selection"), "")
         )
     test = (
         "the test split"
