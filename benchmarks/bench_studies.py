@@ -15,7 +15,9 @@ also holds the 4,000 validation rows) and 50,000 test rows, synthetic CLIP-like 
 features with a text classifier. No timed assertions anywhere.
 
 Usage: python benchmarks/bench_studies.py [--small] [--methods m,m] [--search reference]
-(--small: 16 shots x 100 classes x 256-d, 5,000 test rows, seconds.)
+[--selection one_se|paired]
+(--small: 16 shots x 100 classes x 256-d, 5,000 test rows, seconds. ``--selection paired``
+adds a fit and validation predictions of the defaults and of the best combination.)
 """
 
 import argparse
@@ -57,7 +59,7 @@ def make_data(n_classes, dim, shots, n_test, seed=0):
     return X, y, X_test, y_test, W
 
 
-def run_one(method, data, shots, seed, tune, search, repeat):
+def run_one(method, data, shots, seed, tune, search, repeat, selection="best"):
     """Best of ``repeat`` study calls (the machine may be shared); peak memory of the last."""
     X, y, X_test, y_test, W = data
 
@@ -74,6 +76,7 @@ def run_one(method, data, shots, seed, tune, search, repeat):
             seeds=[seed],
             tune=tune,
             search=search,
+            selection=selection,
         ).iloc[0]
 
     seconds = [float(study()["seconds"]) for _ in range(repeat - 1)]
@@ -96,6 +99,7 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(_METHODS))
     parser.add_argument("--search", default="default", choices=["default", "reference"])
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--selection", default="best", choices=["best", "one_se", "paired"])
     parser.add_argument(
         "--repeat",
         type=int,
@@ -114,7 +118,7 @@ def main(argv=None):
     print(
         f"bench_studies: {shots} shots x {n_classes} classes x {dim}-d support "
         f"({shots * n_classes} rows, + {min(shots, 4) * n_classes} validation rows), "
-        f"{n_test} test rows, grids={args.search!r}; numpy {np.__version__}, "
+        f"{n_test} test rows, grids={args.search!r}, selection={args.selection!r}; numpy {np.__version__}, "
         f"{platform.processor() or platform.machine()}"
     )
     print(
@@ -124,7 +128,7 @@ def main(argv=None):
     for method in methods:
         for seed in [int(s) for s in args.seeds.split(",")]:
             plain = run_one(method, data, shots, seed, False, args.search, repeat)
-            tuned = run_one(method, data, shots, seed, True, args.search, repeat)
+            tuned = run_one(method, data, shots, seed, True, args.search, repeat, args.selection)
             chosen = ", ".join(f"{k}={v:g}" for k, v in tuned["params"].items()) or "-"
             print(
                 f"{method:>14} {seed:>4} {plain['seconds']:10.2f} {tuned['seconds']:9.2f} "

@@ -435,7 +435,7 @@ def _demo_summary(config, quick, unavailable, measured):
                 "other scenes, over the 'default' grids, keeping each method's defaults unless "
                 "the best combination beats them on the same validation rows by more than a "
                 "standard error widened for the grid's size (selection='paired'; on 12-48 "
-                "validation rows the argmax of 25-80 combinations beats the defaults by luck "
+                "validation rows the argmax of 7-80 combinations beats the defaults by luck "
                 "alone); scored on every scene in neither set."
                 if config["tune"]
                 else "every method at its default hyper-parameters; scored on every other scene."

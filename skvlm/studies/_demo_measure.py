@@ -28,12 +28,12 @@ from ._zoo import (
 # Models whose OTI gain the Cross the Gap claim compares with the study model's.
 OTI_MODELS = ("skvlm-tiny-slip", "skvlm-tiny-align")
 # The demo's validation sets are CoOp's min(k, 4) shots per class (12-48 rows), where
-# the argmax of a 25-80 point grid beats the defaults by luck alone: the demo keeps
+# the argmax of a 7-80 point grid beats the defaults by luck alone: the demo keeps
 # each method's defaults unless the best combination beats them row by row by more
 # than a standard error widened for the grid's size (select_params' "paired").
 # benchmarks/probe_tuning.py, 10 seeds on the demo's scenes, 3 Dec 2026, tuned -
-# untuned: "best" lost on APE (-0.60) and CODER (-0.43), "one_se" on APE (-0.13) and
-# CODER (-0.10); "paired" kept the defaults except for LDA at 2 shots (+0.61 overall).
+# untuned: "best" lost on APE (-0.57) and CODER (-0.43), "one_se" on APE (-0.14) and
+# CODER (-0.09); "paired" kept the defaults except for LDA at 2 shots (+0.61 overall).
 DEMO_SELECTION = "paired"
 # Labellings of the text→text (OVI) retrieval (captions must name the label).
 _TEXT_LABELINGS = ("shape", "background")
