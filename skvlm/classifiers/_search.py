@@ -14,6 +14,7 @@ fit and predict.
 
 import itertools
 import numbers
+from statistics import NormalDist
 
 import numpy as np
 from sklearn.base import clone
@@ -24,9 +25,10 @@ from .._sklearn import validate_parameter_constraints
 _SEARCHES = ("default", "reference")
 #: How a search picks among the grid's combinations (see :func:`select_params`).
 SELECTIONS = ("best", "one_se", "paired")
-# One standard error as a one-sided tail probability: "paired" with a single alternative
-# to the defaults asks for a gain of one standard error, as "one_se" does.
-_ONE_SE_TAIL = 0.15865525393145707  # 1 - Phi(1)
+# One standard error as a one-sided tail probability, 1 - Phi(1) = 0.159: "paired" with
+# a single alternative to the defaults asks for a gain of one standard error, as
+# "one_se" does.
+_ONE_SE_TAIL = 1.0 - NormalDist().cdf(1.0)
 
 
 def reference_range(low, high, n_steps):
@@ -313,8 +315,6 @@ def _search(estimator, X_support, y_support, X_val, y_val, grid, selection="best
 def _paired_choice(estimator, combos, default, best, X_support, y_support, X_val, y_val):
     """(index, fit) of the best combination if its paired gain over the defaults on
     the validation rows clears the Bonferroni-widened standard error, else the defaults'."""
-    from scipy.stats import norm
-
     fits = [
         clone(estimator).set_params(**combos[i]).fit(X_support, y_support) for i in (default, best)
     ]
@@ -323,7 +323,7 @@ def _paired_choice(estimator, combos, default, best, X_support, y_support, X_val
     if len(difference) < 2:  # no spread to test against: no evidence either way
         return default, fits[0]
     se = np.std(difference, ddof=1) / np.sqrt(len(difference))
-    z = norm.isf(_ONE_SE_TAIL / (len(combos) - 1))
+    z = NormalDist().inv_cdf(1.0 - _ONE_SE_TAIL / (len(combos) - 1))
     if difference.mean() > max(z * se, 0.0) + 1e-12:
         return best, fits[1]
     return default, fits[0]
