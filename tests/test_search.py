@@ -194,6 +194,42 @@ def test_paired_asks_for_more_evidence_the_more_combinations_the_grid_tries():
     assert select_params(estimator, X, y, X_val, y_val, many, selection="one_se")[0] == {"k": 6}
 
 
+class _Coin(ClassifierMixin, BaseEstimator):
+    """Right on each row with probability 0.7, independently for every ``k`` (rows carry
+    their label in the first column): every value of ``k`` is equally good."""
+
+    def __init__(self, k=0, trial=0):
+        self.k, self.trial = k, trial
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        y = np.asarray(X)[:, 0].astype(int)
+        right = np.random.default_rng([self.trial, self.k]).random(len(y)) < 0.7
+        return np.where(right, y, 1 - y)
+
+
+def test_paired_leaves_equally_good_defaults_at_most_at_its_nominal_rate():
+    # 63 alternatives no better than the defaults, 48 validation rows, 300 trials: the
+    # argmax leaves the defaults almost always, one_se (one test, not 63) most of the
+    # time; the paired rule at most 15.9 % of the time (the union bound), whatever the
+    # grid's size.
+    y_val = np.tile([0, 1], 24)
+    X_val = y_val[:, None].astype(float)
+    grid = {"k": list(range(64))}
+    left = {"best": 0, "one_se": 0, "paired": 0}
+    for trial in range(300):
+        estimator = _Coin(trial=trial)
+        for selection in left:
+            chosen = select_params(estimator, X_val, y_val, X_val, y_val, grid, selection)[0]
+            left[selection] += chosen["k"] != 0
+    assert left["best"] / 300 > 0.9
+    assert left["one_se"] / 300 > 0.5
+    assert left["paired"] / 300 <= 0.159
+
+
 def test_paired_credits_rows_both_get_right_where_one_se_cannot():
     # 100 rows, the first 4 labelled 1, grid {k: 0, 4}: one alternative, z = 1.
     # one_se: the defaults' 0.96 has se sqrt(0.96 * 0.04 / 100) = 0.0196 and the gain
