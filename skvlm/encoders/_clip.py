@@ -29,9 +29,12 @@ class CLIPEncoder(_BaseEncoder):
         results: half-precision weights on CUDA (bf16 where the GPU has bf16 units,
         else fp16; layer norms stay fp32, as in open_clip's own ``precision``), bf16
         weights on a CPU with native bf16 matrix units (AMX or AVX512-BF16), fp32
-        elsewhere. ``"fp32"`` is exact. The precision is part of every cache key. A
-        precision the device cannot run (fp16 on the CPU, bf16 on a GPU older than
-        Ampere) is a ``ValueError``.
+        elsewhere. Half-precision kernels may round a row differently with the size
+        of the batch it is encoded in (on an AMX CPU, up to 1e-3 per coordinate of
+        ``skvlm-tiny``'s unit-norm rows, measured): rows cached from batches of other
+        sizes agree to that level. ``"fp32"`` is exact. The precision is part of
+        every cache key. A precision the device cannot run (fp16 on the CPU, bf16 on
+        a GPU older than Ampere) is a ``ValueError``.
     normalize : bool, default=True
         L2-normalise each output row.
     cache : None, "memory", str, path or joblib.Memory, default=None
