@@ -7,9 +7,10 @@ the grid of a classifier as a ``GridSearchCV`` ``param_grid`` (a dict of lists),
 of two sizes: ``"default"``, a few values per parameter around the published optima
 that keep a study fast, and ``"reference"``, the reference code's own grid.
 :func:`select_params` scores a grid on a validation set (and only on it) and returns
-the best values; for the training-free classifiers it computes the affinities once per
-sharpness and treats the linear weights as a sweep, so a grid costs little more than one
-fit and predict.
+the best values, or, under the ``"one_se"`` and ``"paired"`` rules, the estimator's own
+values unless the best beats them clearly; for the training-free classifiers it computes
+the affinities once per sharpness and treats the linear weights as a sweep, so a grid
+costs little more than one fit and predict.
 """
 
 import itertools
