@@ -118,8 +118,8 @@ def main(argv=None):
     print(
         f"bench_studies: {shots} shots x {n_classes} classes x {dim}-d support "
         f"({shots * n_classes} rows, + {min(shots, 4) * n_classes} validation rows), "
-        f"{n_test} test rows, grids={args.search!r}, selection={args.selection!r}; numpy {np.__version__}, "
-        f"{platform.processor() or platform.machine()}"
+        f"{n_test} test rows, grids={args.search!r}, selection={args.selection!r}; "
+        f"numpy {np.__version__}, {platform.processor() or platform.machine()}"
     )
     print(
         f"{'method':>14} {'seed':>4} {'untuned s':>10} {'tuned s':>9} {'ratio':>6} "

@@ -249,8 +249,11 @@ def test_paired_keeps_the_defaults_on_one_validation_row_and_ties():
     estimator, X, y, _, _ = _first_rows_case(1, 1)
     one_row = select_params(estimator, X, y, [[0.0]], [1], {"k": [0, 1]}, selection="paired")
     assert one_row[0] == {"k": 0}  # one row has no spread to test a gain against
-    estimator, X, y, X_val, y_val = _first_rows_case(10, 0)  # every k > 0 only loses
-    grid = {"k": [3, 0, 1]}
+    # k=-5 predicts what the defaults predict (all 0) and comes first in the grid: the
+    # argmax takes it, the paired rule sees no gain and keeps the defaults.
+    estimator, X, y, X_val, y_val = _first_rows_case(10, 3)
+    grid = {"k": [-5, 0]}
+    assert select_params(estimator, X, y, X_val, y_val, grid)[0] == {"k": -5}
     assert select_params(estimator, X, y, X_val, y_val, grid, selection="paired")[0] == {"k": 0}
 
 
