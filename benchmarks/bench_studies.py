@@ -26,6 +26,7 @@ import tracemalloc
 
 import numpy as np
 
+from skvlm.classifiers._search import SELECTIONS
 from skvlm.studies import run_fewshot_study
 from skvlm.studies._methods import REGISTRY
 
@@ -99,7 +100,7 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(_METHODS))
     parser.add_argument("--search", default="default", choices=["default", "reference"])
     parser.add_argument("--seeds", default="0")
-    parser.add_argument("--selection", default="best", choices=["best", "one_se", "paired"])
+    parser.add_argument("--selection", default="best", choices=SELECTIONS)
     parser.add_argument(
         "--repeat",
         type=int,

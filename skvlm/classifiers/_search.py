@@ -307,7 +307,7 @@ def _search(estimator, X_support, y_support, X_val, y_val, grid, selection="best
                 best, fitted = default, None  # the search's fit was of another combination
         else:
             best, fitted = _paired_choice(
-                estimator, combos, default, best, X_support, y_support, X_val, y_val
+                estimator, combos, default, best, fitted, X_support, y_support, X_val, y_val
             )
     table = {"params": combos}
     for key in grid:
@@ -316,13 +316,18 @@ def _search(estimator, X_support, y_support, X_val, y_val, grid, selection="best
     return dict(combos[best]), table, fitted
 
 
-def _paired_choice(estimator, combos, default, best, X_support, y_support, X_val, y_val):
+def _paired_choice(estimator, combos, default, best, best_fit, X_support, y_support, X_val, y_val):
     """(index, fit) of the best combination if its paired gain over the defaults on
-    the validation rows clears the Bonferroni-widened standard error, else the defaults'."""
-    fits = [
-        clone(estimator).set_params(**combos[i]).fit(X_support, y_support) for i in (default, best)
-    ]
-    right = [np.asarray(fit.predict(X_val) == y_val, dtype=np.float64) for fit in fits]
+    the validation rows clears the Bonferroni-widened standard error, else the defaults'.
+
+    ``best_fit`` is the search's own fit of the best combination when it made one
+    (the linear probe's C path, a fit per combination), reused instead of a refit."""
+
+    def fit(i):
+        return clone(estimator).set_params(**combos[i]).fit(X_support, y_support)
+
+    fits = [fit(default), best_fit if best_fit is not None else fit(best)]
+    right = [np.asarray(model.predict(X_val) == y_val, dtype=np.float64) for model in fits]
     difference = right[1] - right[0]
     if len(difference) < 2:  # no spread to test against: no evidence either way
         return default, fits[0]
